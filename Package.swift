@@ -1,0 +1,94 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "dnsfence",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "dnsfence", targets: ["dnsfence"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLDNS",
+            pkgConfig: "ldns",
+            providers: [.apt(["libldns-dev"])]
+        ),
+        .target(
+            name: "DNSFenceWire",
+            dependencies: ["CLDNS"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DNSFencePolicy",
+            dependencies: ["DNSFenceWire"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DNSFenceConfig",
+            dependencies: [
+                "DNSFenceWire", "DNSFencePolicy",
+                .product(name: "Yams", package: "Yams"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DNSFenceResolve",
+            dependencies: [
+                "DNSFenceWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "DNSFenceServe",
+            dependencies: [
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "dnsfence",
+            dependencies: [
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig", "DNSFenceResolve", "DNSFenceServe",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DNSFenceWireTests",
+            dependencies: ["DNSFenceWire"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DNSFencePolicyTests",
+            dependencies: ["DNSFenceWire", "DNSFencePolicy"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DNSFenceConfigTests",
+            dependencies: ["DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,59 @@
+public import DNSFenceWire
+
+/// Compiles policy sources into a ``Policy`` and collects the warnings a careful operator
+/// wants to see (`dnsfence check`).
+public struct PolicyCompiler: Sendable {
+    public var publicSuffixes: PublicSuffixList
+
+    public init(publicSuffixes: PublicSuffixList = .embedded) {
+        self.publicSuffixes = publicSuffixes
+    }
+
+    /// The compiled policy and what looked suspicious.
+    public struct Output: Sendable {
+        public var policy: Policy
+        public var warnings: [PolicyWarning]
+    }
+
+    /// Reads every source (first error aborts the whole policy) and indexes the rules.
+    public func compile(
+        name: String, sources: [PolicySource], extraRules: [PolicyRule] = [],
+        allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain
+    ) throws(PolicyLoadError) -> Output {
+        var rules = extraRules
+        for source in sources {
+            rules += try RuleParser.rules(from: source)
+        }
+        let set = RuleSet(rules)
+        var warnings: [PolicyWarning] = []
+        for conflict in set.conflicts {
+            let same = conflict.kept.action == conflict.ignored.action
+            warnings.append(PolicyWarning(
+                file: conflict.ignored.id.file, line: conflict.ignored.id.line,
+                message: same
+                    ? "duplicate rule \(conflict.ignored.pattern) (already at \(conflict.kept.id))"
+                    : "rule \(conflict.ignored.pattern) (\(conflict.ignored.action.label)) conflicts with "
+                        + "\(conflict.kept.id) (\(conflict.kept.action.label)); the earlier rule wins"
+            ))
+        }
+        for rule in set.rules where rule.isWildcard && rule.action != .deny(nil) {
+            if case .deny = rule.action { continue }
+            if rule.name.isRoot {
+                warnings.append(PolicyWarning(
+                    file: rule.id.file, line: rule.id.line,
+                    message: "'\(rule.pattern)' allows every name: the policy filters nothing"
+                ))
+            } else if publicSuffixes.isPublicSuffix(rule.name) {
+                warnings.append(PolicyWarning(
+                    file: rule.id.file, line: rule.id.line,
+                    message: "'\(rule.pattern)' is a wildcard on the public suffix '\(rule.name)': "
+                        + "it allows names of unrelated owners"
+                ))
+            }
+        }
+        return Output(
+            policy: Policy(name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse),
+            warnings: warnings
+        )
+    }
+}

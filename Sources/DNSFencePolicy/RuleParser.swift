@@ -1,0 +1,224 @@
+import DNSFenceWire
+
+/// Turns the text of one policy file into rules. All or nothing: the first error aborts the
+/// file, so a policy is never half-applied.
+public enum RuleParser {
+    /// Parses `source` in its format.
+    public static func rules(from source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
+        switch source.format {
+        case .list: return try listRules(source)
+        case .rpz: return try rpzRules(source)
+        }
+    }
+
+    // MARK: Plain lists
+
+    static func listRules(_ source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
+        var rules: [PolicyRule] = []
+        var lineNumber = 0
+        for rawLine in source.text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let trimmed = line.trimmingSpaces()
+            if trimmed.isEmpty { continue }
+            guard !trimmed.contains(where: { $0 == " " || $0 == "\t" }) else {
+                throw PolicyLoadError(
+                    file: source.file, line: lineNumber,
+                    message: "expected one name per line, found '\(trimmed)'"
+                )
+            }
+            let id = RuleID(file: source.file, line: lineNumber)
+            let (name, wildcard) = try parsePattern(String(trimmed), id: id)
+            rules.append(PolicyRule(name: name, isWildcard: wildcard, action: .pass, id: id))
+        }
+        return rules
+    }
+
+    /// `name`, `*.name` or `*` (everything). Any other `*` is an error: dnsfence has no
+    /// partial-label wildcards.
+    static func parsePattern(_ text: String, id: RuleID) throws(PolicyLoadError) -> (DNSName, Bool) {
+        var body = Substring(text)
+        var wildcard = false
+        if body == "*" || body == "*." {
+            return (.root, true)
+        }
+        if body.hasPrefix("*.") {
+            wildcard = true
+            body = body.dropFirst(2)
+        }
+        guard !body.contains("*") else {
+            throw PolicyLoadError(
+                file: id.file, line: id.line,
+                message: "'\(text)': '*' is only allowed as the whole first label ('*.example.com')"
+            )
+        }
+        do {
+            return (try DNSName(String(body)).lowercased(), wildcard)
+        } catch {
+            throw PolicyLoadError(file: id.file, line: id.line, message: "'\(text)': \(error)")
+        }
+    }
+
+    // MARK: Response Policy Zones
+
+    /// RPZ action targets (draft-vixie-dnsop-dns-rpz section 4).
+    static let passthru: DNSName = "rpz-passthru."
+    static let dropTarget: DNSName = "rpz-drop."
+    static let tcpOnly: DNSName = "rpz-tcp-only."
+    static let wildcardRoot: DNSName = "*."
+    static let unsupportedTriggers: Set<String> = ["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"]
+
+    static func rpzRules(_ source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
+        let entries: [ZoneFileReader.Entry]
+        do {
+            entries = try ZoneFileReader.parse(source.text, file: source.file, origin: "rpz.invalid.")
+        } catch {
+            throw PolicyLoadError(file: error.file, line: error.line, message: error.message)
+        }
+        guard let first = entries.first else {
+            throw PolicyLoadError(file: source.file, line: 1, message: "RPZ zone has no records (it needs an SOA)")
+        }
+        guard first.record.type == .soa else {
+            throw PolicyLoadError(
+                file: source.file, line: first.line,
+                message: "an RPZ zone must start with its SOA record, found \(first.record.type)"
+            )
+        }
+        let apex = first.record.name
+
+        // Group records by (owner, wildcard) in file order so each owner becomes one rule.
+        struct Pending {
+            var name: DNSName
+            var wildcard: Bool
+            var line: Int
+            var actionLine: Int?
+            var action: PolicyAction?
+            var data: [DNSRecord]
+        }
+        var order: [DNSName: Int] = [:]
+        var wildcardOrder: [DNSName: Int] = [:]
+        var pending: [Pending] = []
+
+        for entry in entries.dropFirst() {
+            let record = entry.record
+            guard record.rrClass == .in else {
+                throw PolicyLoadError(file: source.file, line: entry.line, message: "class \(record.rrClass) is not IN")
+            }
+            guard var relative = record.name.relative(to: apex) else {
+                throw PolicyLoadError(
+                    file: source.file, line: entry.line,
+                    message: "owner \(record.name) is outside the zone \(apex) (write names relative to the zone)"
+                )
+            }
+            if relative.isEmpty {
+                if record.type == .ns || record.type == .soa { continue }
+                throw PolicyLoadError(
+                    file: source.file, line: entry.line,
+                    message: "\(record.type) at the zone apex has no meaning in an RPZ zone"
+                )
+            }
+            if let last = relative.last, unsupportedTriggers.contains(String(decoding: last, as: UTF8.self).lowercased()) {
+                throw PolicyLoadError(
+                    file: source.file, line: entry.line,
+                    message: "RPZ trigger '\(String(decoding: last, as: UTF8.self))' is not supported (only QNAME triggers)"
+                )
+            }
+            var wildcard = false
+            if relative.first.map({ $0.elementsEqual([UInt8(ascii: "*")]) }) == true {
+                wildcard = true
+                relative.removeFirst()
+            }
+            guard !relative.contains(where: { $0.contains(UInt8(ascii: "*")) }) else {
+                throw PolicyLoadError(
+                    file: source.file, line: entry.line,
+                    message: "'*' is only allowed as the whole first label of an owner name"
+                )
+            }
+            let name: DNSName
+            do {
+                name = try DNSName(labels: relative.map(Array.init)).lowercased()
+            } catch {
+                throw PolicyLoadError(file: source.file, line: entry.line, message: "\(error)")
+            }
+
+            var action: PolicyAction? = nil
+            if record.type == .cname, let target = record.target {
+                if target.isRoot {
+                    action = .deny(.nxdomain)
+                } else if target == wildcardRoot {
+                    action = .deny(.nodata)
+                } else if target == passthru {
+                    action = .pass
+                } else if target == dropTarget {
+                    action = .deny(.drop)
+                } else if target == tcpOnly {
+                    throw PolicyLoadError(
+                        file: source.file, line: entry.line, message: "rpz-tcp-only is not supported"
+                    )
+                } else if target.labels.first.map({ $0.elementsEqual([UInt8(ascii: "*")]) }) == true {
+                    throw PolicyLoadError(
+                        file: source.file, line: entry.line,
+                        message: "wildcard CNAME targets ('\(target)') are not supported"
+                    )
+                }
+            } else if record.type.isMetaType || record.type == .soa || record.type == .ns {
+                throw PolicyLoadError(
+                    file: source.file, line: entry.line,
+                    message: "\(record.type) records cannot be local data"
+                )
+            }
+
+            let key = wildcard ? wildcardOrder[name] : order[name]
+            if let index = key {
+                var existing = pending[index]
+                if let existingAction = existing.action {
+                    throw PolicyLoadError(
+                        file: source.file, line: entry.line,
+                        message: "\(existing.wildcard ? "*." : "")\(name) already has the action "
+                            + "'\(existingAction.label)' at line \(existing.actionLine ?? existing.line); "
+                            + "an RPZ action must be the name's only record"
+                    )
+                }
+                if action != nil {
+                    throw PolicyLoadError(
+                        file: source.file, line: entry.line,
+                        message: "\(existing.wildcard ? "*." : "")\(name) already has local data at line "
+                            + "\(existing.line); an RPZ action must be the name's only record"
+                    )
+                }
+                if record.type == .cname || existing.data.contains(where: { $0.type == .cname }) {
+                    throw PolicyLoadError(
+                        file: source.file, line: entry.line,
+                        message: "a CNAME cannot stand beside other data for \(name) (RFC 1034 3.6.2)"
+                    )
+                }
+                existing.data.append(record)
+                pending[index] = existing
+            } else {
+                let item = Pending(
+                    name: name, wildcard: wildcard, line: entry.line,
+                    actionLine: action == nil ? nil : entry.line, action: action,
+                    data: action == nil ? [record] : []
+                )
+                if wildcard { wildcardOrder[name] = pending.count } else { order[name] = pending.count }
+                pending.append(item)
+            }
+        }
+        return pending.map {
+            PolicyRule(
+                name: $0.name, isWildcard: $0.wildcard, action: $0.action ?? .localData($0.data),
+                id: RuleID(file: source.file, line: $0.line)
+            )
+        }
+    }
+}
+
+extension Substring {
+    func trimmingSpaces() -> Substring {
+        var s = self
+        while let c = s.first, c == " " || c == "\t" || c == "\r" { s = s.dropFirst() }
+        while let c = s.last, c == " " || c == "\t" || c == "\r" { s = s.dropLast() }
+        return s
+    }
+}

@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An IPv4 or IPv6 address as a value (no sockets involved).
+public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
+    /// Host byte order.
+    case v4(UInt32)
+    /// Network order bytes as two big-endian halves.
+    case v6(high: UInt64, low: UInt64)
+
+    /// Builds from 4 or 16 network-order bytes.
+    public init?<C: Collection>(bytes: C) where C.Element == UInt8 {
+        if bytes.count == 4 {
+            self = .v4(bytes.reduce(0) { $0 << 8 | UInt32($1) })
+        } else if bytes.count == 16 {
+            let a = Array(bytes)
+            let high = a[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let low = a[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            self = .v6(high: high, low: low)
+        } else {
+            return nil
+        }
+    }
+
+    /// Parses dotted-quad or RFC 4291 text (via `inet_pton`).
+    public init?(_ text: String) {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            self = .v4(UInt32(bigEndian: v4.s_addr))
+            return
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+            self.init(bytes: bytes)
+            return
+        }
+        return nil
+    }
+
+    /// Network-order bytes (4 or 16).
+    public var bytes: [UInt8] {
+        switch self {
+        case .v4(let value):
+            return [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
+        case .v6(let high, let low):
+            return (0..<8).map { UInt8(high >> (56 - 8 * UInt64($0)) & 0xFF) }
+                + (0..<8).map { UInt8(low >> (56 - 8 * UInt64($0)) & 0xFF) }
+        }
+    }
+
+    public var isIPv4: Bool {
+        if case .v4 = self { return true }
+        return false
+    }
+
+    /// Standard text form (`inet_ntop`).
+    public var description: String {
+        var buffer = [CChar](repeating: 0, count: 64)
+        var raw = bytes
+        let family = isIPv4 ? AF_INET : AF_INET6
+        let ok = raw.withUnsafeMutableBytes { ptr in
+            inet_ntop(family, ptr.baseAddress, &buffer, socklen_t(buffer.count)) != nil
+        }
+        guard ok else { return "?" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {
+        switch (lhs, rhs) {
+        case (.v4(let a), .v4(let b)): return a < b
+        case (.v4, .v6): return true
+        case (.v6, .v4): return false
+        case (.v6(let ah, let al), .v6(let bh, let bl)): return (ah, al) < (bh, bl)
+        }
+    }
+}
+
+/// An address prefix such as `10.200.0.0/24` or `fd00::/8`.
+public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    public let length: Int
+
+    /// Parses `ADDRESS/LEN` or a bare address (full length). Host bits must be zero.
+    public init?(_ text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 1 || parts.count == 2, let address = IPAddress(String(parts[0])) else { return nil }
+        let maxLength = address.isIPv4 ? 32 : 128
+        let length: Int
+        if parts.count == 2 {
+            guard let parsed = Int(parts[1]), parsed >= 0, parsed <= maxLength else { return nil }
+            length = parsed
+        } else {
+            length = maxLength
+        }
+        guard IPPrefix.mask(address, length) == address else { return nil }
+        self.address = address
+        self.length = length
+    }
+
+    public init(address: IPAddress, length: Int) {
+        self.address = IPPrefix.mask(address, length)
+        self.length = length
+    }
+
+    /// Whether `other` lies inside this prefix (same family only).
+    public func contains(_ other: IPAddress) -> Bool {
+        guard other.isIPv4 == address.isIPv4 else { return false }
+        return IPPrefix.mask(other, length) == address
+    }
+
+    public var description: String { "\(address)/\(length)" }
+
+    static func mask(_ address: IPAddress, _ length: Int) -> IPAddress {
+        switch address {
+        case .v4(let v):
+            return .v4(length == 0 ? 0 : v & ~UInt32(0) << UInt32(32 - length))
+        case .v6(let high, let low):
+            if length <= 64 {
+                return .v6(high: length == 0 ? 0 : high & ~UInt64(0) << UInt64(64 - length), low: 0)
+            }
+            return .v6(high: high, low: length == 128 ? low : low & ~UInt64(0) << UInt64(128 - length))
+        }
+    }
+}
