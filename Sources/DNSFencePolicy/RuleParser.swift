@@ -63,16 +63,16 @@ public enum RuleParser {
     // MARK: Response Policy Zones
 
     /// RPZ action targets (draft-vixie-dnsop-dns-rpz section 4).
-    static let passthru: DNSName = "rpz-passthru."
-    static let dropTarget: DNSName = "rpz-drop."
-    static let tcpOnly: DNSName = "rpz-tcp-only."
-    static let wildcardRoot: DNSName = "*."
+    static let passthru: DNSName = DNSName(constant: "rpz-passthru.")
+    static let dropTarget: DNSName = DNSName(constant: "rpz-drop.")
+    static let tcpOnly: DNSName = DNSName(constant: "rpz-tcp-only.")
+    static let wildcardRoot: DNSName = DNSName(constant: "*.")
     static let unsupportedTriggers: Set<String> = ["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"]
 
     static func rpzRules(_ source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
         let entries: [ZoneFileReader.Entry]
         do {
-            entries = try ZoneFileReader.parse(source.text, file: source.file, origin: "rpz.invalid.")
+            entries = try ZoneFileReader.parse(source.text, file: source.file, origin: DNSName(constant: "rpz.invalid."))
         } catch {
             throw PolicyLoadError(file: error.file, line: error.line, message: error.message)
         }

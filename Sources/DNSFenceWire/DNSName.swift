@@ -258,13 +258,13 @@ extension DNSName: Hashable {
     }
 }
 
-extension DNSName: ExpressibleByStringLiteral {
-    /// For literals in code and tests only; traps on an invalid name.
-    public init(stringLiteral value: String) {
+extension DNSName {
+    /// A name known valid at compile time (constants in code); traps if it is not.
+    package init(constant text: StaticString) {
         do {
-            try self.init(value)
+            try self.init(text.description)
         } catch {
-            preconditionFailure("invalid DNS name literal \(value): \(error)")
+            preconditionFailure("invalid DNS name constant \(text): \(error)")
         }
     }
 }
