@@ -107,12 +107,24 @@ public enum ZoneFileReader {
                     throw ParseError(file: file, line: Int(line) - 1, message: "$INCLUDE is not supported")
                 default:
                     let reason = String(cString: ldns_get_errorstr_by_id(status))
-                    throw ParseError(file: file, line: max(startLine, Int(line) - 1), message: reason)
+                    let at = max(startLine, Int(line) - 1)
+                    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                    let quoted = at >= 1 && at <= lines.count ? ": '\(lines[at - 1].trimmingCharacters(in: " \t\r"))'" : ""
+                    throw ParseError(file: file, line: at, message: reason + quoted)
                 }
             }
             return entries
         } }
         return try result.get()
+    }
+}
+
+extension Substring {
+    func trimmingCharacters(in set: String) -> Substring {
+        var s = self
+        while let c = s.first, set.contains(c) { s = s.dropFirst() }
+        while let c = s.last, set.contains(c) { s = s.dropLast() }
+        return s
     }
 }
 
