@@ -1,0 +1,136 @@
+public import DNSFencePolicy
+import DNSFenceWire
+
+/// The output of stages 2 and 3: a configuration that passed validation, with every policy
+/// compiled into an immutable ``Policy`` and a selector for clients.
+public struct CompiledConfiguration: Sendable {
+    public var configuration: ServerConfiguration
+    public var selector: ClientPolicySelector
+    public var warnings: [ConfigDiagnostic]
+
+    /// Total rules over all policies.
+    public var ruleCount: Int { selector.entries.values.reduce(0) { $0 + $1.policy.rules.count } }
+}
+
+/// Stages 2 (validate) and 3 (compile). Zone files are read through `readFile` so tests and
+/// `dnsfence check` see exactly what `serve` would.
+public struct ConfigurationCompiler: Sendable {
+    /// Reads a file's text or throws a message saying why not.
+    public typealias FileReader = @Sendable (String) throws -> String
+
+    public var readFile: FileReader
+    /// Directory that relative zone paths are taken from (the config file's); nil for the CWD.
+    public var baseDirectory: String?
+    public var publicSuffixes: PublicSuffixList
+
+    public init(readFile: @escaping FileReader, baseDirectory: String? = nil, publicSuffixes: PublicSuffixList = .embedded) {
+        self.readFile = readFile
+        self.baseDirectory = baseDirectory
+        self.publicSuffixes = publicSuffixes
+    }
+
+    /// Validates and compiles; throws every error found (warnings ride along in the error).
+    public func compile(_ config: ServerConfiguration) throws(ConfigurationError) -> CompiledConfiguration {
+        var diagnostics = validate(config)
+        var entries: [ClientPolicySelector.Entry] = []
+        let compiler = PolicyCompiler(publicSuffixes: publicSuffixes)
+        for policy in config.policies {
+            var sources: [PolicySource] = []
+            var readable = true
+            for zone in policy.zones {
+                let path = resolve(zone)
+                do {
+                    sources.append(PolicySource(file: zone, text: try readFile(path)))
+                } catch {
+                    readable = false
+                    diagnostics.append(ConfigDiagnostic(
+                        file: config.source, line: config.line("policies.\(policy.name)"),
+                        message: "policy '\(policy.name)': cannot read zone file '\(path)': \(error)"
+                    ))
+                }
+            }
+            if !policy.inlineAllow.isEmpty {
+                sources.append(PolicySource(file: "--allow", text: policy.inlineAllow.joined(separator: "\n"), format: .list))
+            }
+            guard readable else { continue }
+            do {
+                let output = try compiler.compile(name: policy.name, sources: sources, allowedTypes: policy.qtypes,
+                                                  denyResponse: policy.deny)
+                diagnostics += output.warnings.map {
+                    ConfigDiagnostic(file: $0.file, line: $0.line, severity: .warning, message: $0.message)
+                }
+                if output.policy.rules.count == 0 {
+                    diagnostics.append(ConfigDiagnostic(
+                        file: config.source, line: config.line("policies.\(policy.name)"), severity: .warning,
+                        message: "policy '\(policy.name)' has no rules: it denies every name"
+                    ))
+                }
+                entries.append(ClientPolicySelector.Entry(policy: output.policy, clients: policy.clients))
+            } catch {
+                diagnostics.append(ConfigDiagnostic(file: error.file, line: error.line, message: error.message))
+            }
+        }
+        if diagnostics.contains(where: { $0.severity == .error }) { throw ConfigurationError(diagnostics) }
+        return CompiledConfiguration(configuration: config, selector: ClientPolicySelector(entries), warnings: diagnostics)
+    }
+
+    func resolve(_ path: String) -> String {
+        guard let baseDirectory, !path.hasPrefix("/") else { return path }
+        return baseDirectory + "/" + path
+    }
+
+    /// Cross-checks that need the whole configuration.
+    func validate(_ config: ServerConfiguration) -> [ConfigDiagnostic] {
+        var out: [ConfigDiagnostic] = []
+        func error(_ key: String, _ message: String) {
+            out.append(ConfigDiagnostic(file: config.source, line: config.line(key), message: message))
+        }
+        func warning(_ key: String, _ message: String) {
+            out.append(ConfigDiagnostic(file: config.source, line: config.line(key), severity: .warning, message: message))
+        }
+        if config.listeners.isEmpty { error("listen", "no listeners: add 'listen:' or --listen ADDR:PORT") }
+        var seen = Set<Endpoint>()
+        let names = Set(config.policies.map(\.name))
+        let anyClients = config.policies.contains { !$0.clients.isEmpty }
+        for listener in config.listeners {
+            if !seen.insert(listener.endpoint).inserted { error("listen", "listener \(listener.endpoint) is given twice") }
+            if let policy = listener.policy, !names.contains(policy) {
+                error("listen", "listener \(listener.endpoint) names policy '\(policy)', which is not defined"
+                      + (names.isEmpty ? "" : " (defined: \(names.sorted().joined(separator: ", ")))"))
+            }
+            if listener.policy == nil && !anyClients {
+                error("listen", "listener \(listener.endpoint) has no policy and no policy lists 'clients': "
+                      + "every query would be refused")
+            }
+        }
+        if config.upstreams.isEmpty && config.policies.contains(where: { !$0.zones.isEmpty || !$0.inlineAllow.isEmpty }) {
+            error("upstreams", "no upstreams: allowed names could not be resolved (add 'upstreams:' or --upstream)")
+        }
+        for upstream in config.upstreams {
+            if let own = config.listeners.first(where: { $0.endpoint.covers(upstream) }) {
+                error("upstreams", "upstream \(upstream) is dnsfence's own listener \(own.endpoint): queries would loop")
+            }
+        }
+        var prefixes: [IPPrefix: String] = [:]
+        var sets: [String: String] = [:]
+        for policy in config.policies {
+            for prefix in policy.clients {
+                if let other = prefixes[prefix], other != policy.name {
+                    error("policies.\(policy.name)", "client prefix \(prefix) is in policies '\(other)' and '\(policy.name)'")
+                }
+                prefixes[prefix] = policy.name
+            }
+            if let fw = policy.firewall {
+                for set in [fw.ipv4Set, fw.ipv6Set].compactMap({ $0 }) {
+                    let key = "\(fw.netns ?? "-") \(fw.family) \(fw.table) \(set)"
+                    if let other = sets[key] {
+                        warning("policies.\(policy.name)", "policies '\(other)' and '\(policy.name)' publish into the "
+                                + "same set \(fw.family) \(fw.table) \(set): resolving in one opens egress for the other")
+                    }
+                    sets[key] = policy.name
+                }
+            }
+        }
+        return out
+    }
+}

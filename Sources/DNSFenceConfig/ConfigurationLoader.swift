@@ -1,0 +1,77 @@
+import DNSFencePolicy
+import DNSFenceWire
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The one way `serve` and `check` turn files and flags into a compiled configuration, so
+/// `check` validates exactly what a start would.
+public struct ConfigurationLoader: Sendable {
+    public init() {}
+
+    /// Loads `configPath` (or the embedded default), applies `overrides`, validates and compiles.
+    public func load(configPath: String?, overrides: ConfigurationOverrides) throws(ConfigurationError)
+        -> CompiledConfiguration
+    {
+        var base: ServerConfiguration
+        var baseDirectory: String? = nil
+        if let configPath {
+            let text: String
+            do {
+                text = try Self.readFile(configPath)
+            } catch {
+                throw ConfigurationError([ConfigDiagnostic(file: configPath, line: 0, message: "\(error)")])
+            }
+            base = try ConfigurationParser.parse(text, file: configPath)
+            if let slash = configPath.lastIndex(of: "/") { baseDirectory = String(configPath[..<slash]) }
+        } else {
+            base = DefaultConfiguration.make(resolvConf: (try? Self.readFile("/etc/resolv.conf")) ?? "")
+        }
+        let config = try overrides.apply(to: base)
+        let usesEmbedded = configPath == nil && overrides.allow.isEmpty && overrides.policyFiles.isEmpty
+        let suffixes = (try? Self.readFile("/usr/share/publicsuffix/public_suffix_list.dat"))
+            .map(PublicSuffixList.init(text:)) ?? .embedded
+        let compiler = ConfigurationCompiler(
+            readFile: { path in
+                // The default policy falls back to its embedded copy when zones/ is not here.
+                if usesEmbedded && path == DefaultConfiguration.zonePath,
+                   (try? ConfigurationLoader.readFile(path)) == nil {
+                    return DefaultConfiguration.zoneText
+                }
+                return try ConfigurationLoader.readFile(path)
+            },
+            baseDirectory: baseDirectory, publicSuffixes: suffixes
+        )
+        return try compiler.compile(config)
+    }
+
+    /// Reads a whole text file, or throws a message naming the OS error.
+    public static func readFile(_ path: String) throws -> String {
+        guard let file = fopen(path, "rb") else {
+            throw FileReadError(path: path, reason: String(cString: strerror(errno)))
+        }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buffer, 1, buffer.count, file)
+            if n > 0 { bytes.append(contentsOf: buffer[0..<n]) }
+            if n < buffer.count {
+                if ferror(file) != 0 { throw FileReadError(path: path, reason: String(cString: strerror(errno))) }
+                break
+            }
+        }
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw FileReadError(path: path, reason: "not UTF-8 text")
+        }
+        return text
+    }
+}
+
+/// A file could not be read.
+public struct FileReadError: Error, Sendable, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { reason }
+}

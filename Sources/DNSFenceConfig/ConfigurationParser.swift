@@ -1,0 +1,365 @@
+import DNSFencePolicy
+import DNSFenceWire
+import Yams
+
+/// Stage 1: YAML text → ``ServerConfiguration``. Unknown keys, wrong types and malformed values
+/// are reported with file, line and column; parsing goes on after an error so one run lists
+/// them all.
+public struct ConfigurationParser {
+    let file: String
+    private(set) var diagnostics: [ConfigDiagnostic] = []
+
+    public init(file: String) {
+        self.file = file
+    }
+
+    /// Parses `text`; throws ``ConfigurationError`` listing every problem found.
+    public static func parse(_ text: String, file: String) throws(ConfigurationError) -> ServerConfiguration {
+        var parser = ConfigurationParser(file: file)
+        let config = parser.parse(text)
+        guard !parser.diagnostics.contains(where: { $0.severity == .error }) else {
+            throw ConfigurationError(parser.diagnostics)
+        }
+        return config
+    }
+
+    mutating func error(_ node: Node?, _ message: String) {
+        diagnostics.append(ConfigDiagnostic(file: file, line: node?.mark?.line ?? 0, column: node?.mark?.column ?? 0,
+                                            message: message))
+    }
+
+    mutating func parse(_ text: String) -> ServerConfiguration {
+        var config = ServerConfiguration(source: file)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch let error as YamlError {
+            diagnostics.append(Self.diagnostic(error, file: file))
+            return config
+        } catch {
+            diagnostics.append(ConfigDiagnostic(file: file, line: 0, message: "\(error)"))
+            return config
+        }
+        guard let root else { return config }  // an empty file is the empty configuration
+        guard let top = mapping(root, "the configuration") else { return config }
+        for (key, value) in top {
+            config.lines[key.keyText] = key.node.mark?.line
+            switch key {
+            case "listen":
+                config.listeners = list(value, "listen").compactMap { listener($0) }
+            case "upstreams":
+                config.upstreams = list(value, "upstreams").compactMap { item in
+                    if case .scalar = item { return endpoint(item, defaultPort: 53) }
+                    guard let fields = mapping(item, "an upstream") else { return nil }
+                    var result: Endpoint? = nil
+                    for (k, v) in fields {
+                        switch k {
+                        case "address": result = endpoint(v, defaultPort: 53)
+                        default: unknownKey(k, in: "an upstream", known: ["address"])
+                        }
+                    }
+                    if result == nil && fields.keys.contains("address") == false { error(item, "an upstream needs 'address'") }
+                    return result
+                }
+            case "policies":
+                guard let entries = mapping(value, "policies") else { continue }
+                for (name, body) in entries {
+                    if let policy = policy(name: name.keyText, body) {
+                        config.lines["policies.\(policy.name)"] = name.node.mark?.line
+                        config.policies.append(policy)
+                    }
+                }
+            case "cache":
+                config.cache = cache(value)
+            case "metrics":
+                guard let fields = mapping(value, "metrics") else { continue }
+                for (k, v) in fields {
+                    switch k {
+                    case "listen": config.metrics = endpoint(v, defaultPort: nil)
+                    default: unknownKey(k, in: "metrics", known: ["listen"])
+                    }
+                }
+            case "log":
+                guard let fields = mapping(value, "log") else { continue }
+                for (k, v) in fields {
+                    switch k {
+                    case "queries":
+                        if let mode = choice(v, QueryLogMode.self, "log.queries") { config.queryLog = mode }
+                    default: unknownKey(k, in: "log", known: ["queries"])
+                    }
+                }
+            default:
+                unknownKey(key, in: "the configuration", known: ["listen", "upstreams", "policies", "cache", "metrics", "log"])
+            }
+        }
+        return config
+    }
+
+    // MARK: Sections
+
+    mutating func listener(_ node: Node) -> ListenerConfiguration? {
+        if case .scalar = node {
+            return endpoint(node, defaultPort: nil).map { ListenerConfiguration(endpoint: $0) }
+        }
+        guard let fields = mapping(node, "a listener") else { return nil }
+        var endpoint: Endpoint? = nil
+        var policy: String? = nil
+        for (k, v) in fields {
+            switch k {
+            case "address": endpoint = self.endpoint(v, defaultPort: nil)
+            case "policy": policy = string(v, "listen.policy")
+            default: unknownKey(k, in: "a listener", known: ["address", "policy"])
+            }
+        }
+        guard let endpoint else {
+            if !fields.keys.contains("address") { error(node, "a listener needs 'address' (ADDR:PORT)") }
+            return nil
+        }
+        return ListenerConfiguration(endpoint: endpoint, policy: policy)
+    }
+
+    mutating func policy(name: String, _ node: Node) -> PolicyConfiguration? {
+        guard let fields = mapping(node, "policy '\(name)'") else { return nil }
+        var policy = PolicyConfiguration(name: name)
+        guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+        else {
+            error(node, "policy name '\(name)' may use only letters, digits, '-' and '_'")
+            return nil
+        }
+        for (k, v) in fields {
+            switch k {
+            case "zones":
+                policy.zones = list(v, "zones").compactMap { string($0, "a zone path") }
+            case "allow":
+                policy.inlineAllow = list(v, "allow").compactMap { string($0, "an allowed name") }
+            case "clients":
+                policy.clients = list(v, "clients").compactMap { item in
+                    guard let text = string(item, "a client prefix") else { return nil }
+                    guard let prefix = IPPrefix(text) else {
+                        error(item, "'\(text)' is not an address prefix like 10.200.0.0/24 (host bits must be zero)")
+                        return nil
+                    }
+                    return prefix
+                }
+            case "deny":
+                if let deny = choice(v, DenyResponse.self, "deny") { policy.deny = deny }
+            case "qtypes":
+                var types = Set<DNSType>()
+                for item in list(v, "qtypes") {
+                    guard let text = string(item, "a query type") else { continue }
+                    guard let type = DNSType(mnemonic: text), !type.isMetaType || type == .any else {
+                        error(item, "'\(text)' is not a query type (A, AAAA, HTTPS, TXT, … or TYPEnnn)")
+                        continue
+                    }
+                    types.insert(type)
+                }
+                policy.qtypes = types
+            case "firewall":
+                policy.firewall = firewall(v)
+            default:
+                unknownKey(k, in: "policy '\(name)'", known: ["zones", "allow", "clients", "deny", "qtypes", "firewall"])
+            }
+        }
+        return policy
+    }
+
+    mutating func firewall(_ node: Node) -> FirewallConfiguration? {
+        guard let fields = mapping(node, "firewall") else { return nil }
+        var fw = FirewallConfiguration()
+        for (k, v) in fields {
+            switch k {
+            case "netns":
+                if let path = string(v, "netns") {
+                    if path.hasPrefix("/") { fw.netns = path } else { error(v, "netns must be an absolute path like /run/netns/NAME") }
+                }
+            case "table":
+                guard let text = string(v, "table") else { continue }
+                let parts = text.split(separator: " ")
+                if parts.count == 2, ["ip", "ip6", "inet"].contains(String(parts[0])), Self.isNftIdentifier(parts[1]) {
+                    fw.family = String(parts[0])
+                    fw.table = String(parts[1])
+                } else {
+                    error(v, "table must be 'FAMILY NAME' with FAMILY ip, ip6 or inet and NAME [A-Za-z][A-Za-z0-9_]*, got '\(text)'")
+                }
+            case "ipv4-set", "ipv6-set":
+                guard let text = string(v, k.keyText) else { continue }
+                guard Self.isNftIdentifier(Substring(text)) else {
+                    error(v, "\(k.keyText) '\(text)' is not a valid set name ([A-Za-z][A-Za-z0-9_]*, at most 63)")
+                    continue
+                }
+                if k.keyText == "ipv4-set" { fw.ipv4Set = text } else { fw.ipv6Set = text }
+            case "create":
+                if let flag = bool(v, "create") { fw.create = flag }
+            case "min-ttl":
+                if let d = duration(v, "min-ttl") { fw.minTTL = d }
+            case "max-ttl":
+                if let d = duration(v, "max-ttl") { fw.maxTTL = d }
+            case "grace":
+                if let d = duration(v, "grace") { fw.grace = d }
+            default:
+                unknownKey(k, in: "firewall", known: ["netns", "table", "ipv4-set", "ipv6-set", "create", "min-ttl", "max-ttl", "grace"])
+            }
+        }
+        if fw.ipv4Set == nil && fw.ipv6Set == nil { error(node, "firewall needs 'ipv4-set' and/or 'ipv6-set'") }
+        if fw.minTTL > fw.maxTTL { error(node, "firewall min-ttl (\(fw.minTTL)s) is larger than max-ttl (\(fw.maxTTL)s)") }
+        return fw
+    }
+
+    mutating func cache(_ node: Node) -> CacheConfiguration {
+        var cache = CacheConfiguration()
+        guard let fields = mapping(node, "cache") else { return cache }
+        for (k, v) in fields {
+            switch k {
+            case "max-entries":
+                if let text = string(v, "max-entries"), let n = Int(text), n >= 0 { cache.maxEntries = n } else {
+                    error(v, "max-entries must be a whole number ≥ 0")
+                }
+            case "min-ttl":
+                if let d = duration(v, "min-ttl") { cache.minTTL = d }
+            case "max-ttl":
+                if let d = duration(v, "max-ttl") { cache.maxTTL = d }
+            default:
+                unknownKey(k, in: "cache", known: ["max-entries", "min-ttl", "max-ttl"])
+            }
+        }
+        if cache.minTTL > cache.maxTTL { error(node, "cache min-ttl (\(cache.minTTL)s) is larger than max-ttl (\(cache.maxTTL)s)") }
+        return cache
+    }
+
+    // MARK: Value helpers
+
+    /// A mapping's entries in document order, with duplicate keys reported.
+    struct Entries: Sequence {
+        var pairs: [(Key, Node)]
+        var keys: Set<String> { Set(pairs.map(\.0.keyText)) }
+        func makeIterator() -> IndexingIterator<[(Key, Node)]> { pairs.makeIterator() }
+    }
+
+    /// A mapping key: its text and node (for positions). Matches string patterns in `switch`.
+    struct Key {
+        var keyText: String
+        var node: Node
+        static func ~= (pattern: String, key: Key) -> Bool { pattern == key.keyText }
+    }
+
+    mutating func mapping(_ node: Node, _ what: String) -> Entries? {
+        guard case .mapping(let mapping) = node else {
+            error(node, "\(what) must be a mapping of 'key: value' lines")
+            return nil
+        }
+        var seen: [String: Int] = [:]
+        var pairs: [(Key, Node)] = []
+        for (k, v) in mapping {
+            guard case .scalar(let scalar) = k else {
+                error(k, "keys in \(what) must be plain words")
+                continue
+            }
+            if let line = seen[scalar.string] {
+                error(k, "'\(scalar.string)' appears twice in \(what) (first at line \(line))")
+                continue
+            }
+            seen[scalar.string] = k.mark?.line ?? 0
+            pairs.append((Key(keyText: scalar.string, node: k), v))
+        }
+        return Entries(pairs: pairs)
+    }
+
+    mutating func list(_ node: Node, _ what: String) -> [Node] {
+        switch node {
+        case .sequence(let sequence): return Array(sequence)
+        case .scalar: return [node]  // a single value where a list is expected is a list of one
+        default:
+            error(node, "\(what) must be a list")
+            return []
+        }
+    }
+
+    mutating func string(_ node: Node, _ what: String) -> String? {
+        guard case .scalar(let scalar) = node else {
+            error(node, "\(what) must be a single value")
+            return nil
+        }
+        return scalar.string
+    }
+
+    mutating func bool(_ node: Node, _ what: String) -> Bool? {
+        guard let text = string(node, what) else { return nil }
+        switch text.lowercased() {
+        case "true", "yes", "on": return true
+        case "false", "no", "off": return false
+        default:
+            error(node, "\(what) must be true or false, got '\(text)'")
+            return nil
+        }
+    }
+
+    mutating func duration(_ node: Node, _ what: String) -> UInt32? {
+        guard let text = string(node, what) else { return nil }
+        guard let seconds = DurationParser.seconds(text) else {
+            error(node, "\(what) '\(text)' is not a duration like 30s, 5m, 1h, 1d")
+            return nil
+        }
+        return seconds
+    }
+
+    mutating func endpoint(_ node: Node, defaultPort: UInt16?) -> Endpoint? {
+        guard let text = string(node, "an address") else { return nil }
+        guard let endpoint = Endpoint(text, defaultPort: defaultPort) else {
+            error(node, "'\(text)' is not an address like 127.0.0.1:5353 or [::1]:5353"
+                  + (defaultPort == nil ? " (the port is required)" : ""))
+            return nil
+        }
+        return endpoint
+    }
+
+    mutating func choice<T: RawRepresentable & CaseIterable>(_ node: Node, _ type: T.Type, _ what: String) -> T?
+    where T.RawValue == String {
+        guard let text = string(node, what) else { return nil }
+        guard let value = T(rawValue: text.lowercased()) else {
+            error(node, "\(what) must be one of \(T.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+            return nil
+        }
+        return value
+    }
+
+    mutating func unknownKey(_ key: Key, in what: String, known: [String]) {
+        let hint = known.min { Self.distance($0, key.keyText) < Self.distance($1, key.keyText) }
+            .flatMap { Self.distance($0, key.keyText) <= 2 ? " (did you mean '\($0)'?)" : nil } ?? ""
+        error(key.node, "unknown key '\(key.keyText)' in \(what)\(hint); known keys: \(known.joined(separator: ", "))")
+    }
+
+    static func isNftIdentifier(_ text: Substring) -> Bool {
+        guard let first = text.first, first.isASCII, first.isLetter, text.count <= 63 else { return false }
+        return text.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "_") }
+    }
+
+    static func distance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var row = Array(0...b.count)
+        for i in 1...max(a.count, 1) where !a.isEmpty {
+            var previous = row[0]
+            row[0] = i
+            for j in stride(from: 1, through: b.count, by: 1) {
+                let current = row[j]
+                row[j] = min(row[j] + 1, row[j - 1] + 1, previous + (a[i - 1] == b[j - 1] ? 0 : 1))
+                previous = current
+            }
+        }
+        return row[b.count]
+    }
+
+    static func diagnostic(_ error: YamlError, file: String) -> ConfigDiagnostic {
+        switch error {
+        case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
+            .composer(_, let problem, let mark, _):
+            return ConfigDiagnostic(file: file, line: mark.line, column: mark.column, message: "YAML: \(problem)")
+        default:
+            return ConfigDiagnostic(file: file, line: 0, message: "YAML: \(error)")
+        }
+    }
+}
+
+extension ServerConfiguration {
+    /// Line of a top-level key, for messages (0 when unknown).
+    func line(_ key: String) -> Int { lines[key] ?? 0 }
+}

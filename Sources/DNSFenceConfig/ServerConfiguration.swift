@@ -1,0 +1,166 @@
+public import DNSFencePolicy
+public import DNSFenceWire
+
+/// An IP address and port, written `127.0.0.1:5353` or `[::1]:5353`.
+public struct Endpoint: Hashable, Sendable, CustomStringConvertible {
+    public var address: IPAddress
+    public var port: UInt16
+
+    public init(address: IPAddress, port: UInt16) {
+        self.address = address
+        self.port = port
+    }
+
+    /// Parses `ADDR:PORT`, `[ADDR6]:PORT`, or a bare address with `defaultPort`.
+    public init?(_ text: String, defaultPort: UInt16? = nil) {
+        var host = Substring(text)
+        var portText: Substring? = nil
+        if host.hasPrefix("[") {
+            guard let close = host.firstIndex(of: "]") else { return nil }
+            let rest = host[host.index(after: close)...]
+            host = host[host.index(after: host.startIndex)..<close]
+            if !rest.isEmpty {
+                guard rest.hasPrefix(":") else { return nil }
+                portText = rest.dropFirst()
+            }
+        } else if host.filter({ $0 == ":" }).count == 1, let colon = host.firstIndex(of: ":") {
+            portText = host[host.index(after: colon)...]
+            host = host[..<colon]
+        }
+        guard let address = IPAddress(String(host)) else { return nil }
+        if let portText {
+            guard let port = UInt16(portText), port > 0 else { return nil }
+            self.init(address: address, port: port)
+        } else {
+            guard let defaultPort else { return nil }
+            self.init(address: address, port: defaultPort)
+        }
+    }
+
+    public var description: String {
+        address.isIPv4 ? "\(address):\(port)" : "[\(address)]:\(port)"
+    }
+
+    /// Whether a socket bound to `self` would receive traffic sent to `other`.
+    public func covers(_ other: Endpoint) -> Bool {
+        guard port == other.port else { return false }
+        if address == other.address { return true }
+        switch address {
+        case .v4(0): return other.address.isIPv4
+        case .v6(0, 0): return true
+        default: return false
+        }
+    }
+}
+
+/// One listening address (UDP and TCP) and the policy its clients get.
+public struct ListenerConfiguration: Hashable, Sendable {
+    public var endpoint: Endpoint
+    /// The policy for every client of this listener; nil selects by client prefix.
+    public var policy: String?
+
+    public init(endpoint: Endpoint, policy: String? = nil) {
+        self.endpoint = endpoint
+        self.policy = policy
+    }
+}
+
+/// Where a policy's addresses are published (the Firewall layer acts on it).
+public struct FirewallConfiguration: Hashable, Sendable {
+    /// Network namespace path (`/run/netns/NAME`); nil is dnsfence's own.
+    public var netns: String?
+    public var family: String
+    public var table: String
+    public var ipv4Set: String?
+    public var ipv6Set: String?
+    public var create: Bool
+    public var minTTL: UInt32
+    public var maxTTL: UInt32
+    public var grace: UInt32
+
+    public init(netns: String? = nil, family: String = "inet", table: String = "dnsfence", ipv4Set: String? = nil,
+                ipv6Set: String? = nil, create: Bool = true, minTTL: UInt32 = 60, maxTTL: UInt32 = 86400,
+                grace: UInt32 = 30) {
+        self.netns = netns
+        self.family = family
+        self.table = table
+        self.ipv4Set = ipv4Set
+        self.ipv6Set = ipv6Set
+        self.create = create
+        self.minTTL = minTTL
+        self.maxTTL = maxTTL
+        self.grace = grace
+    }
+}
+
+/// One named policy as configured (before its zone files are read).
+public struct PolicyConfiguration: Hashable, Sendable {
+    public var name: String
+    public var zones: [String]
+    /// Names allowed directly (from `--allow`), compiled as a plain list.
+    public var inlineAllow: [String]
+    public var clients: [IPPrefix]
+    public var deny: DenyResponse
+    public var qtypes: Set<DNSType>
+    public var firewall: FirewallConfiguration?
+
+    public init(name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],
+                deny: DenyResponse = .nxdomain, qtypes: Set<DNSType> = Policy.defaultTypes,
+                firewall: FirewallConfiguration? = nil) {
+        self.name = name
+        self.zones = zones
+        self.inlineAllow = inlineAllow
+        self.clients = clients
+        self.deny = deny
+        self.qtypes = qtypes
+        self.firewall = firewall
+    }
+}
+
+/// Answer cache bounds.
+public struct CacheConfiguration: Hashable, Sendable {
+    public var maxEntries: Int
+    public var minTTL: UInt32
+    public var maxTTL: UInt32
+
+    public init(maxEntries: Int = 100_000, minTTL: UInt32 = 0, maxTTL: UInt32 = 86400) {
+        self.maxEntries = maxEntries
+        self.minTTL = minTTL
+        self.maxTTL = maxTTL
+    }
+}
+
+/// Which queries the query log records.
+public enum QueryLogMode: String, Hashable, Sendable, CaseIterable {
+    case off
+    case denied
+    case all
+}
+
+/// The whole configuration, typed. Produced by ``ConfigurationParser``, checked by
+/// ``ConfigurationCompiler``.
+public struct ServerConfiguration: Hashable, Sendable {
+    /// Where it came from (a path, or `<default>`), for messages.
+    public var source: String
+    public var listeners: [ListenerConfiguration]
+    public var upstreams: [Endpoint]
+    public var policies: [PolicyConfiguration]
+    public var cache: CacheConfiguration
+    public var metrics: Endpoint?
+    public var queryLog: QueryLogMode
+    /// Line of each item for messages at validation time (key path → line).
+    public var lines: [String: Int]
+
+    public init(source: String, listeners: [ListenerConfiguration] = [], upstreams: [Endpoint] = [],
+                policies: [PolicyConfiguration] = [], cache: CacheConfiguration = CacheConfiguration(),
+                metrics: Endpoint? = nil, queryLog: QueryLogMode = .denied, lines: [String: Int] = [:]) {
+        self.source = source
+        self.listeners = listeners
+        self.upstreams = upstreams
+        self.policies = policies
+        self.cache = cache
+        self.metrics = metrics
+        self.queryLog = queryLog
+        self.lines = lines
+    }
+}

@@ -1,0 +1,188 @@
+// DNSFenceResolve: forwarding to upstream resolvers and caching their answers. Knows nothing
+// of policy or firewalls; callers key the cache by policy so sandboxes never share answers.
+
+public import DNSFenceWire
+import Synchronization
+
+/// What identifies a cached answer: the policy that allowed it and the question, lower-cased,
+/// plus the DO and CD bits that change what an upstream returns.
+public struct CacheKey: Hashable, Sendable {
+    public var policy: String
+    public var name: DNSName
+    public var type: DNSType
+    public var dnssecOK: Bool
+    public var checkingDisabled: Bool
+
+    public init(policy: String, name: DNSName, type: DNSType, dnssecOK: Bool, checkingDisabled: Bool) {
+        self.policy = policy
+        self.name = name.lowercased()
+        self.type = type
+        self.dnssecOK = dnssecOK
+        self.checkingDisabled = checkingDisabled
+    }
+}
+
+/// A cached upstream answer: rcode, sections and flags as received, with TTLs to count down.
+public struct CachedAnswer: Sendable, Hashable {
+    public var rcode: DNSRCode
+    public var authenticData: Bool
+    public var answers: [DNSRecord]
+    public var authorities: [DNSRecord]
+    public var additionals: [DNSRecord]
+
+    public init(rcode: DNSRCode, authenticData: Bool, answers: [DNSRecord], authorities: [DNSRecord],
+                additionals: [DNSRecord]) {
+        self.rcode = rcode
+        self.authenticData = authenticData
+        self.answers = answers
+        self.authorities = authorities
+        self.additionals = additionals
+    }
+
+    /// The same answer with every TTL reduced by `elapsed` seconds.
+    public func aged(by elapsed: UInt32) -> CachedAnswer {
+        func age(_ records: [DNSRecord]) -> [DNSRecord] {
+            records.map { var r = $0; r.ttl = r.ttl > elapsed ? r.ttl - elapsed : 0; return r }
+        }
+        var copy = self
+        copy.answers = age(answers)
+        copy.authorities = age(authorities)
+        copy.additionals = age(additionals)
+        return copy
+    }
+}
+
+/// A bounded answer cache with LRU eviction, positive and negative (RFC 2308) entries, and an
+/// injected clock so TTL arithmetic is testable.
+public final class AnswerCache: Sendable {
+    /// Seconds on a monotonic clock.
+    public typealias Clock = @Sendable () -> UInt64
+
+    public struct Limits: Sendable {
+        public var maxEntries: Int
+        public var minTTL: UInt32
+        public var maxTTL: UInt32
+        /// Negative answers without an SOA are kept this long (RFC 2308 section 5 suggests not
+        /// caching them at all; a few seconds damps repeated misses).
+        public var negativeWithoutSOA: UInt32
+
+        public init(maxEntries: Int, minTTL: UInt32, maxTTL: UInt32, negativeWithoutSOA: UInt32 = 5) {
+            self.maxEntries = maxEntries
+            self.minTTL = minTTL
+            self.maxTTL = maxTTL
+            self.negativeWithoutSOA = negativeWithoutSOA
+        }
+    }
+
+    struct Entry {
+        var answer: CachedAnswer
+        var stored: UInt64
+        var expires: UInt64
+        var previous: CacheKey?
+        var next: CacheKey?
+    }
+
+    struct State {
+        var entries: [CacheKey: Entry] = [:]
+        var newest: CacheKey?
+        var oldest: CacheKey?
+        var hits = 0
+        var misses = 0
+        var evictions = 0
+
+        mutating func unlink(_ key: CacheKey) {
+            guard let entry = entries[key] else { return }
+            if let p = entry.previous { entries[p]?.next = entry.next } else { newest = entry.next }
+            if let n = entry.next { entries[n]?.previous = entry.previous } else { oldest = entry.previous }
+            entries[key]?.previous = nil
+            entries[key]?.next = nil
+        }
+
+        mutating func pushFront(_ key: CacheKey) {
+            entries[key]?.next = newest
+            entries[key]?.previous = nil
+            if let n = newest { entries[n]?.previous = key }
+            newest = key
+            if oldest == nil { oldest = key }
+        }
+    }
+
+    private let state = Mutex(State())
+    public let limits: Limits
+    private let now: Clock
+
+    public init(limits: Limits, clock: @escaping Clock) {
+        self.limits = limits
+        self.now = clock
+    }
+
+    /// The answer for `key` with TTLs counted down, or nil (expired entries are dropped).
+    public func lookup(_ key: CacheKey) -> CachedAnswer? {
+        let time = now()
+        return state.withLock { state in
+            guard let entry = state.entries[key] else {
+                state.misses += 1
+                return nil
+            }
+            guard entry.expires > time else {
+                state.unlink(key)
+                state.entries[key] = nil
+                state.misses += 1
+                return nil
+            }
+            state.unlink(key)
+            state.pushFront(key)
+            state.hits += 1
+            return entry.answer.aged(by: UInt32(time - entry.stored))
+        }
+    }
+
+    /// How long `answer` may be cached: the smallest answer TTL for a positive answer, the SOA
+    /// rule of RFC 2308 for a negative one, clamped to the limits. Nil: do not cache.
+    public func lifetime(of answer: CachedAnswer) -> UInt32? {
+        let raw: UInt32
+        switch answer.rcode {
+        case .noError where !answer.answers.isEmpty:
+            raw = answer.answers.map(\.ttl).min() ?? 0
+        case .noError, .nxDomain:
+            if let soa = answer.authorities.first(where: { $0.type == .soa }) {
+                raw = min(soa.ttl, soa.soaMinimum ?? soa.ttl)
+            } else {
+                raw = limits.negativeWithoutSOA
+            }
+        default:
+            return nil
+        }
+        let clamped = min(max(raw, limits.minTTL), limits.maxTTL)
+        return clamped == 0 ? nil : clamped
+    }
+
+    /// Stores `answer` (if cacheable), evicting the least recently used entry when full.
+    public func store(_ answer: CachedAnswer, for key: CacheKey) {
+        guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return }
+        let time = now()
+        var stored = answer
+        // Clamp record TTLs so what we hand out never exceeds the cache lifetime.
+        func clamp(_ records: [DNSRecord]) -> [DNSRecord] { records.map { var r = $0; r.ttl = min(r.ttl, ttl); return r } }
+        if ttl < (answer.answers.map(\.ttl).max() ?? 0) || limits.minTTL > 0 {
+            stored.answers = clamp(answer.answers).map { var r = $0; r.ttl = max(r.ttl, min(limits.minTTL, ttl)); return r }
+        }
+        stored.authorities = clamp(stored.authorities)
+        state.withLock { state in
+            if state.entries[key] != nil {
+                state.unlink(key)
+            } else if state.entries.count >= limits.maxEntries, let victim = state.oldest {
+                state.unlink(victim)
+                state.entries[victim] = nil
+                state.evictions += 1
+            }
+            state.entries[key] = Entry(answer: stored, stored: time, expires: time + UInt64(ttl))
+            state.pushFront(key)
+        }
+    }
+
+    /// Entry count, hits, misses and evictions so far.
+    public var statistics: (entries: Int, hits: Int, misses: Int, evictions: Int) {
+        state.withLock { ($0.entries.count, $0.hits, $0.misses, $0.evictions) }
+    }
+}

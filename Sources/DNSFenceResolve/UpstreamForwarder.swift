@@ -1,0 +1,229 @@
+public import DNSFenceWire
+public import Logging
+public import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Why no upstream produced an answer.
+public enum ForwardError: Error, Sendable, Hashable {
+    /// Every upstream timed out or could not be reached (EDE 23, Network Error).
+    case unreachable
+    /// Every upstream answered, but with SERVFAIL, REFUSED or garbage (EDE 22, No Reachable Authority).
+    case failed(DNSRCode)
+}
+
+/// Forwards questions to upstream resolvers (RFC 5452 care: a fresh socket with a random source
+/// port and a random ID per query, replies accepted only from the queried address and port with
+/// the same ID and question), retries over TCP on TC, fails over between upstreams and backs
+/// off from unhealthy ones, and coalesces identical questions in flight.
+public final class UpstreamForwarder: Sendable {
+    public struct Settings: Sendable {
+        public var upstreams: [SocketAddress]
+        /// Per-attempt timeout.
+        public var timeout: TimeAmount
+        /// Attempts per upstream in one resolution.
+        public var attemptsPerUpstream: Int
+
+        public init(upstreams: [SocketAddress], timeout: TimeAmount = .milliseconds(1500), attemptsPerUpstream: Int = 1) {
+            self.upstreams = upstreams
+            self.timeout = timeout
+            self.attemptsPerUpstream = attemptsPerUpstream
+        }
+    }
+
+    /// Outcome counters, for metrics and tests.
+    public struct Counters: Sendable {
+        public var sent = 0
+        public var answered = 0
+        public var timeouts = 0
+        public var tcpRetries = 0
+        public var coalesced = 0
+        public var rejectedReplies = 0
+    }
+
+    let settings: Settings
+    let group: any EventLoopGroup
+    let logger: Logger
+    private let inflight = Mutex<[CacheKey: Task<DNSMessage, any Error>]>([:])
+    private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
+    private let counters = Mutex(Counters())
+
+    public init(settings: Settings, group: any EventLoopGroup, logger: Logger) {
+        self.settings = settings
+        self.group = group
+        self.logger = logger
+    }
+
+    public var statistics: Counters { counters.withLock { $0 } }
+
+    /// Resolves `question`; identical concurrent questions (same `key`) share one upstream query.
+    public func resolve(_ question: DNSQuestion, key: CacheKey) async throws -> DNSMessage {
+        let (task, joined) = inflight.withLock { table -> (Task<DNSMessage, any Error>, Bool) in
+            if let running = table[key] { return (running, true) }
+            let task = Task { try await self.resolveUncoalesced(question, dnssecOK: key.dnssecOK, cd: key.checkingDisabled) }
+            table[key] = task
+            return (task, false)
+        }
+        if joined { counters.withLock { $0.coalesced += 1 } }
+        defer {
+            if !joined { _ = inflight.withLock { $0.removeValue(forKey: key) } }
+        }
+        return try await task.value
+    }
+
+    /// Upstream order for this resolution: healthy ones first (in configured order), then the
+    /// ones in back-off, so a total outage still gets tried.
+    func order() -> [Int] {
+        let now = NIODeadline.now()
+        let states = health.withLock { $0 }
+        let all = Array(settings.upstreams.indices)
+        let healthy = all.filter { (states[$0]?.until ?? .distantPast) <= now }
+        return healthy + all.filter { !healthy.contains($0) }
+    }
+
+    func record(_ index: Int, ok: Bool) {
+        health.withLock { table in
+            if ok {
+                table[index] = nil
+            } else {
+                let failures = (table[index]?.failures ?? 0) + 1
+                // 1 s, 2 s, 4 s … up to 60 s.
+                let seconds = min(Int64(1) << Int64(min(failures - 1, 6)), 60)
+                table[index] = (failures, .now() + .seconds(seconds))
+            }
+        }
+    }
+
+    func resolveUncoalesced(_ question: DNSQuestion, dnssecOK: Bool, cd: Bool) async throws -> DNSMessage {
+        var lastFailure: ForwardError = .unreachable
+        for index in order() {
+            let upstream = settings.upstreams[index]
+            for _ in 0..<settings.attemptsPerUpstream {
+                let query = DNSMessage(
+                    id: UInt16.random(in: 0...UInt16.max), recursionDesired: true, checkingDisabled: cd,
+                    questions: [question], edns: EDNS(udpPayloadSize: 1232, dnssecOK: dnssecOK)
+                )
+                counters.withLock { $0.sent += 1 }
+                do {
+                    var reply = try await exchangeUDP(query, with: upstream)
+                    if reply.truncated {
+                        counters.withLock { $0.tcpRetries += 1 }
+                        reply = try await exchangeTCP(query, with: upstream)
+                    }
+                    switch reply.rcode {
+                    case .noError, .nxDomain:
+                        record(index, ok: true)
+                        counters.withLock { $0.answered += 1 }
+                        return reply
+                    default:
+                        logger.debug("upstream answered with failure", metadata: [
+                            "upstream": "\(upstream)", "rcode": "\(reply.rcode)",
+                        ])
+                        record(index, ok: false)
+                        lastFailure = .failed(reply.rcode)
+                    }
+                } catch is UpstreamTimeout {
+                    counters.withLock { $0.timeouts += 1 }
+                    record(index, ok: false)
+                } catch {
+                    logger.debug("upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
+                    record(index, ok: false)
+                }
+            }
+        }
+        throw lastFailure
+    }
+
+    struct UpstreamTimeout: Error {}
+    struct BadReply: Error {}
+
+    /// Whether `reply` answers `query` (RFC 5452 section 4: ID and question must match).
+    static func matches(_ reply: DNSMessage, _ query: DNSMessage) -> Bool {
+        reply.isResponse && reply.id == query.id && reply.questions.count == 1
+            && reply.questions.first?.name == query.questions.first?.name
+            && reply.questions.first?.type == query.questions.first?.type
+            && reply.questions.first?.rrClass == query.questions.first?.rrClass
+    }
+
+    /// One UDP exchange on a fresh connected socket (the kernel picks a random ephemeral port
+    /// and drops datagrams from any other address or port).
+    func exchangeUDP(_ query: DNSMessage, with upstream: SocketAddress) async throws -> DNSMessage {
+        let bind = upstream.protocol == .inet6 ? "::" : "0.0.0.0"
+        let channel = try await DatagramBootstrap(group: group)
+            .bind(host: bind, port: 0) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
+                        wrappingChannelSynchronously: channel)
+                }
+            }
+        let timeout = settings.timeout
+        return try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: query.encoded())))
+            return try await withThrowingTaskGroup(of: DNSMessage.self) { group in
+                group.addTask {
+                    for try await envelope in inbound {
+                        guard envelope.remoteAddress == upstream else {
+                            self.counters.withLock { $0.rejectedReplies += 1 }
+                            continue
+                        }
+                        guard let reply = try? DNSMessage(decoding: Array(buffer: envelope.data)),
+                              Self.matches(reply, query) else {
+                            self.counters.withLock { $0.rejectedReplies += 1 }
+                            continue
+                        }
+                        return reply
+                    }
+                    throw BadReply()
+                }
+                group.addTask {
+                    try await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
+                    throw UpstreamTimeout()
+                }
+                defer { group.cancelAll() }
+                return try await group.next()!
+            }
+        }
+    }
+
+    /// One TCP exchange (RFC 7766 two-byte length framing).
+    func exchangeTCP(_ query: DNSMessage, with upstream: SocketAddress) async throws -> DNSMessage {
+        let timeout = settings.timeout
+        return try await withThrowingTaskGroup(of: DNSMessage.self) { group in
+            group.addTask {
+                let channel = try await ClientBootstrap(group: self.group)
+                    .connectTimeout(timeout)
+                    .connect(to: upstream) { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        }
+                    }
+                return try await channel.executeThenClose { inbound, outbound in
+                    let bytes = query.encoded()
+                    var out = ByteBuffer()
+                    out.writeInteger(UInt16(bytes.count))
+                    out.writeBytes(bytes)
+                    try await outbound.write(out)
+                    var pending = ByteBuffer()
+                    for try await chunk in inbound {
+                        var chunk = chunk
+                        pending.writeBuffer(&chunk)
+                        while let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
+                              pending.readableBytes >= 2 + Int(length) {
+                            pending.moveReaderIndex(forwardBy: 2)
+                            let frame = pending.readBytes(length: Int(length)) ?? []
+                            if let reply = try? DNSMessage(decoding: frame), Self.matches(reply, query) { return reply }
+                            self.counters.withLock { $0.rejectedReplies += 1 }
+                        }
+                    }
+                    throw BadReply()
+                }
+            }
+            group.addTask {
+                try await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
+                throw UpstreamTimeout()
+            }
+            defer { group.cancelAll() }
+            return try await group.next()!
+        }
+    }
+}

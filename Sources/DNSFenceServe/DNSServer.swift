@@ -1,0 +1,92 @@
+public import Logging
+public import NIOCore
+import NIOPosix
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Binds UDP and TCP on every listener address, one UDP socket per event loop sharing the port
+/// (SO_REUSEPORT), and serves until ``shutdown()``.
+public final class DNSServer: Sendable {
+    public struct Listener: Sendable {
+        public var address: SocketAddress
+        public var policy: String?
+
+        public init(address: SocketAddress, policy: String?) {
+            self.address = address
+            self.policy = policy
+        }
+    }
+
+    public struct Limits: Sendable {
+        /// Idle TCP connections are closed after this long (RFC 7766 6.2.3 suggests seconds).
+        public var tcpIdleTimeout: TimeAmount = .seconds(10)
+        /// Accepted TCP connections kept at once per listener; more wait in the kernel backlog.
+        public var tcpBacklog: Int32 = 1024
+
+        public init() {}
+    }
+
+    let group: any EventLoopGroup
+    let pipeline: QueryPipeline
+    let logger: Logger
+    let channels = Mutex<[any Channel]>([])
+
+    public init(group: any EventLoopGroup, pipeline: QueryPipeline, logger: Logger) {
+        self.group = group
+        self.pipeline = pipeline
+        self.logger = logger
+    }
+
+    /// Binds every listener; throws (and closes what was bound) if any address cannot be bound.
+    public func start(_ listeners: [Listener], limits: Limits = Limits()) async throws {
+        do {
+            for listener in listeners {
+                for loop in group.makeIterator() {
+                    let udp = try await DatagramBootstrap(group: loop)
+                        .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                        .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+                        .channelOption(.datagramVectorReadMessageCount, value: 16)
+                        .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
+                        .channelInitializer { [pipeline] channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(
+                                    UDPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy))
+                            }
+                        }
+                        .bind(to: listener.address).get()
+                    channels.withLock { $0.append(udp) }
+                }
+                let tcp = try await ServerBootstrap(group: group)
+                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .serverChannelOption(.backlog, value: limits.tcpBacklog)
+                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .childChannelInitializer { [pipeline] channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            let sync = channel.pipeline.syncOperations
+                            try sync.addHandler(IdleStateHandler(readTimeout: limits.tcpIdleTimeout))
+                            try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
+                            try sync.addHandler(TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy))
+                        }
+                    }
+                    .bind(to: listener.address).get()
+                channels.withLock { $0.append(tcp) }
+                logger.info("listening", metadata: ["address": "\(listener.address)", "policy": "\(listener.policy ?? "-")"])
+            }
+        } catch {
+            await shutdown()
+            throw error
+        }
+    }
+
+    /// Closes every listening socket.
+    public func shutdown() async {
+        let all = channels.withLock { channels in
+            defer { channels = [] }
+            return channels
+        }
+        for channel in all { try? await channel.close() }
+    }
+}

@@ -1,0 +1,224 @@
+// DNSFenceServe: the query pipeline (decode → policy → deny | local data | cache → forward)
+// and the UDP/TCP listeners that feed it.
+
+public import DNSFencePolicy
+public import DNSFenceResolve
+public import DNSFenceWire
+public import Logging
+
+/// Where a query arrived.
+public enum Transport: String, Sendable {
+    case udp
+    case tcp
+}
+
+/// What the pipeline needs to know about one query besides its bytes.
+public struct QueryContext: Sendable {
+    public var client: IPAddress
+    public var listenerPolicy: String?
+    public var transport: Transport
+
+    public init(client: IPAddress, listenerPolicy: String?, transport: Transport) {
+        self.client = client
+        self.listenerPolicy = listenerPolicy
+        self.transport = transport
+    }
+}
+
+/// The synchronous part's verdict: answer now, say nothing, or go upstream.
+public enum ImmediateOutcome: Sendable {
+    case respond([UInt8])
+    case drop
+    case forward(PendingForward)
+}
+
+/// A query that passed policy and missed the cache.
+public struct PendingForward: Sendable {
+    var query: DNSMessage
+    var question: DNSQuestion
+    var key: CacheKey
+    var maxUDPSize: Int
+    var transport: Transport
+}
+
+/// The query pipeline of DESIGN.md. Decisions are made synchronously where no I/O is needed
+/// (malformed input, denials, local data, cache hits); only upstream forwarding is async.
+public final class QueryPipeline: Sendable {
+    /// Our advertised and maximum UDP payload (DNS Flag Day 2020).
+    public static let maxUDPPayload = 1232
+
+    let selector: ClientPolicySelector
+    let cache: AnswerCache
+    let forwarder: UpstreamForwarder
+    let logger: Logger
+
+    public init(selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger) {
+        self.selector = selector
+        self.cache = cache
+        self.forwarder = forwarder
+        self.logger = logger
+    }
+
+    /// Handles one query end to end; nil means send nothing.
+    public func answer(_ bytes: [UInt8], context: QueryContext) async -> [UInt8]? {
+        switch process(bytes, context: context) {
+        case .respond(let response): return response
+        case .drop: return nil
+        case .forward(let pending): return await forward(pending)
+        }
+    }
+
+    /// The synchronous stage.
+    public func process(_ bytes: [UInt8], context: QueryContext) -> ImmediateOutcome {
+        // Fewer than 12 bytes cannot carry an ID to answer to; a response is never answered
+        // (answering responses lets two servers loop on each other).
+        guard bytes.count >= 12 else { return .drop }
+        guard bytes[2] & 0x80 == 0 else { return .drop }
+
+        let query: DNSMessage
+        do {
+            query = try DNSMessage(decoding: bytes)
+        } catch {
+            logger.debug("malformed query", metadata: ["client": "\(context.client)", "error": "\(error)"])
+            return .respond(Self.headerOnlyResponse(to: bytes, rcode: error.responseCode))
+        }
+        let maxUDP = context.transport == .udp ? Self.udpLimit(query.edns) : 65535
+        func respond(_ message: DNSMessage) -> ImmediateOutcome {
+            .respond(Self.fit(message, maxUDP: maxUDP))
+        }
+
+        guard query.opcode == .query else { return respond(Self.response(to: query, rcode: .notImp)) }
+        guard query.questions.count == 1, let question = query.question else {
+            return respond(Self.response(to: query, rcode: .formErr))
+        }
+        if let edns = query.edns, edns.version != 0 {
+            // RFC 6891 6.1.3: BADVERS, with our highest version (0) in the OPT record.
+            return respond(Self.response(to: query, rcode: .badVers))
+        }
+        guard question.rrClass == .in else { return respond(Self.response(to: query, rcode: .refused)) }
+        if question.type == .axfr || question.type == .ixfr || question.type == .opt {
+            return respond(Self.response(to: query, rcode: .refused))
+        }
+        guard let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy) else {
+            return respond(Self.response(
+                to: query, rcode: .refused,
+                error: ExtendedDNSError(ExtendedDNSError.prohibited, "dnsfence: no policy for this client")))
+        }
+
+        // RFC 8482: ANY is answered with a synthesized HINFO, never forwarded, for names the
+        // policy allows; the policy is asked as if for A.
+        let asked = question.type == .any ? DNSQuestion(name: question.name, type: .a) : question
+        let decision = policy.decide(asked)
+        switch decision {
+        case .deny(let deny, let error, _):
+            switch deny {
+            case .drop: return .drop
+            case .nxdomain: return respond(Self.response(to: query, rcode: .nxDomain, error: error))
+            case .nodata: return respond(Self.response(to: query, rcode: .noError, error: error))
+            case .refused: return respond(Self.response(to: query, rcode: .refused, error: error))
+            }
+        case .localData(let records, _):
+            if question.type == .any { return respond(Self.rfc8482(to: query)) }
+            var message = Self.response(to: query, rcode: .noError)
+            message.authoritative = true
+            message.answers = records
+            return respond(message)
+        case .pass:
+            if question.type == .any { return respond(Self.rfc8482(to: query)) }
+            let key = CacheKey(policy: policy.name, name: question.name, type: question.type,
+                               dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
+            if let cached = cache.lookup(key) {
+                return respond(Self.response(to: query, from: cached))
+            }
+            return .forward(PendingForward(query: query, question: question, key: key, maxUDPSize: maxUDP,
+                                           transport: context.transport))
+        }
+    }
+
+    /// The asynchronous stage: ask upstream, cache, answer.
+    public func forward(_ pending: PendingForward) async -> [UInt8] {
+        do {
+            let reply = try await forwarder.resolve(pending.question, key: pending.key)
+            let cached = CachedAnswer(rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
+                                      authorities: reply.authorities, additionals: reply.additionals)
+            cache.store(cached, for: pending.key)
+            return Self.fit(Self.response(to: pending.query, from: cached), maxUDP: pending.maxUDPSize)
+        } catch {
+            let ede: ExtendedDNSError
+            switch error as? ForwardError {
+            case .failed(let rcode)?:
+                ede = ExtendedDNSError(ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
+            default:
+                ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
+            }
+            return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+        }
+    }
+
+    // MARK: Building responses
+
+    /// The UDP payload limit for a client: 512 without EDNS (RFC 1035), else its advertised
+    /// size clamped to 512…1232.
+    static func udpLimit(_ edns: EDNS?) -> Int {
+        guard let edns else { return 512 }
+        return min(max(Int(edns.udpPayloadSize), 512), maxUDPPayload)
+    }
+
+    /// A response skeleton: ID, opcode, RD and CD copied, the question echoed as asked, RA set,
+    /// EDNS only for EDNS clients (RFC 6891 7).
+    static func response(to query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError? = nil) -> DNSMessage {
+        var message = DNSMessage(
+            id: query.id, isResponse: true, opcode: query.opcode, recursionDesired: query.recursionDesired,
+            recursionAvailable: true, checkingDisabled: query.checkingDisabled, rcode: rcode, questions: query.questions
+        )
+        if let edns = query.edns {
+            message.edns = EDNS(udpPayloadSize: UInt16(maxUDPPayload), dnssecOK: edns.dnssecOK,
+                                options: error.map { [$0.option] } ?? [])
+        }
+        return message
+    }
+
+    static func response(to query: DNSMessage, from cached: CachedAnswer) -> DNSMessage {
+        var message = response(to: query, rcode: cached.rcode)
+        message.answers = cached.answers
+        message.authorities = cached.authorities
+        message.additionals = cached.additionals
+        // AD only to clients that asked for DNSSEC-aware answers (RFC 6840 5.8).
+        message.authenticData = cached.authenticData && (query.authenticData || query.edns?.dnssecOK == true)
+        if query.edns?.dnssecOK != true {
+            let dnssec: Set<DNSType> = [.rrsig, .nsec, .nsec3, .ds, .dnskey]
+            message.answers.removeAll { dnssec.contains($0.type) }
+            message.authorities.removeAll { dnssec.contains($0.type) }
+            message.additionals.removeAll { dnssec.contains($0.type) }
+        }
+        return message
+    }
+
+    /// RFC 8482 section 4.2: a synthesized HINFO with CPU "RFC8482" and an empty OS.
+    static func rfc8482(to query: DNSMessage) -> DNSMessage {
+        var message = response(to: query, rcode: .noError)
+        let cpu = Array("RFC8482".utf8)
+        message.answers = [DNSRecord(name: query.questions[0].name, type: .hinfo, ttl: 3600,
+                                     rdata: [UInt8(cpu.count)] + cpu + [0])]
+        return message
+    }
+
+    /// FORMERR/NOTIMP for a message we could not decode: the header only, ID and opcode copied.
+    static func headerOnlyResponse(to bytes: [UInt8], rcode: DNSRCode) -> [UInt8] {
+        let flags = UInt16(bytes[2] & 0x79) << 8 | 0x0080 | (rcode.rawValue & 0x0F)  // opcode + RD, RA
+        return [bytes[0], bytes[1], UInt8(flags >> 8) | 0x80, UInt8(flags & 0xFF), 0, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// Encodes `message`; if it exceeds `maxUDP`, sends the question with TC set instead so the
+    /// client retries over TCP (RFC 7766 section 5).
+    static func fit(_ message: DNSMessage, maxUDP: Int) -> [UInt8] {
+        let bytes = message.encoded()
+        guard bytes.count > maxUDP else { return bytes }
+        var truncated = message
+        truncated.truncated = true
+        truncated.answers = []
+        truncated.authorities = []
+        truncated.additionals = []
+        return truncated.encoded()
+    }
+}

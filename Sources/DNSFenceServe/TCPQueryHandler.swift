@@ -1,0 +1,82 @@
+import DNSFenceWire
+import NIOCore
+
+/// Splits a TCP byte stream into DNS messages (RFC 1035 4.2.2: two-byte length prefix).
+struct DNSFrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self),
+              buffer.readableBytes >= 2 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 2)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
+        return .continue
+    }
+}
+
+/// Answers each framed query on a TCP connection. Several queries may be in flight at once and
+/// answers go out as they are ready, in any order (RFC 7766 6.2.1.1). Idle connections are
+/// closed by an `IdleStateHandler` in front of this handler.
+final class TCPQueryHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let pipeline: QueryPipeline
+    let listenerPolicy: String?
+    /// Queries answered asynchronously and not yet written; bounded per connection.
+    var outstanding = 0
+    static let maxOutstanding = 64
+
+    init(pipeline: QueryPipeline, listenerPolicy: String?) {
+        self.pipeline = pipeline
+        self.listenerPolicy = listenerPolicy
+    }
+
+    static func frame(_ bytes: [UInt8]) -> ByteBuffer {
+        var out = ByteBuffer()
+        out.reserveCapacity(bytes.count + 2)
+        out.writeInteger(UInt16(bytes.count))
+        out.writeBytes(bytes)
+        return out
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = Array(buffer: unwrapInboundIn(data))
+        guard let client = context.remoteAddress?.dnsfenceIP else {
+            context.close(promise: nil)
+            return
+        }
+        switch pipeline.process(bytes, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp)) {
+        case .drop:
+            return
+        case .respond(let response):
+            context.writeAndFlush(wrapOutboundOut(Self.frame(response)), promise: nil)
+        case .forward(let pending):
+            guard outstanding < Self.maxOutstanding else {
+                // A client that pipelines faster than upstreams answer is slowed, not buffered without bound.
+                context.close(promise: nil)
+                return
+            }
+            outstanding += 1
+            let pipeline = self.pipeline
+            let promise = context.eventLoop.makePromise(of: [UInt8].self)
+            promise.completeWithTask { await pipeline.forward(pending) }
+            promise.futureResult.assumeIsolated().whenSuccess { response in
+                self.outstanding -= 1
+                context.writeAndFlush(self.wrapOutboundOut(Self.frame(response)), promise: nil)
+            }
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent, outstanding == 0 {
+            context.close(promise: nil)
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

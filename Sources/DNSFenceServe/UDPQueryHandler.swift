@@ -1,0 +1,54 @@
+import DNSFenceWire
+import Logging
+import NIOCore
+
+/// Reads datagrams, runs the synchronous pipeline stage inline on the event loop, and writes
+/// the answer; queries that must go upstream continue in a task and write when done.
+final class UDPQueryHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    let pipeline: QueryPipeline
+    let listenerPolicy: String?
+
+    init(pipeline: QueryPipeline, listenerPolicy: String?) {
+        self.pipeline = pipeline
+        self.listenerPolicy = listenerPolicy
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        guard let client = envelope.remoteAddress.dnsfenceIP else { return }
+        let bytes = Array(buffer: envelope.data)
+        let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
+        switch pipeline.process(bytes, context: queryContext) {
+        case .drop:
+            return
+        case .respond(let response):
+            context.writeAndFlush(
+                wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: response))),
+                promise: nil)
+        case .forward(let pending):
+            let channel = context.channel
+            let remote = envelope.remoteAddress
+            let pipeline = self.pipeline
+            Task {
+                let response = await pipeline.forward(pending)
+                channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response)),
+                                      promise: nil)
+            }
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // ICMP errors for earlier answers surface here; a UDP listener keeps listening.
+    }
+}
+
+extension SocketAddress {
+    /// The IP address of an inet/inet6 socket address.
+    var dnsfenceIP: IPAddress? {
+        guard let ip = self.ipAddress else { return nil }
+        return IPAddress(ip)
+    }
+}

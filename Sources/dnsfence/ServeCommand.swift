@@ -1,0 +1,124 @@
+import ArgumentParser
+import DNSFenceConfig
+import DNSFencePolicy
+import DNSFenceResolve
+import DNSFenceServe
+import DNSFenceWire
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `dnsfence serve`: the resolver. Builds the services from the configuration; no logic here.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Answer DNS queries for allowlisted names; refuse everything else without forwarding it."
+    )
+
+    @OptionGroup var options: ConfigurationOptions
+
+    @Option(name: .long, help: "Event-loop threads (default: one per core).")
+    var threads: Int?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "dnsfence")
+
+        let compiled: CompiledConfiguration
+        do {
+            compiled = try ConfigurationLoader().load(configPath: options.config, overrides: options.overrides)
+        } catch {
+            for diagnostic in error.diagnostics { printError("\(diagnostic)") }
+            throw ExitCode(1)
+        }
+        for warning in compiled.warnings { logger.warning("\(warning)") }
+        let config = compiled.configuration
+        // Fail closed: publishing into nftables sets is not built yet, so a policy that asks
+        // for it must not run as if its sets were being kept.
+        if let policy = config.policies.first(where: { $0.firewall != nil }) {
+            printError("dnsfence: policy '\(policy.name)' has a firewall section, but nftables publishing is not "
+                       + "available in this build; refusing to start (use --no-firewall to serve without sets)")
+            throw ExitCode(1)
+        }
+
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
+        let upstreams = try config.upstreams.map { try SocketAddress(ipAddress: $0.address.description, port: Int($0.port)) }
+        let forwarder = UpstreamForwarder(settings: .init(upstreams: upstreams), group: group, logger: logger)
+        let cache = AnswerCache(
+            limits: .init(maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
+            clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
+        )
+        let pipeline = QueryPipeline(selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger)
+        let server = DNSServer(group: group, pipeline: pipeline, logger: logger)
+        do {
+            try await server.start(config.listeners.map {
+                DNSServer.Listener(
+                    address: try SocketAddress(ipAddress: $0.endpoint.address.description, port: Int($0.endpoint.port)),
+                    policy: $0.policy)
+            })
+        } catch {
+            printError("dnsfence: cannot listen: \(error)")
+            try? await group.shutdownGracefully()
+            throw ExitCode(1)
+        }
+        logger.info("ready", metadata: [
+            "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
+            "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
+        ])
+        let signal = await Self.waitForTermination()
+        logger.info("stopping", metadata: ["signal": "\(signal)"])
+        await server.shutdown()
+        try? await group.shutdownGracefully()
+    }
+
+    /// Suspends until SIGINT or SIGTERM.
+    static func waitForTermination() async -> Int32 {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
+            let queue = DispatchQueue(label: "dnsfence.signals")
+            let fired = SignalLatch(continuation)
+            queue.sync {
+            for sig in [SIGINT, SIGTERM] {
+                signal(sig, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                source.setEventHandler { fired.fire(sig) }
+                source.resume()
+                fired.retain(source)
+            }
+            }
+        }
+    }
+}
+
+/// Resumes a continuation once, from whichever signal comes first.
+/// `@unchecked Sendable`: every access happens on the one serial signal queue.
+final class SignalLatch: @unchecked Sendable {
+    private var continuation: CheckedContinuation<Int32, Never>?
+    private var sources: [any DispatchSourceSignal] = []
+
+    init(_ continuation: CheckedContinuation<Int32, Never>) { self.continuation = continuation }
+
+    func retain(_ source: any DispatchSourceSignal) { sources.append(source) }
+
+    func fire(_ signal: Int32) {
+        continuation?.resume(returning: signal)
+        continuation = nil
+    }
+}
+
+func printError(_ text: String) {
+    var line = text + "\n"
+    line.withUTF8 { _ = write(2, $0.baseAddress, $0.count) }
+}
