@@ -73,5 +73,9 @@ public struct ConfigurationLoader: Sendable {
 public struct FileReadError: Error, Sendable, CustomStringConvertible {
     public var path: String
     public var reason: String
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
     public var description: String { reason }
 }

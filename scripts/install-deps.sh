@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Installs every Debian package dnsfence's build and tests need (Debian 12, as root or via sudo).
+set -euo pipefail
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends \
+    pkg-config libldns-dev ldnsutils \
+    nftables libnftables-dev iproute2 \
+    dnsutils knot-dnsutils nsd publicsuffix >/dev/null
