@@ -89,6 +89,11 @@ let package = Package(
             dependencies: ["DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig"],
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "DNSFenceIntegrationTests",
+            dependencies: ["DNSFenceWire", "dnsfence"],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,178 @@
+import DNSFenceWire
+import Foundation
+import Testing
+
+/// Helpers to run real processes (dnsfence, nsd, dig, kdig) on loopback ports of their own.
+enum Harness {
+    /// The directory holding the built products (`dnsfence` next to the test bundle).
+    static var productsDirectory: URL {
+        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
+        var dir = exe.deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("dnsfence").path), dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir
+    }
+
+    static var dnsfence: String { productsDirectory.appendingPathComponent("dnsfence").path }
+
+    static func tool(_ name: String) -> String? {
+        for dir in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+            return "\(dir)/\(name)"
+        }
+        return nil
+    }
+
+    struct Result {
+        var status: Int32
+        var output: String
+    }
+
+    /// Runs a command to completion, stdout and stderr together.
+    static func run(_ path: String, _ arguments: [String]) throws -> Result {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+
+    /// A fresh temporary directory.
+    static func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("dnsfence-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    /// A port that was free a moment ago (bound to 0 and released).
+    static func freePort() -> UInt16 {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
+        }
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+        }
+        return UInt16(bigEndian: addr.sin_port)
+    }
+
+    /// Waits until `port` on 127.0.0.1 answers a DNS query over UDP.
+    static func waitForDNS(port: UInt16, name: String = "probe.invalid") throws {
+        for _ in 0..<100 {
+            if let dig = tool("dig"), let r = try? run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=1", name]),
+               r.output.contains("status:") {
+                return
+            }
+            usleep(100_000)
+        }
+        throw HarnessError.notReady("nothing answers DNS on port \(port)")
+    }
+}
+
+enum HarnessError: Error {
+    case notReady(String)
+}
+
+/// A running process (spawned with posix_spawn, output to a log file), stopped with SIGTERM.
+final class Background: @unchecked Sendable {
+    // @unchecked Sendable: `pid` is written once in init and read-only after; stop() is
+    // idempotent through waitpid's own bookkeeping.
+    let pid: pid_t
+    let log: URL
+
+    init(_ path: String, _ arguments: [String], log: URL) throws {
+        self.log = log
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, path, &actions, nil, argv, environ)
+        guard rc == 0 else { throw HarnessError.notReady("cannot start \(path): \(String(cString: strerror(rc)))") }
+        pid = child
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; reaps the child.
+    func stop() {
+        guard kill(pid, 0) == 0 else { return }
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        for _ in 0..<50 {
+            if waitpid(pid, &status, WNOHANG) == pid { return }
+            usleep(100_000)
+        }
+        kill(pid, SIGKILL)
+        waitpid(pid, &status, 0)
+    }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+}
+
+/// An authoritative nsd on a loopback port, serving `example.test`.
+final class NSDServer {
+    let port: UInt16
+    let directory: URL
+    let daemon: Background
+
+    static let zone = """
+        $ORIGIN example.test.
+        $TTL 300
+        @ IN SOA ns1.example.test. hostmaster.example.test. 1 3600 600 86400 60
+        @ IN NS ns1
+        ns1 IN A 127.0.0.1
+        www IN A 192.0.2.10
+        www IN A 192.0.2.11
+        www IN AAAA 2001:db8::10
+        alias IN CNAME www
+        short IN A 192.0.2.20
+        """
+
+    init() throws {
+        directory = try Harness.temporaryDirectory()
+        port = Harness.freePort()
+        var zone = Self.zone + "\n"
+        // A large answer: 60 TXT records of 100 bytes, far more than 1232 bytes.
+        for i in 0..<60 { zone += "big IN TXT \"\(String(repeating: "x", count: 96))\(String(format: "%04d", i))\"\n" }
+        try zone.write(to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
+        let d = directory.path
+        let conf = """
+            server:
+              ip-address: 127.0.0.1@\(port)
+              port: \(port)
+              username: ""
+              zonesdir: "\(d)"
+              database: ""
+              pidfile: "\(d)/nsd.pid"
+              xfrdfile: "\(d)/xfrd.state"
+              zonelistfile: "\(d)/zone.list"
+              logfile: "\(d)/nsd.log"
+              server-count: 1
+            remote-control:
+              control-enable: no
+            zone:
+              name: example.test
+              zonefile: example.test.zone
+            """
+        try conf.write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+        guard let nsd = Harness.tool("nsd") else { throw HarnessError.notReady("nsd is not installed") }
+        daemon = try Background(nsd, ["-d", "-c", "\(d)/nsd.conf"], log: directory.appendingPathComponent("nsd.out"))
+        try Harness.waitForDNS(port: port, name: "www.example.test")
+    }
+
+    deinit { daemon.stop() }
+}
