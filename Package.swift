@@ -73,6 +73,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "PolicyBenchmark",
+            dependencies: ["DNSFenceWire", "DNSFencePolicy"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "DNSFenceWireTests",
             dependencies: ["DNSFenceWire"],
@@ -90,8 +95,24 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DNSFenceResolveTests",
+            dependencies: ["DNSFenceWire", "DNSFenceResolve"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DNSFenceServeTests",
+            dependencies: [
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DNSFenceIntegrationTests",
             dependencies: ["DNSFenceWire", "dnsfence"],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
     ],

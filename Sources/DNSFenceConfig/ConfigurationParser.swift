@@ -71,6 +71,8 @@ public struct ConfigurationParser {
                 }
             case "cache":
                 config.cache = cache(value)
+            case "tcp":
+                config.tcp = tcp(value)
             case "metrics":
                 guard let fields = mapping(value, "metrics") else { continue }
                 for (k, v) in fields {
@@ -89,7 +91,7 @@ public struct ConfigurationParser {
                     }
                 }
             default:
-                unknownKey(key, in: "the configuration", known: ["listen", "upstreams", "policies", "cache", "metrics", "log"])
+                unknownKey(key, in: "the configuration", known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log"])
             }
         }
         return config
@@ -224,6 +226,28 @@ public struct ConfigurationParser {
         }
         if cache.minTTL > cache.maxTTL { error(node, "cache min-ttl (\(cache.minTTL)s) is larger than max-ttl (\(cache.maxTTL)s)") }
         return cache
+    }
+
+    mutating func tcp(_ node: Node) -> TCPConfiguration {
+        var tcp = TCPConfiguration()
+        guard let fields = mapping(node, "tcp") else { return tcp }
+        for (k, v) in fields {
+            switch k {
+            case "max-connections", "max-per-client":
+                guard let text = string(v, k.keyText), let n = Int(text), n >= 1 else {
+                    error(v, "\(k.keyText) must be a whole number ≥ 1")
+                    continue
+                }
+                if k.keyText == "max-connections" { tcp.maxConnections = n } else { tcp.maxPerClient = n }
+            case "idle-timeout":
+                if let d = duration(v, "idle-timeout"), d >= 1 { tcp.idleTimeout = d } else {
+                    error(v, "idle-timeout must be at least 1s")
+                }
+            default:
+                unknownKey(k, in: "tcp", known: ["max-connections", "max-per-client", "idle-timeout"])
+            }
+        }
+        return tcp
     }
 
     // MARK: Value helpers

@@ -130,6 +130,20 @@ public struct CacheConfiguration: Hashable, Sendable {
     }
 }
 
+/// DNS-over-TCP bounds (RFC 7766 section 6.2.3).
+public struct TCPConfiguration: Hashable, Sendable {
+    public var maxConnections: Int
+    public var maxPerClient: Int
+    /// Seconds a connection may stay without a query.
+    public var idleTimeout: UInt32
+
+    public init(maxConnections: Int = 1024, maxPerClient: Int = 256, idleTimeout: UInt32 = 10) {
+        self.maxConnections = maxConnections
+        self.maxPerClient = maxPerClient
+        self.idleTimeout = idleTimeout
+    }
+}
+
 /// Which queries the query log records.
 public enum QueryLogMode: String, Hashable, Sendable, CaseIterable {
     case off
@@ -146,6 +160,7 @@ public struct ServerConfiguration: Hashable, Sendable {
     public var upstreams: [Endpoint]
     public var policies: [PolicyConfiguration]
     public var cache: CacheConfiguration
+    public var tcp = TCPConfiguration()
     public var metrics: Endpoint?
     public var queryLog: QueryLogMode
     /// Line of each item for messages at validation time (key path → line).

@@ -23,8 +23,12 @@ public final class DNSServer: Sendable {
     public struct Limits: Sendable {
         /// Idle TCP connections are closed after this long (RFC 7766 6.2.3 suggests seconds).
         public var tcpIdleTimeout: TimeAmount = .seconds(10)
-        /// Accepted TCP connections kept at once per listener; more wait in the kernel backlog.
+        /// Pending connections the kernel queues before accept.
         public var tcpBacklog: Int32 = 1024
+        /// Open TCP connections at most (all listeners); the idlest is closed to admit a new one.
+        public var tcpMaxConnections = 1024
+        /// Open TCP connections per client address at most; likewise.
+        public var tcpMaxPerClient = 256
 
         public init() {}
     }
@@ -42,6 +46,8 @@ public final class DNSServer: Sendable {
 
     /// Binds every listener; throws (and closes what was bound) if any address cannot be bound.
     public func start(_ listeners: [Listener], limits: Limits = Limits()) async throws {
+        let registry = TCPConnectionRegistry(limits: .init(maxConnections: limits.tcpMaxConnections,
+                                                           maxPerClient: limits.tcpMaxPerClient))
         do {
             for listener in listeners {
                 for loop in group.makeIterator() {
@@ -68,7 +74,7 @@ public final class DNSServer: Sendable {
                             let sync = channel.pipeline.syncOperations
                             try sync.addHandler(IdleStateHandler(readTimeout: limits.tcpIdleTimeout))
                             try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
-                            try sync.addHandler(TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy))
+                            try sync.addHandler(TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry))
                         }
                     }
                     .bind(to: listener.address).get()

@@ -23,13 +23,28 @@ final class TCPQueryHandler: ChannelInboundHandler {
 
     let pipeline: QueryPipeline
     let listenerPolicy: String?
+    let registry: TCPConnectionRegistry
     /// Queries answered asynchronously and not yet written; bounded per connection.
     var outstanding = 0
     static let maxOutstanding = 64
 
-    init(pipeline: QueryPipeline, listenerPolicy: String?) {
+    init(pipeline: QueryPipeline, listenerPolicy: String?, registry: TCPConnectionRegistry) {
         self.pipeline = pipeline
         self.listenerPolicy = listenerPolicy
+        self.registry = registry
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        guard let client = context.remoteAddress?.dnsfenceIP, registry.admit(context.channel, client: client) else {
+            context.close(promise: nil)
+            return
+        }
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        registry.remove(context.channel)
+        context.fireChannelInactive()
     }
 
     static func frame(_ bytes: [UInt8]) -> ByteBuffer {
@@ -48,8 +63,9 @@ final class TCPQueryHandler: ChannelInboundHandler {
         }
         switch pipeline.process(bytes, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp)) {
         case .drop:
-            return
+            registry.activity(context.channel, busyDelta: 0)
         case .respond(let response):
+            registry.activity(context.channel, busyDelta: 0)
             context.writeAndFlush(wrapOutboundOut(Self.frame(response)), promise: nil)
         case .forward(let pending):
             guard outstanding < Self.maxOutstanding else {
@@ -58,11 +74,14 @@ final class TCPQueryHandler: ChannelInboundHandler {
                 return
             }
             outstanding += 1
+            registry.activity(context.channel, busyDelta: 1)
+            let registry = self.registry
             let pipeline = self.pipeline
             let promise = context.eventLoop.makePromise(of: [UInt8].self)
             promise.completeWithTask { await pipeline.forward(pending) }
             promise.futureResult.assumeIsolated().whenSuccess { response in
                 self.outstanding -= 1
+                registry.activity(context.channel, busyDelta: -1)
                 context.writeAndFlush(self.wrapOutboundOut(Self.frame(response)), promise: nil)
             }
         }

@@ -63,12 +63,16 @@ struct ServeCommand: AsyncParsableCommand {
         )
         let pipeline = QueryPipeline(selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger)
         let server = DNSServer(group: group, pipeline: pipeline, logger: logger)
+        var limits = DNSServer.Limits()
+        limits.tcpMaxConnections = config.tcp.maxConnections
+        limits.tcpMaxPerClient = config.tcp.maxPerClient
+        limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
         do {
             try await server.start(config.listeners.map {
                 DNSServer.Listener(
                     address: try SocketAddress(ipAddress: $0.endpoint.address.description, port: Int($0.endpoint.port)),
                     policy: $0.policy)
-            })
+            }, limits: limits)
         } catch {
             printError("dnsfence: cannot listen: \(error)")
             try? await group.shutdownGracefully()

@@ -1,0 +1,142 @@
+import DNSFenceWire
+import Foundation
+import Testing
+
+/// dnsfence against Debian's ldns-testns scripted to misbehave (Fixtures/faults.data).
+@Suite("upstream faults (ldns-testns)", .serialized)
+final class UpstreamFaultTests {
+    let testns: Background
+    let testnsPort: UInt16
+    let fence: Background
+    let port: UInt16
+
+    init() throws {
+        let directory = try Harness.temporaryDirectory()
+        let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/faults.data")
+        testnsPort = Harness.freePort()
+        let tool = try #require(Harness.tool("ldns-testns"), "ldns-testns (ldnsutils) is not installed")
+        testns = try Background(tool, ["-p", "\(testnsPort)", data.path], log: directory.appendingPathComponent("testns.log"))
+        try Harness.waitForDNS(port: testnsPort, name: "ok.fault.test")
+        port = Harness.freePort()
+        fence = try Background(Harness.dnsfence, [
+            "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(testnsPort)", "--allow", "*.fault.test",
+        ], log: directory.appendingPathComponent("dnsfence.log"))
+        try Harness.waitForDNS(port: port)
+    }
+
+    deinit {
+        fence.stop()
+        testns.stop()
+    }
+
+    func dig(_ args: [String]) throws -> String {
+        let dig = try #require(Harness.tool("dig"))
+        return try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=6"] + args).output
+    }
+
+    @Test("a TC answer over UDP is retried over TCP")
+    func truncatedRetriedOverTCP() throws {
+        #expect(try dig(["+short", "tc.fault.test", "A"]).contains("192.0.2.77"))
+    }
+
+    @Test("a reply with the wrong ID is ignored: SERVFAIL with EDE 23, never the forged address")
+    func wrongID() throws {
+        let out = try dig(["wrongid.fault.test", "A"])
+        #expect(out.contains("status: SERVFAIL"))
+        #expect(out.contains("EDE: 23"))
+        #expect(!out.contains("6.6.6.6"))
+    }
+
+    @Test("a reply for another question is ignored")
+    func wrongQuestion() throws {
+        let out = try dig(["wrongq.fault.test", "AAAA"])
+        #expect(out.contains("status: SERVFAIL"))
+        #expect(!out.contains("2001:db8::666"))
+    }
+
+    @Test("garbage is ignored")
+    func garbage() throws {
+        #expect(try dig(["garbage.fault.test", "A"]).contains("status: SERVFAIL"))
+    }
+
+    @Test("an upstream SERVFAIL becomes SERVFAIL with EDE 22")
+    func servfail() throws {
+        let out = try dig(["servfail.fault.test", "A"])
+        #expect(out.contains("status: SERVFAIL"))
+        #expect(out.contains("EDE: 22"))
+    }
+
+    @Test("a silent upstream times out into SERVFAIL, and the server keeps answering")
+    func timeout() throws {
+        #expect(try dig(["silent.fault.test", "A"]).contains("status: SERVFAIL"))
+        #expect(try dig(["+short", "ok.fault.test", "A"]).contains("192.0.2.88"))
+    }
+}
+
+@Suite("failover and TCP limits")
+struct FailoverAndTCPTests {
+    @Test("a dead first upstream fails over to the second")
+    func failover() throws {
+        let nsd = try NSDServer()
+        let dead = Harness.freePort()
+        let port = Harness.freePort()
+        let directory = try Harness.temporaryDirectory()
+        let fence = try Background(Harness.dnsfence, [
+            "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(dead)", "--upstream", "127.0.0.1:\(nsd.port)",
+            "--allow", "*.example.test",
+        ], log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        try Harness.waitForDNS(port: port)
+        let dig = try #require(Harness.tool("dig"))
+        let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=6", "+short", "www.example.test"])
+        #expect(out.output.contains("192.0.2.10"))
+    }
+
+    @Test("1,000 idle TCP connections do not stop a new TCP query; UDP keeps working")
+    func idleFlood() throws {
+        let nsd = try NSDServer()
+        let port = Harness.freePort()
+        let directory = try Harness.temporaryDirectory()
+        let yaml = """
+            listen: [127.0.0.1:\(port)]
+            upstreams: [127.0.0.1:\(nsd.port)]
+            policies:
+              p:
+                allow: ["*.example.test"]
+                clients: [127.0.0.0/8]
+            tcp: { max-connections: 200, max-per-client: 150, idle-timeout: 60s }
+            """
+        let config = directory.appendingPathComponent("flood.yaml")
+        try yaml.write(to: config, atomically: true, encoding: .utf8)
+        let fence = try Background(Harness.dnsfence, ["serve", "--config", config.path],
+                                   log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        try Harness.waitForDNS(port: port)
+
+        var sockets: [Int32] = []
+        defer { sockets.forEach { close($0) } }
+        for _ in 0..<1000 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            addr.sin_port = port.bigEndian
+            let rc = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            #expect(rc == 0)
+            sockets.append(fd)
+        }
+        usleep(500_000)
+        let kdig = try #require(Harness.tool("kdig"))
+        let tcp = try Harness.run(kdig, ["@127.0.0.1", "-p", "\(port)", "+tcp", "+retry=0", "+timeout=5", "+short",
+                                         "www.example.test", "A"])
+        #expect(tcp.output.contains("192.0.2.10"))
+        let dig = try #require(Harness.tool("dig"))
+        let udp = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+short", "www.example.test", "AAAA"])
+        #expect(udp.output.contains("2001:db8::10"))
+        // The server kept at most its limit open: the rest were closed as the idlest.
+        let ss = try Harness.run("/bin/sh", ["-c", "ss -Htn state established '( sport = :\(port) )' | wc -l"])
+        #expect((Int(ss.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 9999) <= 200)
+    }
+}

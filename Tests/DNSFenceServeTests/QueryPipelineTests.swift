@@ -1,0 +1,137 @@
+import DNSFencePolicy
+import DNSFenceResolve
+import DNSFenceServe
+import DNSFenceWire
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The synchronous pipeline stage, in process: protocol behaviour without sockets.
+struct PipelineFixture {
+    let pipeline: QueryPipeline
+
+    init() throws {
+        let policy = try PolicyCompiler().compile(
+            name: "p",
+            sources: [PolicySource(file: "t.rpz", text: """
+                $TTL 60
+                @ SOA a. b. 1 2 3 4 5
+                ok.test CNAME rpz-passthru.
+                proxy.test A 10.0.0.2
+                """)]
+        ).policy
+        let logger = Logger(label: "test")
+        let forwarder = UpstreamForwarder(settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
+                                          logger: logger)
+        let cache = AnswerCache(limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 600), clock: { 0 })
+        pipeline = QueryPipeline(selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
+                                 forwarder: forwarder, logger: logger)
+    }
+
+    func answer(_ bytes: [UInt8], transport: Transport = .udp) -> DNSMessage? {
+        let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: transport)
+        guard case .respond(let response) = pipeline.process(bytes, context: context) else { return nil }
+        return try? DNSMessage(decoding: response)
+    }
+
+    func answer(_ message: DNSMessage) -> DNSMessage? { answer(message.encoded()) }
+
+    static func query(_ name: String, _ type: DNSType = .a, edns: EDNS? = EDNS()) throws -> DNSMessage {
+        DNSMessage.query(id: 0x1234, DNSQuestion(name: try DNSName(name), type: type), edns: edns)
+    }
+}
+
+@Suite("Query pipeline protocol behaviour")
+struct QueryPipelineTests {
+    let f: PipelineFixture
+    init() throws { f = try PipelineFixture() }
+
+    @Test("QDCOUNT 0 or 2 → FORMERR")
+    func questionCount() throws {
+        var q = try PipelineFixture.query("ok.test")
+        q.questions.append(q.questions[0])
+        #expect(f.answer(q)?.rcode == .formErr)
+        q.questions = []
+        #expect(f.answer(q)?.rcode == .formErr)
+    }
+
+    @Test("an undecodable query gets FORMERR with its ID")
+    func formErr() {
+        let bytes: [UInt8] = [0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1]
+        let response = f.answer(bytes)
+        #expect(response?.rcode == .formErr)
+        #expect(response?.id == 0xABCD)
+        #expect(response?.isResponse == true)
+    }
+
+    @Test("responses and runts are dropped")
+    func dropped() throws {
+        var q = try PipelineFixture.query("ok.test")
+        q.isResponse = true
+        let context = QueryContext(client: .v4(1), listenerPolicy: "p", transport: .udp)
+        guard case .drop = f.pipeline.process(q.encoded(), context: context) else { Issue.record("expected drop"); return }
+        guard case .drop = f.pipeline.process([1, 2, 3], context: context) else { Issue.record("expected drop"); return }
+    }
+
+    @Test func notImp() throws {
+        var q = try PipelineFixture.query("ok.test")
+        q.opcode = .update
+        #expect(f.answer(q)?.rcode == .notImp)
+    }
+
+    @Test func badVers() throws {
+        let q = try PipelineFixture.query("ok.test", edns: EDNS(version: 1))
+        let r = f.answer(q)
+        #expect(r?.rcode == .badVers)
+        #expect(r?.edns?.version == 0)
+    }
+
+    @Test("class other than IN → REFUSED")
+    func chaos() throws {
+        var q = try PipelineFixture.query("ok.test", .txt)
+        q.questions[0].rrClass = .ch
+        #expect(f.answer(q)?.rcode == .refused)
+    }
+
+    @Test("EDNS is echoed only to EDNS clients, EDE only with EDNS")
+    func ednsEcho() throws {
+        let with = f.answer(try PipelineFixture.query("denied.test"))
+        #expect(with?.edns?.udpPayloadSize == 1232)
+        #expect(with?.edns?.extendedErrors.first?.infoCode == 15)
+        let without = f.answer(try PipelineFixture.query("denied.test", edns: nil))
+        #expect(without?.rcode == .nxDomain)
+        #expect(without?.edns == nil)
+    }
+
+    @Test("the question is echoed as asked; RA set; local data is authoritative")
+    func echo() throws {
+        let r = try #require(f.answer(try PipelineFixture.query("PrOxY.TeSt")))
+        #expect(r.questions[0].name.wire == (try DNSName("PrOxY.TeSt")).wire)
+        #expect(r.recursionAvailable)
+        #expect(r.authoritative)
+        #expect(r.answers.first?.address == IPAddress("10.0.0.2"))
+        #expect(r.answers.first?.name.wire == (try DNSName("PrOxY.TeSt")).wire)
+        #expect(r.id == 0x1234)
+    }
+
+    @Test("a client with no policy is refused with EDE 18")
+    func noPolicy() throws {
+        let context = QueryContext(client: .v4(1), listenerPolicy: "other", transport: .udp)
+        guard case .respond(let bytes) = f.pipeline.process(try PipelineFixture.query("ok.test").encoded(), context: context)
+        else { Issue.record("expected an answer"); return }
+        let r = try DNSMessage(decoding: bytes)
+        #expect(r.rcode == .refused)
+        #expect(r.edns?.extendedErrors.first?.infoCode == 18)
+    }
+
+    @Test("an allowed name that misses the cache goes upstream; AXFR is refused")
+    func forwardAndAXFR() throws {
+        let context = QueryContext(client: .v4(1), listenerPolicy: "p", transport: .udp)
+        guard case .forward = f.pipeline.process(try PipelineFixture.query("ok.test").encoded(), context: context) else {
+            Issue.record("expected forward")
+            return
+        }
+        #expect(f.answer(try PipelineFixture.query("ok.test", .axfr))?.rcode == .refused)
+    }
+}
