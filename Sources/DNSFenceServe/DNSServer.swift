@@ -87,6 +87,19 @@ public final class DNSServer: Sendable {
         }
     }
 
+    /// Waits (up to `timeout`) for queries in flight upstream to be answered, then closes every
+    /// socket: a SIGTERM does not cut off answers that are on their way.
+    public func drainAndShutdown(timeout: Duration = .seconds(3)) async {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while pipeline.inflightCount > 0 && clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        // Let the last answers reach their sockets before closing them.
+        try? await Task.sleep(for: .milliseconds(20))
+        await shutdown()
+    }
+
     /// Closes every listening socket.
     public func shutdown() async {
         let all = channels.withLock { channels in

@@ -5,6 +5,7 @@ public import DNSFencePolicy
 public import DNSFenceResolve
 public import DNSFenceWire
 public import Logging
+import Synchronization
 
 /// Where a query arrived.
 public enum Transport: String, Sendable {
@@ -51,6 +52,10 @@ public final class QueryPipeline: Sendable {
     let cache: AnswerCache
     let forwarder: UpstreamForwarder
     let logger: Logger
+    private let inflight = Atomic<Int>(0)
+
+    /// Queries waiting for an upstream right now.
+    public var inflightCount: Int { inflight.load(ordering: .relaxed) }
 
     public init(selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger) {
         self.selector = selector
@@ -137,6 +142,8 @@ public final class QueryPipeline: Sendable {
 
     /// The asynchronous stage: ask upstream, cache, answer.
     public func forward(_ pending: PendingForward) async -> [UInt8] {
+        inflight.add(1, ordering: .relaxed)
+        defer { inflight.subtract(1, ordering: .relaxed) }
         do {
             let reply = try await forwarder.resolve(pending.question, key: pending.key)
             let cached = CachedAnswer(rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,

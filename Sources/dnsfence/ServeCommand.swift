@@ -83,8 +83,8 @@ struct ServeCommand: AsyncParsableCommand {
             "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
         ])
         let signal = await Self.waitForTermination()
-        logger.info("stopping", metadata: ["signal": "\(signal)"])
-        await server.shutdown()
+        logger.info("stopping", metadata: ["signal": "\(signal)", "inflight": "\(pipeline.inflightCount)"])
+        await server.drainAndShutdown()
         try? await group.shutdownGracefully()
     }
 

@@ -66,6 +66,30 @@ final class UpstreamFaultTests {
         #expect(out.contains("EDE: 22"))
     }
 
+    @Test("SIGTERM while a query waits upstream: the answer is still delivered, then the process exits")
+    func gracefulShutdown() throws {
+        let dig = try #require(Harness.tool("dig"))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: dig)
+        process.arguments = ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=5", "+short", "slow.fault.test", "A"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        usleep(300_000)
+        kill(fence.pid, SIGTERM)
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(output.contains("192.0.2.99"))
+        var status: Int32 = 0
+        var exited = false
+        for _ in 0..<50 where !exited {
+            exited = waitpid(fence.pid, &status, WNOHANG) == fence.pid
+            if !exited { usleep(100_000) }
+        }
+        #expect(exited)
+        #expect(status == 0)
+    }
+
     @Test("a silent upstream times out into SERVFAIL, and the server keeps answering")
     func timeout() throws {
         #expect(try dig(["silent.fault.test", "A"]).contains("status: SERVFAIL"))
