@@ -9,6 +9,8 @@ public struct Policy: Sendable {
     public let rules: RuleSet
     public let allowedTypes: Set<DNSType>
     public let denyResponse: DenyResponse
+    /// The EDE for names no rule covers, built once (it is on every default-deny answer).
+    private let notAllowlisted: ExtendedDNSError
 
     public init(name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
                 denyResponse: DenyResponse = .nxdomain) {
@@ -16,6 +18,7 @@ public struct Policy: Sendable {
         self.rules = rules
         self.allowedTypes = allowedTypes
         self.denyResponse = denyResponse
+        self.notAllowlisted = ExtendedDNSError(ExtendedDNSError.blocked, "dnsfence: policy \(name): not allowlisted")
     }
 
     /// Decides what to do with `question`. Default deny.
@@ -28,11 +31,7 @@ public struct Policy: Sendable {
     ///   no record of that type means NODATA, not NXDOMAIN.
     public func decide(_ question: DNSQuestion) -> PolicyDecision {
         guard let rule = rules.match(question.name) else {
-            return .deny(
-                response: denyResponse,
-                error: ExtendedDNSError(ExtendedDNSError.blocked, "dnsfence: policy \(name): not allowlisted"),
-                rule: nil
-            )
+            return .deny(response: denyResponse, error: notAllowlisted, rule: nil)
         }
         switch rule.action {
         case .deny(let response):

@@ -15,48 +15,75 @@ public enum RuleParser {
 
     static func listRules(_ source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
         var rules: [PolicyRule] = []
-        var lineNumber = 0
-        for rawLine in source.text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var line = Substring(rawLine)
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            let trimmed = line.trimmingSpaces()
-            if trimmed.isEmpty { continue }
-            guard !trimmed.contains(where: { $0 == " " || $0 == "\t" }) else {
-                throw PolicyLoadError(
-                    file: source.file, line: lineNumber,
-                    message: "expected one name per line, found '\(trimmed)'"
-                )
+        var text = source.text
+        let result = text.withUTF8 { utf8 in
+            Result { () throws(PolicyLoadError) -> [PolicyRule] in
+                var lineNumber = 0
+                var lineStart = 0
+                let newline = UInt8(ascii: "\n")
+                while lineStart <= utf8.count {
+                    lineNumber += 1
+                    var lineEnd = lineStart
+                    while lineEnd < utf8.count && utf8[lineEnd] != newline { lineEnd += 1 }
+                    defer { lineStart = lineEnd + 1 }
+                    var end = lineEnd
+                    if let hash = utf8[lineStart..<lineEnd].firstIndex(of: UInt8(ascii: "#")) { end = hash }
+                    var start = lineStart
+                    while start < end && Self.isSpace(utf8[start]) { start += 1 }
+                    while end > start && Self.isSpace(utf8[end - 1]) { end -= 1 }
+                    if start == end { continue }
+                    let line = utf8[start..<end]
+                    let id = RuleID(file: source.file, line: lineNumber)
+                    guard !line.contains(where: { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }) else {
+                        throw PolicyLoadError(
+                            file: source.file, line: lineNumber,
+                            message: "expected one name per line, found '\(String(decoding: line, as: UTF8.self))'"
+                        )
+                    }
+                    let (name, wildcard) = try parsePattern(line, id: id)
+                    rules.append(PolicyRule(name: name, isWildcard: wildcard, action: .pass, id: id))
+                }
+                return rules
             }
-            let id = RuleID(file: source.file, line: lineNumber)
-            let (name, wildcard) = try parsePattern(String(trimmed), id: id)
-            rules.append(PolicyRule(name: name, isWildcard: wildcard, action: .pass, id: id))
         }
-        return rules
+        return try result.get()
+    }
+
+    static func isSpace(_ byte: UInt8) -> Bool {
+        byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") || byte == UInt8(ascii: "\r")
+    }
+
+    static func parsePattern(_ text: String, id: RuleID) throws(PolicyLoadError) -> (DNSName, Bool) {
+        var text = text
+        let result = text.withUTF8 { utf8 in
+            Result { () throws(PolicyLoadError) -> (DNSName, Bool) in try parsePattern(utf8[...], id: id) }
+        }
+        return try result.get()
     }
 
     /// `name`, `*.name` or `*` (everything). Any other `*` is an error: dnsfence has no
     /// partial-label wildcards.
-    static func parsePattern(_ text: String, id: RuleID) throws(PolicyLoadError) -> (DNSName, Bool) {
-        var body = Substring(text)
+    static func parsePattern(_ text: Slice<UnsafeBufferPointer<UInt8>>, id: RuleID) throws(PolicyLoadError)
+        -> (DNSName, Bool)
+    {
+        let star = UInt8(ascii: "*"), dot = UInt8(ascii: ".")
+        if text.elementsEqual([star]) || text.elementsEqual([star, dot]) { return (.root, true) }
+        var body = text
         var wildcard = false
-        if body == "*" || body == "*." {
-            return (.root, true)
-        }
-        if body.hasPrefix("*.") {
+        if body.count >= 2 && body[body.startIndex] == star && body[body.startIndex + 1] == dot {
             wildcard = true
             body = body.dropFirst(2)
         }
-        guard !body.contains("*") else {
+        guard !body.contains(star) else {
             throw PolicyLoadError(
                 file: id.file, line: id.line,
-                message: "'\(text)': '*' is only allowed as the whole first label ('*.example.com')"
+                message: "'\(String(decoding: text, as: UTF8.self))': '*' is only allowed as the whole first label ('*.example.com')"
             )
         }
         do {
-            return (try DNSName(String(body)).lowercased(), wildcard)
+            return (try DNSName(presentation: UnsafeBufferPointer(rebasing: body)).lowercased(), wildcard)
         } catch {
-            throw PolicyLoadError(file: id.file, line: id.line, message: "'\(text)': \(error)")
+            throw PolicyLoadError(file: id.file, line: id.line, message: "'\(String(decoding: text, as: UTF8.self))': \(error)")
         }
     }
 

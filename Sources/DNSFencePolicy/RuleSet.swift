@@ -1,5 +1,9 @@
 public import DNSFenceWire
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// An immutable index of rules with lookup cost independent of the number of rules.
 ///
 /// Instead of a pointer-linked label trie, every rule is keyed by its lower-cased wire name in
@@ -10,8 +14,8 @@ public import DNSFenceWire
 public struct RuleSet: Sendable {
     /// All rules in file order; the tables point into it.
     public let rules: [PolicyRule]
-    private let exact: [ArraySlice<UInt8>: Int32]
-    private let wildcard: [ArraySlice<UInt8>: Int32]
+    private let exact: [WireKey: Int32]
+    private let wildcard: [WireKey: Int32]
 
     /// Problems found while indexing (duplicates and conflicts; the first rule wins).
     public struct Conflict: Hashable, Sendable {
@@ -24,12 +28,12 @@ public struct RuleSet: Sendable {
     public init(_ rules: [PolicyRule]) {
         var kept: [PolicyRule] = []
         kept.reserveCapacity(rules.count)
-        var exact: [ArraySlice<UInt8>: Int32] = [:]
-        var wildcard: [ArraySlice<UInt8>: Int32] = [:]
+        var exact: [WireKey: Int32] = [:]
+        var wildcard: [WireKey: Int32] = [:]
         exact.reserveCapacity(rules.count)
         var conflicts: [Conflict] = []
         for rule in rules {
-            let key = rule.name.wire[...]
+            let key = WireKey(rule.name.wire[...])
             if let existing = rule.isWildcard ? wildcard[key] : exact[key] {
                 conflicts.append(Conflict(kept: kept[Int(existing)], ignored: rule))
                 continue
@@ -53,13 +57,31 @@ public struct RuleSet: Sendable {
     public func match(_ name: DNSName) -> PolicyRule? {
         var lower = name.wire
         DNSName.foldCase(&lower)
-        if let i = exact[lower[...]] { return rules[Int(i)] }
+        if let i = exact[WireKey(lower[...])] { return rules[Int(i)] }
         guard !wildcard.isEmpty else { return nil }
         var offset = 0
         while lower[offset] != 0 {
             offset += 1 + Int(lower[offset])
-            if let i = wildcard[lower[offset...]] { return rules[Int(i)] }
+            if let i = wildcard[WireKey(lower[offset...])] { return rules[Int(i)] }
         }
         return nil
+    }
+}
+
+/// A lower-cased wire name (or a suffix of one) as a hash key, hashed in bulk: Swift's
+/// `ArraySlice` hashes element by element, which dominated lookups with a million rules.
+struct WireKey: Hashable, @unchecked Sendable {
+    // @unchecked Sendable: an immutable slice of an immutable array.
+    let bytes: ArraySlice<UInt8>
+
+    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
+
+    func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
+    static func == (a: WireKey, b: WireKey) -> Bool {
+        guard a.bytes.count == b.bytes.count else { return false }
+        return a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
     }
 }

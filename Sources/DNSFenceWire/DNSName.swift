@@ -64,60 +64,87 @@ public struct DNSName: Sendable, CustomStringConvertible {
     /// escapes). Every name is taken as absolute. Non-ASCII labels are rejected with the
     /// A-label (RFC 5891) that should be written instead.
     public init(_ text: String) throws(DNSNameError) {
-        if text == "." || text.isEmpty {
-            guard text == "." else { throw .emptyName }
+        var text = text
+        let result = text.withUTF8 { utf8 in
+            Result { () throws(DNSNameError) -> DNSName in try DNSName(presentation: utf8) }
+        }
+        self = try result.get()
+    }
+
+    /// Parses presentation format from UTF-8 bytes in one pass, writing wire form directly.
+    public init(presentation utf8: UnsafeBufferPointer<UInt8>) throws(DNSNameError) {
+        if utf8.isEmpty { throw .emptyName }
+        if utf8.count == 1 && utf8.first == UInt8(ascii: ".") {
             self = .root
             return
         }
-        var labels: [[UInt8]] = []
-        var current: [UInt8] = []
-        var sawNonASCII = false
-        let utf8 = Array(text.utf8)
-        var i = 0
+        var wire: [UInt8] = []
+        wire.reserveCapacity(utf8.count + 2)
+        var labelStart = 0
+        wire.append(0)  // length placeholder of the first label
+        var nonASCII = false
+        var i = utf8.startIndex
         func finishLabel() throws(DNSNameError) {
-            guard !current.isEmpty else { throw .emptyLabel }
-            if sawNonASCII {
-                let label = String(decoding: current, as: UTF8.self)
-                throw .nonASCII(label: label, aLabel: Punycode.aLabel(for: label) ?? "?")
+            let length = wire.count - labelStart - 1
+            guard length > 0 else { throw .emptyLabel }
+            let label = Array(wire[(labelStart + 1)...])
+            if nonASCII {
+                let text = String(decoding: label, as: UTF8.self)
+                throw .nonASCII(label: text, aLabel: Punycode.aLabel(for: text) ?? "?")
             }
-            labels.append(current)
-            current = []
+            guard length <= Self.maxLabelLength else {
+                throw .labelTooLong(label: String(decoding: label, as: UTF8.self), length: length)
+            }
+            wire[labelStart] = UInt8(length)
         }
-        while i < utf8.count {
+        var endedWithDot = false
+        while i != utf8.endIndex {
             let c = utf8[i]
+            endedWithDot = false
             if c == UInt8(ascii: ".") {
                 try finishLabel()
-                i += 1
-                if i == utf8.count { break }  // trailing dot
+                labelStart = wire.count
+                wire.append(0)
+                nonASCII = false
+                endedWithDot = true
+                i = utf8.index(after: i)
                 continue
             }
             if c == UInt8(ascii: "\\") {
-                guard i + 1 < utf8.count else { throw .badEscape(text) }
-                let d = utf8[i + 1]
+                let j = utf8.index(after: i)
+                guard j != utf8.endIndex else { throw .badEscape(String(decoding: utf8, as: UTF8.self)) }
+                let d = utf8[j]
                 if d >= UInt8(ascii: "0") && d <= UInt8(ascii: "9") {
-                    guard i + 3 < utf8.count else { throw .badEscape(text) }
-                    let digits = utf8[(i + 1)...(i + 3)]
-                    guard digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
-                        throw .badEscape(text)
+                    var value = 0
+                    var k = j
+                    for _ in 0..<3 {
+                        guard k != utf8.endIndex, utf8[k] >= UInt8(ascii: "0"), utf8[k] <= UInt8(ascii: "9") else {
+                            throw .badEscape(String(decoding: utf8, as: UTF8.self))
+                        }
+                        value = value * 10 + Int(utf8[k] - UInt8(ascii: "0"))
+                        k = utf8.index(after: k)
                     }
-                    let value = digits.reduce(0) { $0 * 10 + Int($1 - UInt8(ascii: "0")) }
-                    guard value <= 255 else { throw .badEscape(text) }
-                    current.append(UInt8(value))
-                    i += 4
+                    guard value <= 255 else { throw .badEscape(String(decoding: utf8, as: UTF8.self)) }
+                    wire.append(UInt8(value))
+                    i = k
                 } else {
-                    current.append(d)
-                    i += 2
+                    wire.append(d)
+                    i = utf8.index(after: j)
                 }
                 continue
             }
-            if c >= 0x80 { sawNonASCII = true }
-            current.append(c)
-            i += 1
+            if c >= 0x80 { nonASCII = true }
+            wire.append(c)
+            i = utf8.index(after: i)
         }
-        if !current.isEmpty || utf8.last != UInt8(ascii: ".") {
+        if endedWithDot {
+            wire.removeLast()  // the placeholder after the trailing dot is the root label
+        } else {
             try finishLabel()
         }
-        try self.init(labels: labels)
+        wire.append(0)
+        guard wire.count <= Self.maxWireLength else { throw .nameTooLong(length: wire.count) }
+        self.wire = wire
     }
 
     /// Number of labels, not counting the root label.
@@ -159,6 +186,7 @@ public struct DNSName: Sendable, CustomStringConvertible {
 
     /// The name with ASCII letters folded to lower case (the canonical form of RFC 4034 6.2).
     public func lowercased() -> DNSName {
+        guard wire.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) else { return self }
         var bytes = wire
         DNSName.foldCase(&bytes)
         return DNSName(uncheckedWire: bytes)
@@ -250,11 +278,22 @@ extension DNSName: Hashable {
         equalFoldingCase(lhs.wire[...], rhs.wire[...])
     }
 
+    /// Hashes the case-folded bytes eight at a time (one `combine` per word, not per byte).
     public func hash(into hasher: inout Hasher) {
+        var word: UInt64 = 0
+        var shift: UInt64 = 0
         for var byte in wire {
             if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
-            hasher.combine(byte)
+            word |= UInt64(byte) << shift
+            shift += 8
+            if shift == 64 {
+                hasher.combine(word)
+                word = 0
+                shift = 0
+            }
         }
+        hasher.combine(word)
+        hasher.combine(wire.count)
     }
 }
 
