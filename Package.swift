@@ -1,9 +1,12 @@
 // swift-tools-version:6.1
 import PackageDescription
 
+// Swift 6 language mode (strict concurrency) everywhere, and our own code must build without
+// warnings (dependencies are not held to that).
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
     .enableUpcomingFeature("InternalImportsByDefault"),
+    .unsafeFlags(["-warnings-as-errors"]),
 ]
 
 let package = Package(

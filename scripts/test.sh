@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Runs the whole test suite (unit and integration). Integration tests start nsd and dnsfence
-# on loopback ports of their own; they need the packages scripts/install-deps.sh installs.
+# Runs the whole test suite: format lint, build with warnings as errors, unit and integration
+# tests (nsd, ldns-testns, dig, kdig, mdig as real peers on loopback), and the ldns code under
+# AddressSanitizer/LeakSanitizer. Needs the packages scripts/install-deps.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
+swift format lint --strict --recursive Sources Tests Package.swift
 swift build --build-tests
 swift test --skip-build "$@"
+scripts/leak-check.sh

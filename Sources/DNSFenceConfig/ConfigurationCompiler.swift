@@ -23,7 +23,9 @@ public struct ConfigurationCompiler: Sendable {
     public var baseDirectory: String?
     public var publicSuffixes: PublicSuffixList
 
-    public init(readFile: @escaping FileReader, baseDirectory: String? = nil, publicSuffixes: PublicSuffixList = .embedded) {
+    public init(
+        readFile: @escaping FileReader, baseDirectory: String? = nil, publicSuffixes: PublicSuffixList = .embedded
+    ) {
         self.readFile = readFile
         self.baseDirectory = baseDirectory
         self.publicSuffixes = publicSuffixes
@@ -43,27 +45,31 @@ public struct ConfigurationCompiler: Sendable {
                     sources.append(PolicySource(file: zone, text: try readFile(path)))
                 } catch {
                     readable = false
-                    diagnostics.append(ConfigDiagnostic(
-                        file: config.source, line: config.line("policies.\(policy.name)"),
-                        message: "policy '\(policy.name)': cannot read zone file '\(path)': \(error)"
-                    ))
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: config.source, line: config.line("policies.\(policy.name)"),
+                            message: "policy '\(policy.name)': cannot read zone file '\(path)': \(error)"
+                        ))
                 }
             }
             if !policy.inlineAllow.isEmpty {
-                sources.append(PolicySource(file: "--allow", text: policy.inlineAllow.joined(separator: "\n"), format: .list))
+                sources.append(
+                    PolicySource(file: "--allow", text: policy.inlineAllow.joined(separator: "\n"), format: .list))
             }
             guard readable else { continue }
             do {
-                let output = try compiler.compile(name: policy.name, sources: sources, allowedTypes: policy.qtypes,
-                                                  denyResponse: policy.deny)
+                let output = try compiler.compile(
+                    name: policy.name, sources: sources, allowedTypes: policy.qtypes,
+                    denyResponse: policy.deny)
                 diagnostics += output.warnings.map {
                     ConfigDiagnostic(file: $0.file, line: $0.line, severity: .warning, message: $0.message)
                 }
                 if output.policy.rules.count == 0 {
-                    diagnostics.append(ConfigDiagnostic(
-                        file: config.source, line: config.line("policies.\(policy.name)"), severity: .warning,
-                        message: "policy '\(policy.name)' has no rules: it denies every name"
-                    ))
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: config.source, line: config.line("policies.\(policy.name)"), severity: .warning,
+                            message: "policy '\(policy.name)' has no rules: it denies every name"
+                        ))
                 }
                 entries.append(ClientPolicySelector.Entry(policy: output.policy, clients: policy.clients))
             } catch {
@@ -71,7 +77,8 @@ public struct ConfigurationCompiler: Sendable {
             }
         }
         if diagnostics.contains(where: { $0.severity == .error }) { throw ConfigurationError(diagnostics) }
-        return CompiledConfiguration(configuration: config, selector: ClientPolicySelector(entries), warnings: diagnostics)
+        return CompiledConfiguration(
+            configuration: config, selector: ClientPolicySelector(entries), warnings: diagnostics)
     }
 
     func resolve(_ path: String) -> String {
@@ -86,29 +93,38 @@ public struct ConfigurationCompiler: Sendable {
             out.append(ConfigDiagnostic(file: config.source, line: config.line(key), message: message))
         }
         func warning(_ key: String, _ message: String) {
-            out.append(ConfigDiagnostic(file: config.source, line: config.line(key), severity: .warning, message: message))
+            out.append(
+                ConfigDiagnostic(file: config.source, line: config.line(key), severity: .warning, message: message))
         }
         if config.listeners.isEmpty { error("listen", "no listeners: add 'listen:' or --listen ADDR:PORT") }
         var seen = Set<Endpoint>()
         let names = Set(config.policies.map(\.name))
         let anyClients = config.policies.contains { !$0.clients.isEmpty }
         for listener in config.listeners {
-            if !seen.insert(listener.endpoint).inserted { error("listen", "listener \(listener.endpoint) is given twice") }
+            if !seen.insert(listener.endpoint).inserted {
+                error("listen", "listener \(listener.endpoint) is given twice")
+            }
             if let policy = listener.policy, !names.contains(policy) {
-                error("listen", "listener \(listener.endpoint) names policy '\(policy)', which is not defined"
-                      + (names.isEmpty ? "" : " (defined: \(names.sorted().joined(separator: ", ")))"))
+                error(
+                    "listen",
+                    "listener \(listener.endpoint) names policy '\(policy)', which is not defined"
+                        + (names.isEmpty ? "" : " (defined: \(names.sorted().joined(separator: ", ")))"))
             }
             if listener.policy == nil && !anyClients {
-                error("listen", "listener \(listener.endpoint) has no policy and no policy lists 'clients': "
-                      + "every query would be refused")
+                error(
+                    "listen",
+                    "listener \(listener.endpoint) has no policy and no policy lists 'clients': "
+                        + "every query would be refused")
             }
         }
-        if config.upstreams.isEmpty && config.policies.contains(where: { !$0.zones.isEmpty || !$0.inlineAllow.isEmpty }) {
+        if config.upstreams.isEmpty && config.policies.contains(where: { !$0.zones.isEmpty || !$0.inlineAllow.isEmpty })
+        {
             error("upstreams", "no upstreams: allowed names could not be resolved (add 'upstreams:' or --upstream)")
         }
         for upstream in config.upstreams {
             if let own = config.listeners.first(where: { $0.endpoint.covers(upstream) }) {
-                error("upstreams", "upstream \(upstream) is dnsfence's own listener \(own.endpoint): queries would loop")
+                error(
+                    "upstreams", "upstream \(upstream) is dnsfence's own listener \(own.endpoint): queries would loop")
             }
         }
         var prefixes: [IPPrefix: String] = [:]
@@ -116,7 +132,9 @@ public struct ConfigurationCompiler: Sendable {
         for policy in config.policies {
             for prefix in policy.clients {
                 if let other = prefixes[prefix], other != policy.name {
-                    error("policies.\(policy.name)", "client prefix \(prefix) is in policies '\(other)' and '\(policy.name)'")
+                    error(
+                        "policies.\(policy.name)",
+                        "client prefix \(prefix) is in policies '\(other)' and '\(policy.name)'")
                 }
                 prefixes[prefix] = policy.name
             }
@@ -124,8 +142,11 @@ public struct ConfigurationCompiler: Sendable {
                 for set in [fw.ipv4Set, fw.ipv6Set].compactMap({ $0 }) {
                     let key = "\(fw.netns ?? "-") \(fw.family) \(fw.table) \(set)"
                     if let other = sets[key] {
-                        warning("policies.\(policy.name)", "policies '\(other)' and '\(policy.name)' publish into the "
-                                + "same set \(fw.family) \(fw.table) \(set): resolving in one opens egress for the other")
+                        warning(
+                            "policies.\(policy.name)",
+                            "policies '\(other)' and '\(policy.name)' publish into the "
+                                + "same set \(fw.family) \(fw.table) \(set): resolving in one opens egress for the other"
+                        )
                     }
                     sets[key] = policy.name
                 }

@@ -2,7 +2,7 @@ import DNSFencePolicy
 import DNSFenceWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The one way `serve` and `check` turn files and flags into a compiled configuration, so
@@ -30,13 +30,15 @@ public struct ConfigurationLoader: Sendable {
         }
         let config = try overrides.apply(to: base)
         let usesEmbedded = configPath == nil && overrides.allow.isEmpty && overrides.policyFiles.isEmpty
-        let suffixes = (try? Self.readFile("/usr/share/publicsuffix/public_suffix_list.dat"))
+        let suffixes =
+            (try? Self.readFile("/usr/share/publicsuffix/public_suffix_list.dat"))
             .map(PublicSuffixList.init(text:)) ?? .embedded
         let compiler = ConfigurationCompiler(
             readFile: { path in
                 // The default policy falls back to its embedded copy when zones/ is not here.
                 if usesEmbedded && path == DefaultConfiguration.zonePath,
-                   (try? ConfigurationLoader.readFile(path)) == nil {
+                    (try? ConfigurationLoader.readFile(path)) == nil
+                {
                     return DefaultConfiguration.zoneText
                 }
                 return try ConfigurationLoader.readFile(path)

@@ -20,7 +20,9 @@ public struct ConfigurationOverrides: Sendable, Hashable {
     public func apply(to base: ServerConfiguration) throws(ConfigurationError) -> ServerConfiguration {
         var config = base
         var errors: [ConfigDiagnostic] = []
-        func flagError(_ message: String) { errors.append(ConfigDiagnostic(file: "command line", line: 0, message: message)) }
+        func flagError(_ message: String) {
+            errors.append(ConfigDiagnostic(file: "command line", line: 0, message: message))
+        }
 
         let adHoc = !allow.isEmpty || !policyFiles.isEmpty
         if adHoc {
@@ -29,7 +31,9 @@ public struct ConfigurationOverrides: Sendable, Hashable {
             config.policies = [policy]
             config.listeners = config.listeners.map { ListenerConfiguration(endpoint: $0.endpoint, policy: "default") }
         } else if nftSet4 != nil || nftSet6 != nil {
-            flagError("--nft-set4/--nft-set6 apply to the ad-hoc policy of --allow/--policy; use the file's firewall section otherwise")
+            flagError(
+                "--nft-set4/--nft-set6 apply to the ad-hoc policy of --allow/--policy; use the file's firewall section otherwise"
+            )
         }
         if !listen.isEmpty {
             let policy = adHoc ? "default" : (config.listeners.first?.policy ?? config.policies.first?.name)
@@ -72,15 +76,20 @@ public struct ConfigurationOverrides: Sendable, Hashable {
             guard let value else { continue }
             let parts = value.split(separator: ":").map(String.init)
             guard parts.count == 3, ["ip", "ip6", "inet"].contains(parts[0]),
-                  ConfigurationParser.isNftIdentifier(Substring(parts[1])),
-                  ConfigurationParser.isNftIdentifier(Substring(parts[2])) else {
-                errors.append(ConfigDiagnostic(file: "command line", line: 0,
-                                               message: "\(flag) '\(value)' is not FAMILY:TABLE:SET (e.g. inet:fence:allow4)"))
+                ConfigurationParser.isNftIdentifier(Substring(parts[1])),
+                ConfigurationParser.isNftIdentifier(Substring(parts[2]))
+            else {
+                errors.append(
+                    ConfigDiagnostic(
+                        file: "command line", line: 0,
+                        message: "\(flag) '\(value)' is not FAMILY:TABLE:SET (e.g. inet:fence:allow4)"))
                 continue
             }
             if let table, table != (parts[0], parts[1]) {
-                errors.append(ConfigDiagnostic(file: "command line", line: 0,
-                                               message: "--nft-set4 and --nft-set6 must name the same table"))
+                errors.append(
+                    ConfigDiagnostic(
+                        file: "command line", line: 0,
+                        message: "--nft-set4 and --nft-set6 must name the same table"))
             }
             table = (parts[0], parts[1])
             fw.family = parts[0]

@@ -24,8 +24,10 @@ public struct ConfigurationParser {
     }
 
     mutating func error(_ node: Node?, _ message: String) {
-        diagnostics.append(ConfigDiagnostic(file: file, line: node?.mark?.line ?? 0, column: node?.mark?.column ?? 0,
-                                            message: message))
+        diagnostics.append(
+            ConfigDiagnostic(
+                file: file, line: node?.mark?.line ?? 0, column: node?.mark?.column ?? 0,
+                message: message))
     }
 
     mutating func parse(_ text: String) -> ServerConfiguration {
@@ -58,7 +60,9 @@ public struct ConfigurationParser {
                         default: unknownKey(k, in: "an upstream", known: ["address"])
                         }
                     }
-                    if result == nil && fields.keys.contains("address") == false { error(item, "an upstream needs 'address'") }
+                    if result == nil && fields.keys.contains("address") == false {
+                        error(item, "an upstream needs 'address'")
+                    }
                     return result
                 }
             case "policies":
@@ -91,7 +95,9 @@ public struct ConfigurationParser {
                     }
                 }
             default:
-                unknownKey(key, in: "the configuration", known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log"])
+                unknownKey(
+                    key, in: "the configuration",
+                    known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log"])
             }
         }
         return config
@@ -159,7 +165,8 @@ public struct ConfigurationParser {
             case "firewall":
                 policy.firewall = firewall(v)
             default:
-                unknownKey(k, in: "policy '\(name)'", known: ["zones", "allow", "clients", "deny", "qtypes", "firewall"])
+                unknownKey(
+                    k, in: "policy '\(name)'", known: ["zones", "allow", "clients", "deny", "qtypes", "firewall"])
             }
         }
         return policy
@@ -172,7 +179,11 @@ public struct ConfigurationParser {
             switch k {
             case "netns":
                 if let path = string(v, "netns") {
-                    if path.hasPrefix("/") { fw.netns = path } else { error(v, "netns must be an absolute path like /run/netns/NAME") }
+                    if path.hasPrefix("/") {
+                        fw.netns = path
+                    } else {
+                        error(v, "netns must be an absolute path like /run/netns/NAME")
+                    }
                 }
             case "table":
                 guard let text = string(v, "table") else { continue }
@@ -181,7 +192,10 @@ public struct ConfigurationParser {
                     fw.family = String(parts[0])
                     fw.table = String(parts[1])
                 } else {
-                    error(v, "table must be 'FAMILY NAME' with FAMILY ip, ip6 or inet and NAME [A-Za-z][A-Za-z0-9_]*, got '\(text)'")
+                    error(
+                        v,
+                        "table must be 'FAMILY NAME' with FAMILY ip, ip6 or inet and NAME [A-Za-z][A-Za-z0-9_]*, got '\(text)'"
+                    )
                 }
             case "ipv4-set", "ipv6-set":
                 guard let text = string(v, k.keyText) else { continue }
@@ -199,11 +213,15 @@ public struct ConfigurationParser {
             case "grace":
                 if let d = duration(v, "grace") { fw.grace = d }
             default:
-                unknownKey(k, in: "firewall", known: ["netns", "table", "ipv4-set", "ipv6-set", "create", "min-ttl", "max-ttl", "grace"])
+                unknownKey(
+                    k, in: "firewall",
+                    known: ["netns", "table", "ipv4-set", "ipv6-set", "create", "min-ttl", "max-ttl", "grace"])
             }
         }
         if fw.ipv4Set == nil && fw.ipv6Set == nil { error(node, "firewall needs 'ipv4-set' and/or 'ipv6-set'") }
-        if fw.minTTL > fw.maxTTL { error(node, "firewall min-ttl (\(fw.minTTL)s) is larger than max-ttl (\(fw.maxTTL)s)") }
+        if fw.minTTL > fw.maxTTL {
+            error(node, "firewall min-ttl (\(fw.minTTL)s) is larger than max-ttl (\(fw.maxTTL)s)")
+        }
         return fw
     }
 
@@ -213,7 +231,9 @@ public struct ConfigurationParser {
         for (k, v) in fields {
             switch k {
             case "max-entries":
-                if let text = string(v, "max-entries"), let n = Int(text), n >= 0 { cache.maxEntries = n } else {
+                if let text = string(v, "max-entries"), let n = Int(text), n >= 0 {
+                    cache.maxEntries = n
+                } else {
                     error(v, "max-entries must be a whole number ≥ 0")
                 }
             case "min-ttl":
@@ -224,7 +244,9 @@ public struct ConfigurationParser {
                 unknownKey(k, in: "cache", known: ["max-entries", "min-ttl", "max-ttl"])
             }
         }
-        if cache.minTTL > cache.maxTTL { error(node, "cache min-ttl (\(cache.minTTL)s) is larger than max-ttl (\(cache.maxTTL)s)") }
+        if cache.minTTL > cache.maxTTL {
+            error(node, "cache min-ttl (\(cache.minTTL)s) is larger than max-ttl (\(cache.maxTTL)s)")
+        }
         return cache
     }
 
@@ -240,7 +262,9 @@ public struct ConfigurationParser {
                 }
                 if k.keyText == "max-connections" { tcp.maxConnections = n } else { tcp.maxPerClient = n }
             case "idle-timeout":
-                if let d = duration(v, "idle-timeout"), d >= 1 { tcp.idleTimeout = d } else {
+                if let d = duration(v, "idle-timeout"), d >= 1 {
+                    tcp.idleTimeout = d
+                } else {
                     error(v, "idle-timeout must be at least 1s")
                 }
             default:
@@ -329,8 +353,10 @@ public struct ConfigurationParser {
     mutating func endpoint(_ node: Node, defaultPort: UInt16?) -> Endpoint? {
         guard let text = string(node, "an address") else { return nil }
         guard let endpoint = Endpoint(text, defaultPort: defaultPort) else {
-            error(node, "'\(text)' is not an address like 127.0.0.1:5353 or [::1]:5353"
-                  + (defaultPort == nil ? " (the port is required)" : ""))
+            error(
+                node,
+                "'\(text)' is not an address like 127.0.0.1:5353 or [::1]:5353"
+                    + (defaultPort == nil ? " (the port is required)" : ""))
             return nil
         }
         return endpoint
@@ -347,7 +373,8 @@ public struct ConfigurationParser {
     }
 
     mutating func unknownKey(_ key: Key, in what: String, known: [String]) {
-        let hint = known.min { Self.distance($0, key.keyText) < Self.distance($1, key.keyText) }
+        let hint =
+            known.min { Self.distance($0, key.keyText) < Self.distance($1, key.keyText) }
             .flatMap { Self.distance($0, key.keyText) <= 2 ? " (did you mean '\($0)'?)" : nil } ?? ""
         error(key.node, "unknown key '\(key.keyText)' in \(what)\(hint); known keys: \(known.joined(separator: ", "))")
     }

@@ -78,9 +78,11 @@ public struct FirewallConfiguration: Hashable, Sendable {
     public var maxTTL: UInt32
     public var grace: UInt32
 
-    public init(netns: String? = nil, family: String = "inet", table: String = "dnsfence", ipv4Set: String? = nil,
-                ipv6Set: String? = nil, create: Bool = true, minTTL: UInt32 = 60, maxTTL: UInt32 = 86400,
-                grace: UInt32 = 30) {
+    public init(
+        netns: String? = nil, family: String = "inet", table: String = "dnsfence", ipv4Set: String? = nil,
+        ipv6Set: String? = nil, create: Bool = true, minTTL: UInt32 = 60, maxTTL: UInt32 = 86400,
+        grace: UInt32 = 30
+    ) {
         self.netns = netns
         self.family = family
         self.table = table
@@ -104,9 +106,11 @@ public struct PolicyConfiguration: Hashable, Sendable {
     public var qtypes: Set<DNSType>
     public var firewall: FirewallConfiguration?
 
-    public init(name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],
-                deny: DenyResponse = .nxdomain, qtypes: Set<DNSType> = Policy.defaultTypes,
-                firewall: FirewallConfiguration? = nil) {
+    public init(
+        name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],
+        deny: DenyResponse = .nxdomain, qtypes: Set<DNSType> = Policy.defaultTypes,
+        firewall: FirewallConfiguration? = nil
+    ) {
         self.name = name
         self.zones = zones
         self.inlineAllow = inlineAllow
@@ -166,9 +170,11 @@ public struct ServerConfiguration: Hashable, Sendable {
     /// Line of each item for messages at validation time (key path → line).
     public var lines: [String: Int]
 
-    public init(source: String, listeners: [ListenerConfiguration] = [], upstreams: [Endpoint] = [],
-                policies: [PolicyConfiguration] = [], cache: CacheConfiguration = CacheConfiguration(),
-                metrics: Endpoint? = nil, queryLog: QueryLogMode = .denied, lines: [String: Int] = [:]) {
+    public init(
+        source: String, listeners: [ListenerConfiguration] = [], upstreams: [Endpoint] = [],
+        policies: [PolicyConfiguration] = [], cache: CacheConfiguration = CacheConfiguration(),
+        metrics: Endpoint? = nil, queryLog: QueryLogMode = .denied, lines: [String: Int] = [:]
+    ) {
         self.source = source
         self.listeners = listeners
         self.upstreams = upstreams

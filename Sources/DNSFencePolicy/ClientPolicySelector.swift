@@ -30,7 +30,8 @@ public struct ClientPolicySelector: Sendable {
         self.entries = map
         // Longest prefix first; ties keep configuration order.
         self.byPrefix = prefixes.enumerated().sorted {
-            $0.element.0.length != $1.element.0.length ? $0.element.0.length > $1.element.0.length : $0.offset < $1.offset
+            $0.element.0.length != $1.element.0.length
+                ? $0.element.0.length > $1.element.0.length : $0.offset < $1.offset
         }.map(\.element)
     }
 

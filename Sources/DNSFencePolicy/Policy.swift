@@ -12,8 +12,10 @@ public struct Policy: Sendable {
     /// The EDE for names no rule covers, built once (it is on every default-deny answer).
     private let notAllowlisted: ExtendedDNSError
 
-    public init(name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
-                denyResponse: DenyResponse = .nxdomain) {
+    public init(
+        name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
+        denyResponse: DenyResponse = .nxdomain
+    ) {
         self.name = name
         self.rules = rules
         self.allowedTypes = allowedTypes

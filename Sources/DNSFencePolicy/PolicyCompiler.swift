@@ -28,27 +28,30 @@ public struct PolicyCompiler: Sendable {
         var warnings: [PolicyWarning] = []
         for conflict in set.conflicts {
             let same = conflict.kept.action == conflict.ignored.action
-            warnings.append(PolicyWarning(
-                file: conflict.ignored.id.file, line: conflict.ignored.id.line,
-                message: same
-                    ? "duplicate rule \(conflict.ignored.pattern) (already at \(conflict.kept.id))"
-                    : "rule \(conflict.ignored.pattern) (\(conflict.ignored.action.label)) conflicts with "
-                        + "\(conflict.kept.id) (\(conflict.kept.action.label)); the earlier rule wins"
-            ))
+            warnings.append(
+                PolicyWarning(
+                    file: conflict.ignored.id.file, line: conflict.ignored.id.line,
+                    message: same
+                        ? "duplicate rule \(conflict.ignored.pattern) (already at \(conflict.kept.id))"
+                        : "rule \(conflict.ignored.pattern) (\(conflict.ignored.action.label)) conflicts with "
+                            + "\(conflict.kept.id) (\(conflict.kept.action.label)); the earlier rule wins"
+                ))
         }
         for rule in set.rules where rule.isWildcard && rule.action != .deny(nil) {
             if case .deny = rule.action { continue }
             if rule.name.isRoot {
-                warnings.append(PolicyWarning(
-                    file: rule.id.file, line: rule.id.line,
-                    message: "'\(rule.pattern)' allows every name: the policy filters nothing"
-                ))
+                warnings.append(
+                    PolicyWarning(
+                        file: rule.id.file, line: rule.id.line,
+                        message: "'\(rule.pattern)' allows every name: the policy filters nothing"
+                    ))
             } else if publicSuffixes.isPublicSuffix(rule.name) {
-                warnings.append(PolicyWarning(
-                    file: rule.id.file, line: rule.id.line,
-                    message: "'\(rule.pattern)' is a wildcard on the public suffix '\(rule.name)': "
-                        + "it allows names of unrelated owners"
-                ))
+                warnings.append(
+                    PolicyWarning(
+                        file: rule.id.file, line: rule.id.line,
+                        message: "'\(rule.pattern)' is a wildcard on the public suffix '\(rule.name)': "
+                            + "it allows names of unrelated owners"
+                    ))
             }
         }
         return Output(

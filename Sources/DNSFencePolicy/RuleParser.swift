@@ -77,13 +77,15 @@ public enum RuleParser {
         guard !body.contains(star) else {
             throw PolicyLoadError(
                 file: id.file, line: id.line,
-                message: "'\(String(decoding: text, as: UTF8.self))': '*' is only allowed as the whole first label ('*.example.com')"
+                message:
+                    "'\(String(decoding: text, as: UTF8.self))': '*' is only allowed as the whole first label ('*.example.com')"
             )
         }
         do {
             return (try DNSName(presentation: UnsafeBufferPointer(rebasing: body)).lowercased(), wildcard)
         } catch {
-            throw PolicyLoadError(file: id.file, line: id.line, message: "'\(String(decoding: text, as: UTF8.self))': \(error)")
+            throw PolicyLoadError(
+                file: id.file, line: id.line, message: "'\(String(decoding: text, as: UTF8.self))': \(error)")
         }
     }
 
@@ -99,7 +101,8 @@ public enum RuleParser {
     static func rpzRules(_ source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
         let entries: [ZoneFileReader.Entry]
         do {
-            entries = try ZoneFileReader.parse(source.text, file: source.file, origin: DNSName(constant: "rpz.invalid."))
+            entries = try ZoneFileReader.parse(
+                source.text, file: source.file, origin: DNSName(constant: "rpz.invalid."))
         } catch {
             throw PolicyLoadError(file: error.file, line: error.line, message: error.message)
         }
@@ -145,10 +148,13 @@ public enum RuleParser {
                     message: "\(record.type) at the zone apex has no meaning in an RPZ zone"
                 )
             }
-            if let last = relative.last, unsupportedTriggers.contains(String(decoding: last, as: UTF8.self).lowercased()) {
+            if let last = relative.last,
+                unsupportedTriggers.contains(String(decoding: last, as: UTF8.self).lowercased())
+            {
                 throw PolicyLoadError(
                     file: source.file, line: entry.line,
-                    message: "RPZ trigger '\(String(decoding: last, as: UTF8.self))' is not supported (only QNAME triggers)"
+                    message:
+                        "RPZ trigger '\(String(decoding: last, as: UTF8.self))' is not supported (only QNAME triggers)"
                 )
             }
             var wildcard = false

@@ -1,7 +1,7 @@
 public import DNSFenceWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// An immutable index of rules with lookup cost independent of the number of rules.
@@ -82,6 +82,8 @@ struct WireKey: Hashable, @unchecked Sendable {
 
     static func == (a: WireKey, b: WireKey) -> Bool {
         guard a.bytes.count == b.bytes.count else { return false }
-        return a.bytes.withUnsafeBytes { x in b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 } }
+        return a.bytes.withUnsafeBytes { x in
+            b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+        }
     }
 }

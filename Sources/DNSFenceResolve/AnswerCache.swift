@@ -30,8 +30,10 @@ public struct CachedAnswer: Sendable, Hashable {
     public var authorities: [DNSRecord]
     public var additionals: [DNSRecord]
 
-    public init(rcode: DNSRCode, authenticData: Bool, answers: [DNSRecord], authorities: [DNSRecord],
-                additionals: [DNSRecord]) {
+    public init(
+        rcode: DNSRCode, authenticData: Bool, answers: [DNSRecord], authorities: [DNSRecord],
+        additionals: [DNSRecord]
+    ) {
         self.rcode = rcode
         self.authenticData = authenticData
         self.answers = answers
@@ -42,7 +44,9 @@ public struct CachedAnswer: Sendable, Hashable {
     /// The same answer with every TTL reduced by `elapsed` seconds.
     public func aged(by elapsed: UInt32) -> CachedAnswer {
         func age(_ records: [DNSRecord]) -> [DNSRecord] {
-            records.map { var r = $0; r.ttl = r.ttl > elapsed ? r.ttl - elapsed : 0; return r }
+            records.map {
+                var r = $0; r.ttl = r.ttl > elapsed ? r.ttl - elapsed : 0; return r
+            }
         }
         var copy = self
         copy.answers = age(answers)
@@ -163,9 +167,15 @@ public final class AnswerCache: Sendable {
         let time = now()
         var stored = answer
         // Clamp record TTLs so what we hand out never exceeds the cache lifetime.
-        func clamp(_ records: [DNSRecord]) -> [DNSRecord] { records.map { var r = $0; r.ttl = min(r.ttl, ttl); return r } }
+        func clamp(_ records: [DNSRecord]) -> [DNSRecord] {
+            records.map {
+                var r = $0; r.ttl = min(r.ttl, ttl); return r
+            }
+        }
         if ttl < (answer.answers.map(\.ttl).max() ?? 0) || limits.minTTL > 0 {
-            stored.answers = clamp(answer.answers).map { var r = $0; r.ttl = max(r.ttl, min(limits.minTTL, ttl)); return r }
+            stored.answers = clamp(answer.answers).map {
+                var r = $0; r.ttl = max(r.ttl, min(limits.minTTL, ttl)); return r
+            }
         }
         stored.authorities = clamp(stored.authorities)
         state.withLock { state in

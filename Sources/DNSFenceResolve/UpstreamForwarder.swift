@@ -24,7 +24,8 @@ public final class UpstreamForwarder: Sendable {
         /// Attempts per upstream in one resolution.
         public var attemptsPerUpstream: Int
 
-        public init(upstreams: [SocketAddress], timeout: TimeAmount = .milliseconds(1500), attemptsPerUpstream: Int = 1) {
+        public init(upstreams: [SocketAddress], timeout: TimeAmount = .milliseconds(1500), attemptsPerUpstream: Int = 1)
+        {
             self.upstreams = upstreams
             self.timeout = timeout
             self.attemptsPerUpstream = attemptsPerUpstream
@@ -60,7 +61,9 @@ public final class UpstreamForwarder: Sendable {
     public func resolve(_ question: DNSQuestion, key: CacheKey) async throws -> DNSMessage {
         let (task, joined) = inflight.withLock { table -> (Task<DNSMessage, any Error>, Bool) in
             if let running = table[key] { return (running, true) }
-            let task = Task { try await self.resolveUncoalesced(question, dnssecOK: key.dnssecOK, cd: key.checkingDisabled) }
+            let task = Task {
+                try await self.resolveUncoalesced(question, dnssecOK: key.dnssecOK, cd: key.checkingDisabled)
+            }
             table[key] = task
             return (task, false)
         }
@@ -116,9 +119,11 @@ public final class UpstreamForwarder: Sendable {
                         counters.withLock { $0.answered += 1 }
                         return reply
                     default:
-                        logger.debug("upstream answered with failure", metadata: [
-                            "upstream": "\(upstream)", "rcode": "\(reply.rcode)",
-                        ])
+                        logger.debug(
+                            "upstream answered with failure",
+                            metadata: [
+                                "upstream": "\(upstream)", "rcode": "\(reply.rcode)",
+                            ])
                         record(index, ok: false)
                         lastFailure = .failed(reply.rcode)
                     }
@@ -126,7 +131,8 @@ public final class UpstreamForwarder: Sendable {
                     counters.withLock { $0.timeouts += 1 }
                     record(index, ok: false)
                 } catch {
-                    logger.debug("upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
+                    logger.debug(
+                        "upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
                     record(index, ok: false)
                 }
             }
@@ -158,7 +164,8 @@ public final class UpstreamForwarder: Sendable {
             }
         let timeout = settings.timeout
         return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: query.encoded())))
+            try await outbound.write(
+                AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: query.encoded())))
             return try await withThrowingTaskGroup(of: DNSMessage.self) { group in
                 group.addTask {
                     for try await envelope in inbound {
@@ -167,7 +174,8 @@ public final class UpstreamForwarder: Sendable {
                             continue
                         }
                         guard let reply = try? DNSMessage(decoding: Array(buffer: envelope.data)),
-                              Self.matches(reply, query) else {
+                            Self.matches(reply, query)
+                        else {
                             self.counters.withLock { $0.rejectedReplies += 1 }
                             continue
                         }
@@ -208,7 +216,8 @@ public final class UpstreamForwarder: Sendable {
                         var chunk = chunk
                         pending.writeBuffer(&chunk)
                         while let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
-                              pending.readableBytes >= 2 + Int(length) {
+                            pending.readableBytes >= 2 + Int(length)
+                        {
                             pending.moveReaderIndex(forwardBy: 2)
                             let frame = pending.readBytes(length: Int(length)) ?? []
                             if let reply = try? DNSMessage(decoding: frame), Self.matches(reply, query) { return reply }

@@ -4,7 +4,7 @@ import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Binds UDP and TCP on every listener address, one UDP socket per event loop sharing the port
@@ -46,8 +46,10 @@ public final class DNSServer: Sendable {
 
     /// Binds every listener; throws (and closes what was bound) if any address cannot be bound.
     public func start(_ listeners: [Listener], limits: Limits = Limits()) async throws {
-        let registry = TCPConnectionRegistry(limits: .init(maxConnections: limits.tcpMaxConnections,
-                                                           maxPerClient: limits.tcpMaxPerClient))
+        let registry = TCPConnectionRegistry(
+            limits: .init(
+                maxConnections: limits.tcpMaxConnections,
+                maxPerClient: limits.tcpMaxPerClient))
         do {
             for listener in listeners {
                 for loop in group.makeIterator() {
@@ -74,12 +76,15 @@ public final class DNSServer: Sendable {
                             let sync = channel.pipeline.syncOperations
                             try sync.addHandler(IdleStateHandler(readTimeout: limits.tcpIdleTimeout))
                             try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
-                            try sync.addHandler(TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry))
+                            try sync.addHandler(
+                                TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry)
+                            )
                         }
                     }
                     .bind(to: listener.address).get()
                 channels.withLock { $0.append(tcp) }
-                logger.info("listening", metadata: ["address": "\(listener.address)", "policy": "\(listener.policy ?? "-")"])
+                logger.info(
+                    "listening", metadata: ["address": "\(listener.address)", "policy": "\(listener.policy ?? "-")"])
             }
         } catch {
             await shutdown()

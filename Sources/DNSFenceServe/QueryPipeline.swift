@@ -105,9 +105,10 @@ public final class QueryPipeline: Sendable {
             return respond(Self.response(to: query, rcode: .refused))
         }
         guard let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy) else {
-            return respond(Self.response(
-                to: query, rcode: .refused,
-                error: ExtendedDNSError(ExtendedDNSError.prohibited, "dnsfence: no policy for this client")))
+            return respond(
+                Self.response(
+                    to: query, rcode: .refused,
+                    error: ExtendedDNSError(ExtendedDNSError.prohibited, "dnsfence: no policy for this client")))
         }
 
         // RFC 8482: ANY is answered with a synthesized HINFO, never forwarded, for names the
@@ -130,13 +131,16 @@ public final class QueryPipeline: Sendable {
             return respond(message)
         case .pass:
             if question.type == .any { return respond(Self.rfc8482(to: query)) }
-            let key = CacheKey(policy: policy.name, name: question.name, type: question.type,
-                               dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
+            let key = CacheKey(
+                policy: policy.name, name: question.name, type: question.type,
+                dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
             if let cached = cache.lookup(key) {
                 return respond(Self.response(to: query, from: cached))
             }
-            return .forward(PendingForward(query: query, question: question, key: key, maxUDPSize: maxUDP,
-                                           transport: context.transport))
+            return .forward(
+                PendingForward(
+                    query: query, question: question, key: key, maxUDPSize: maxUDP,
+                    transport: context.transport))
         }
     }
 
@@ -146,15 +150,17 @@ public final class QueryPipeline: Sendable {
         defer { inflight.subtract(1, ordering: .relaxed) }
         do {
             let reply = try await forwarder.resolve(pending.question, key: pending.key)
-            let cached = CachedAnswer(rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
-                                      authorities: reply.authorities, additionals: reply.additionals)
+            let cached = CachedAnswer(
+                rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
+                authorities: reply.authorities, additionals: reply.additionals)
             cache.store(cached, for: pending.key)
             return Self.fit(Self.response(to: pending.query, from: cached), maxUDP: pending.maxUDPSize)
         } catch {
             let ede: ExtendedDNSError
             switch error as? ForwardError {
             case .failed(let rcode)?:
-                ede = ExtendedDNSError(ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
+                ede = ExtendedDNSError(
+                    ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
             default:
                 ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
             }
@@ -179,8 +185,9 @@ public final class QueryPipeline: Sendable {
             recursionAvailable: true, checkingDisabled: query.checkingDisabled, rcode: rcode, questions: query.questions
         )
         if let edns = query.edns {
-            message.edns = EDNS(udpPayloadSize: UInt16(maxUDPPayload), dnssecOK: edns.dnssecOK,
-                                options: error.map { [$0.option] } ?? [])
+            message.edns = EDNS(
+                udpPayloadSize: UInt16(maxUDPPayload), dnssecOK: edns.dnssecOK,
+                options: error.map { [$0.option] } ?? [])
         }
         return message
     }
@@ -205,8 +212,11 @@ public final class QueryPipeline: Sendable {
     static func rfc8482(to query: DNSMessage) -> DNSMessage {
         var message = response(to: query, rcode: .noError)
         let cpu = Array("RFC8482".utf8)
-        message.answers = [DNSRecord(name: query.questions[0].name, type: .hinfo, ttl: 3600,
-                                     rdata: [UInt8(cpu.count)] + cpu + [0])]
+        message.answers = [
+            DNSRecord(
+                name: query.questions[0].name, type: .hinfo, ttl: 3600,
+                rdata: [UInt8(cpu.count)] + cpu + [0])
+        ]
         return message
     }
 

@@ -53,7 +53,8 @@ final class TCPConnectionRegistry: Sendable {
                 victims.append(contentsOf: Self.remove(victim, from: &state))
                 state.evicted += 1
             }
-            state.entries[ObjectIdentifier(channel)] = Entry(channel: channel, client: client, lastActivity: .now(), busy: 0)
+            state.entries[ObjectIdentifier(channel)] = Entry(
+                channel: channel, client: client, lastActivity: .now(), busy: 0)
             state.perClient[client, default: 0] += 1
             return true
         }
@@ -83,8 +84,12 @@ final class TCPConnectionRegistry: Sendable {
         state.withLock { ($0.entries.count, $0.evicted, $0.refused) }
     }
 
-    private static func idlest(_ entries: [ObjectIdentifier: Entry], where predicate: (Entry) -> Bool) -> ObjectIdentifier? {
-        entries.filter { $0.value.busy == 0 && predicate($0.value) }.min { $0.value.lastActivity < $1.value.lastActivity }?.key
+    private static func idlest(_ entries: [ObjectIdentifier: Entry], where predicate: (Entry) -> Bool)
+        -> ObjectIdentifier?
+    {
+        entries.filter { $0.value.busy == 0 && predicate($0.value) }.min {
+            $0.value.lastActivity < $1.value.lastActivity
+        }?.key
     }
 
     /// Removes an entry if present; returns its channel.

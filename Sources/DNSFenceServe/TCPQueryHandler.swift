@@ -7,7 +7,8 @@ struct DNSFrameDecoder: ByteToMessageDecoder {
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self),
-              buffer.readableBytes >= 2 + Int(length) else { return .needMoreData }
+            buffer.readableBytes >= 2 + Int(length)
+        else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 2)
         context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
         return .continue
@@ -61,7 +62,9 @@ final class TCPQueryHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        switch pipeline.process(bytes, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp)) {
+        switch pipeline.process(
+            bytes, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp))
+        {
         case .drop:
             registry.activity(context.channel, busyDelta: 0)
         case .respond(let response):

@@ -26,7 +26,8 @@ final class UDPQueryHandler: ChannelInboundHandler {
             return
         case .respond(let response):
             context.writeAndFlush(
-                wrapOutboundOut(AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: response))),
+                wrapOutboundOut(
+                    AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: response))),
                 promise: nil)
         case .forward(let pending):
             let channel = context.channel
@@ -34,8 +35,9 @@ final class UDPQueryHandler: ChannelInboundHandler {
             let pipeline = self.pipeline
             Task {
                 let response = await pipeline.forward(pending)
-                channel.writeAndFlush(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response)),
-                                      promise: nil)
+                channel.writeAndFlush(
+                    AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response)),
+                    promise: nil)
             }
         }
     }

@@ -71,7 +71,11 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String {
         var text = "\(name) \(ttl) \(rrClass) \(type)"
-        if let address { text += " \(address)" } else if let target { text += " \(target)" } else {
+        if let address {
+            text += " \(address)"
+        } else if let target {
+            text += " \(target)"
+        } else {
             text += " \\# \(rdata.count)"
         }
         return text

@@ -79,7 +79,9 @@ public struct ExtendedDNSError: Hashable, Sendable, CustomStringConvertible {
 
     /// The option carrying this error.
     public var option: EDNSOption {
-        EDNSOption(code: EDNSOption.extendedErrorCode, data: [UInt8(infoCode >> 8), UInt8(infoCode & 0xFF)] + Array(extraText.utf8))
+        EDNSOption(
+            code: EDNSOption.extendedErrorCode,
+            data: [UInt8(infoCode >> 8), UInt8(infoCode & 0xFF)] + Array(extraText.utf8))
     }
 
     public var description: String { extraText.isEmpty ? "EDE \(infoCode)" : "EDE \(infoCode) (\(extraText))" }

@@ -4,7 +4,7 @@
 import CLDNS
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension DNSMessage {
@@ -67,7 +67,8 @@ public enum ZoneFileReader {
 
     /// Parses zone-file `text` (`$ORIGIN` and `$TTL` honoured, `$INCLUDE` refused: a policy
     /// must be readable from the files it names).
-    public static func parse(_ text: String, file: String, origin: DNSName, defaultTTL: UInt32 = 3600) throws(ParseError)
+    public static func parse(_ text: String, file: String, origin: DNSName, defaultTTL: UInt32 = 3600)
+        throws(ParseError)
         -> [Entry]
     {
         var bytes = Array(text.utf8)
@@ -77,44 +78,47 @@ public enum ZoneFileReader {
             let line = bytes[..<nul].filter { $0 == UInt8(ascii: "\n") }.count + 1
             throw ParseError(file: file, line: line, message: "NUL byte in zone text")
         }
-        let result = bytes.withUnsafeMutableBytes { raw in Result { () throws(ParseError) -> [Entry] in
-            guard let fp = fmemopen(raw.baseAddress, raw.count, "r") else {
-                throw ParseError(file: file, line: 0, message: "cannot open zone text in memory")
-            }
-            defer { fclose(fp) }
-            var ttl = defaultTTL
-            var originRDF: UnsafeMutablePointer<ldns_rdf>? = LDNSCodec.rdf(origin)
-            var previous: UnsafeMutablePointer<ldns_rdf>? = nil
-            defer {
-                if let originRDF { ldns_rdf_deep_free(originRDF) }
-                if let previous { ldns_rdf_deep_free(previous) }
-            }
-            var line: Int32 = 1
-            var entries: [Entry] = []
-            while feof(fp) == 0 {
-                var rr: UnsafeMutablePointer<ldns_rr>? = nil
-                let startLine = Int(line)
-                let status = ldns_rr_new_frm_fp_l(&rr, fp, &ttl, &originRDF, &previous, &line)
-                switch status {
-                case LDNS_STATUS_OK:
-                    guard let rr else { continue }
-                    defer { ldns_rr_free(rr) }
-                    // ldns has counted the newline that ended the record.
-                    entries.append(Entry(record: LDNSCodec.record(rr), line: max(startLine, Int(line) - 1)))
-                case LDNS_STATUS_SYNTAX_EMPTY, LDNS_STATUS_SYNTAX_TTL, LDNS_STATUS_SYNTAX_ORIGIN:
-                    continue
-                case LDNS_STATUS_SYNTAX_INCLUDE:
-                    throw ParseError(file: file, line: Int(line) - 1, message: "$INCLUDE is not supported")
-                default:
-                    let reason = String(cString: ldns_get_errorstr_by_id(status))
-                    let at = max(startLine, Int(line) - 1)
-                    let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-                    let quoted = at >= 1 && at <= lines.count ? ": '\(lines[at - 1].trimmingCharacters(in: " \t\r"))'" : ""
-                    throw ParseError(file: file, line: at, message: reason + quoted)
+        let result = bytes.withUnsafeMutableBytes { raw in
+            Result { () throws(ParseError) -> [Entry] in
+                guard let fp = fmemopen(raw.baseAddress, raw.count, "r") else {
+                    throw ParseError(file: file, line: 0, message: "cannot open zone text in memory")
                 }
+                defer { fclose(fp) }
+                var ttl = defaultTTL
+                var originRDF: UnsafeMutablePointer<ldns_rdf>? = LDNSCodec.rdf(origin)
+                var previous: UnsafeMutablePointer<ldns_rdf>? = nil
+                defer {
+                    if let originRDF { ldns_rdf_deep_free(originRDF) }
+                    if let previous { ldns_rdf_deep_free(previous) }
+                }
+                var line: Int32 = 1
+                var entries: [Entry] = []
+                while feof(fp) == 0 {
+                    var rr: UnsafeMutablePointer<ldns_rr>? = nil
+                    let startLine = Int(line)
+                    let status = ldns_rr_new_frm_fp_l(&rr, fp, &ttl, &originRDF, &previous, &line)
+                    switch status {
+                    case LDNS_STATUS_OK:
+                        guard let rr else { continue }
+                        defer { ldns_rr_free(rr) }
+                        // ldns has counted the newline that ended the record.
+                        entries.append(Entry(record: LDNSCodec.record(rr), line: max(startLine, Int(line) - 1)))
+                    case LDNS_STATUS_SYNTAX_EMPTY, LDNS_STATUS_SYNTAX_TTL, LDNS_STATUS_SYNTAX_ORIGIN:
+                        continue
+                    case LDNS_STATUS_SYNTAX_INCLUDE:
+                        throw ParseError(file: file, line: Int(line) - 1, message: "$INCLUDE is not supported")
+                    default:
+                        let reason = String(cString: ldns_get_errorstr_by_id(status))
+                        let at = max(startLine, Int(line) - 1)
+                        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+                        let quoted =
+                            at >= 1 && at <= lines.count ? ": '\(lines[at - 1].trimmingCharacters(in: " \t\r"))'" : ""
+                        throw ParseError(file: file, line: at, message: reason + quoted)
+                    }
+                }
+                return entries
             }
-            return entries
-        } }
+        }
         return try result.get()
     }
 }

@@ -39,10 +39,12 @@ public enum WireError: Error, Hashable, Sendable, CustomStringConvertible {
         case .nameTooLong(let at): return "name at offset \(at) is longer than 255 bytes"
         case .badCompressionPointer(let at, let target):
             return "compression pointer at offset \(at) points to \(target), not to an earlier label"
-        case .reservedLabelType(let at, let byte): return "reserved label type 0x\(String(byte, radix: 16)) at offset \(at)"
+        case .reservedLabelType(let at, let byte):
+            return "reserved label type 0x\(String(byte, radix: 16)) at offset \(at)"
         case .trailingData(let at, let count): return "\(count) bytes of trailing data at offset \(at)"
         case .multipleOPT(let at): return "second OPT record at offset \(at)"
-        case .misplacedOPT(let at): return "OPT record at offset \(at) outside the additional section or not owned by the root"
+        case .misplacedOPT(let at):
+            return "OPT record at offset \(at) outside the additional section or not owned by the root"
         case .badEDNSOption(let at): return "EDNS option at offset \(at) runs past its OPT record"
         case .badRData(let type, let at, let reason): return "\(type) record at offset \(at): \(reason)"
         case .rejected(let reason): return "rejected by ldns: \(reason)"

@@ -88,7 +88,9 @@ public enum WireScanner {
                 length += Int(len) + 1
                 guard length <= DNSName.maxWireLength else { throw .nameTooLong(at: start) }
                 if len == 0 { return end ?? pos + 1 }
-                guard pos + 1 + Int(len) <= b.count else { throw .truncated(at: pos, needed: pos + 1 + Int(len) - b.count) }
+                guard pos + 1 + Int(len) <= b.count else {
+                    throw .truncated(at: pos, needed: pos + 1 + Int(len) - b.count)
+                }
                 pos += 1 + Int(len)
             case 0xC0:
                 guard pos + 1 < b.count else { throw .truncated(at: pos, needed: 1) }

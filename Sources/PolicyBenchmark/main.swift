@@ -7,7 +7,7 @@ import DNSFencePolicy
 import DNSFenceWire
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 func now() -> Double {
@@ -54,7 +54,8 @@ for i in 0..<count {
 }
 let rssBefore = rssMiB()
 let start = now()
-let output = try PolicyCompiler().compile(name: "bench", sources: [PolicySource(file: "bench.allow", text: text, format: .list)])
+let output = try PolicyCompiler().compile(
+    name: "bench", sources: [PolicySource(file: "bench.allow", text: text, format: .list)])
 let loadSeconds = now() - start
 let rssAfter = rssMiB()
 text = ""

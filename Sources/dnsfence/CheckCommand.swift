@@ -2,7 +2,7 @@ import ArgumentParser
 import DNSFenceConfig
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `dnsfence check`: validates everything a start would and prints file:line diagnostics.
@@ -19,8 +19,9 @@ struct CheckCommand: ParsableCommand {
         do {
             let compiled = try ConfigurationLoader().load(configPath: options.config, overrides: overrides)
             for warning in compiled.warnings { print(warning) }
-            print("dnsfence check: \(compiled.selector.entries.count) policies, \(compiled.ruleCount) rules, "
-                  + "\(compiled.warnings.count) warnings, 0 errors")
+            print(
+                "dnsfence check: \(compiled.selector.entries.count) policies, \(compiled.ruleCount) rules, "
+                    + "\(compiled.warnings.count) warnings, 0 errors")
         } catch {
             for diagnostic in error.diagnostics { print(diagnostic) }
             let errors = error.diagnostics.filter { $0.severity == .error }.count

@@ -10,7 +10,7 @@ import NIOCore
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// `dnsfence serve`: the resolver. Builds the services from the configuration; no logic here.
@@ -49,16 +49,20 @@ struct ServeCommand: AsyncParsableCommand {
         // Fail closed: publishing into nftables sets is not built yet, so a policy that asks
         // for it must not run as if its sets were being kept.
         if let policy = config.policies.first(where: { $0.firewall != nil }) {
-            printError("dnsfence: policy '\(policy.name)' has a firewall section, but nftables publishing is not "
-                       + "available in this build; refusing to start (use --no-firewall to serve without sets)")
+            printError(
+                "dnsfence: policy '\(policy.name)' has a firewall section, but nftables publishing is not "
+                    + "available in this build; refusing to start (use --no-firewall to serve without sets)")
             throw ExitCode(1)
         }
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
-        let upstreams = try config.upstreams.map { try SocketAddress(ipAddress: $0.address.description, port: Int($0.port)) }
+        let upstreams = try config.upstreams.map {
+            try SocketAddress(ipAddress: $0.address.description, port: Int($0.port))
+        }
         let forwarder = UpstreamForwarder(settings: .init(upstreams: upstreams), group: group, logger: logger)
         let cache = AnswerCache(
-            limits: .init(maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
+            limits: .init(
+                maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
             clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
         )
         let pipeline = QueryPipeline(selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger)
@@ -68,20 +72,24 @@ struct ServeCommand: AsyncParsableCommand {
         limits.tcpMaxPerClient = config.tcp.maxPerClient
         limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
         do {
-            try await server.start(config.listeners.map {
-                DNSServer.Listener(
-                    address: try SocketAddress(ipAddress: $0.endpoint.address.description, port: Int($0.endpoint.port)),
-                    policy: $0.policy)
-            }, limits: limits)
+            try await server.start(
+                config.listeners.map {
+                    DNSServer.Listener(
+                        address: try SocketAddress(
+                            ipAddress: $0.endpoint.address.description, port: Int($0.endpoint.port)),
+                        policy: $0.policy)
+                }, limits: limits)
         } catch {
             printError("dnsfence: cannot listen: \(error)")
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
-        logger.info("ready", metadata: [
-            "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
-            "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
-        ])
+        logger.info(
+            "ready",
+            metadata: [
+                "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
+                "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
+            ])
         let signal = await Self.waitForTermination()
         logger.info("stopping", metadata: ["signal": "\(signal)", "inflight": "\(pipeline.inflightCount)"])
         await server.drainAndShutdown()
@@ -94,13 +102,13 @@ struct ServeCommand: AsyncParsableCommand {
             let queue = DispatchQueue(label: "dnsfence.signals")
             let fired = SignalLatch(continuation)
             queue.sync {
-            for sig in [SIGINT, SIGTERM] {
-                signal(sig, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                source.setEventHandler { fired.fire(sig) }
-                source.resume()
-                fired.retain(source)
-            }
+                for sig in [SIGINT, SIGTERM] {
+                    signal(sig, SIG_IGN)
+                    let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+                    source.setEventHandler { fired.fire(sig) }
+                    source.resume()
+                    fired.retain(source)
+                }
             }
         }
     }

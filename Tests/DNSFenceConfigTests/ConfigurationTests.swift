@@ -37,7 +37,8 @@ let goodYAML = """
     """
 
 let zones = [
-    "zones/sandbox.rpz": "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 600 86400 60\nexample.com CNAME rpz-passthru.\n",
+    "zones/sandbox.rpz":
+        "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 600 86400 60\nexample.com CNAME rpz-passthru.\n",
     "zones/sandbox.allow": "*.example.org\n",
 ]
 
@@ -51,14 +52,18 @@ struct ConfigurationTests {
         #expect(policy.deny == .refused)
         #expect(policy.qtypes == [.a, .aaaa, .https])
         #expect(policy.clients == [IPPrefix("10.200.0.0/24")!])
-        #expect(policy.firewall == FirewallConfiguration(netns: "/run/netns/sandbox", family: "inet", table: "dnsfence",
-                                                         ipv4Set: "sandbox4", ipv6Set: "sandbox6", create: true,
-                                                         minTTL: 60, maxTTL: 86400, grace: 30))
+        #expect(
+            policy.firewall
+                == FirewallConfiguration(
+                    netns: "/run/netns/sandbox", family: "inet", table: "dnsfence",
+                    ipv4Set: "sandbox4", ipv6Set: "sandbox6", create: true,
+                    minTTL: 60, maxTTL: 86400, grace: 30))
         #expect(config.cache == CacheConfiguration(maxEntries: 5000, minTTL: 0, maxTTL: 3600))
         #expect(config.queryLog == .all)
         let compiled = try ConfigurationCompiler(readFile: reader(zones)).compile(config)
         #expect(compiled.ruleCount == 2)
-        #expect(compiled.selector.select(client: IPAddress("10.200.0.9")!, listenerPolicy: "sandbox")?.name == "sandbox")
+        #expect(
+            compiled.selector.select(client: IPAddress("10.200.0.9")!, listenerPolicy: "sandbox")?.name == "sandbox")
     }
 
     @Test("unknown keys, bad values and duplicates are reported with line and column, all at once")
@@ -79,21 +84,25 @@ struct ConfigurationTests {
             _ = try ConfigurationParser.parse(yaml, file: "bad.yaml")
             Issue.record("expected errors")
         } catch {
-            #expect(error.diagnostics.map(\.description).sorted() == [
-                "bad.yaml:2:14: error: '127.0.0.1' is not an address like 127.0.0.1:5353 or [::1]:5353 (the port is required)",
-                "bad.yaml:3:5: error: unknown key 'polcy' in a listener (did you mean 'policy'?); known keys: address, policy",
-                "bad.yaml:7:11: error: deny must be one of nxdomain, nodata, refused, drop, got 'maybe'",
-                "bad.yaml:8:17: error: 'BOGUS' is not a query type (A, AAAA, HTTPS, TXT, … or TYPEnnn)",
-                "bad.yaml:9:24: error: table must be 'FAMILY NAME' with FAMILY ip, ip6 or inet and NAME [A-Za-z][A-Za-z0-9_]*, got 'inet bad-name'",
-                "bad.yaml:10:19: error: max-ttl 'forever' is not a duration like 30s, 5m, 1h, 1d",
-            ].sorted())
+            #expect(
+                error.diagnostics.map(\.description).sorted()
+                    == [
+                        "bad.yaml:2:14: error: '127.0.0.1' is not an address like 127.0.0.1:5353 or [::1]:5353 (the port is required)",
+                        "bad.yaml:3:5: error: unknown key 'polcy' in a listener (did you mean 'policy'?); known keys: address, policy",
+                        "bad.yaml:7:11: error: deny must be one of nxdomain, nodata, refused, drop, got 'maybe'",
+                        "bad.yaml:8:17: error: 'BOGUS' is not a query type (A, AAAA, HTTPS, TXT, … or TYPEnnn)",
+                        "bad.yaml:9:24: error: table must be 'FAMILY NAME' with FAMILY ip, ip6 or inet and NAME [A-Za-z][A-Za-z0-9_]*, got 'inet bad-name'",
+                        "bad.yaml:10:19: error: max-ttl 'forever' is not a duration like 30s, 5m, 1h, 1d",
+                    ].sorted())
             #expect(error.diagnostics.count == 6)
         }
     }
 
     @Test("a duplicated key is an error")
     func duplicateKey() {
-        #expect(throws: ConfigurationError.self) { try ConfigurationParser.parse("cache: {}\ncache: {}\n", file: "d.yaml") }
+        #expect(throws: ConfigurationError.self) {
+            try ConfigurationParser.parse("cache: {}\ncache: {}\n", file: "d.yaml")
+        }
     }
 
     @Test("YAML syntax errors carry the position libyaml reports")
@@ -119,23 +128,28 @@ struct ConfigurationTests {
                 zones: [missing.allow, broken.rpz, wide.allow]
             """
         let config = try ConfigurationParser.parse(yaml, file: "v.yaml")
-        let files = ["broken.rpz": "$TTL 60\n@ SOA a. b. 1 2 3 4 5\nx CNAME rpz-passthru.\ny A not-an-ip\n", "wide.allow": "*.co.uk\n"]
+        let files = [
+            "broken.rpz": "$TTL 60\n@ SOA a. b. 1 2 3 4 5\nx CNAME rpz-passthru.\ny A not-an-ip\n",
+            "wide.allow": "*.co.uk\n",
+        ]
         do {
             _ = try ConfigurationCompiler(readFile: reader(files)).compile(config)
             Issue.record("expected errors")
         } catch {
-            #expect(error.diagnostics.map(\.description) == [
-                "v.yaml:1: error: listener 127.0.0.1:5353 names policy 'nosuch', which is not defined (defined: p)",
-                "v.yaml:4: error: upstream 127.0.0.1:5353 is dnsfence's own listener 127.0.0.1:5353: queries would loop",
-                "v.yaml:6: error: policy 'p': cannot read zone file 'missing.allow': No such file or directory",
-            ])
+            #expect(
+                error.diagnostics.map(\.description) == [
+                    "v.yaml:1: error: listener 127.0.0.1:5353 names policy 'nosuch', which is not defined (defined: p)",
+                    "v.yaml:4: error: upstream 127.0.0.1:5353 is dnsfence's own listener 127.0.0.1:5353: queries would loop",
+                    "v.yaml:6: error: policy 'p': cannot read zone file 'missing.allow': No such file or directory",
+                ])
         }
         let fixed = try ConfigurationParser.parse(yaml.replacingOccurrences("missing.allow, ", ""), file: "v.yaml")
         do {
             _ = try ConfigurationCompiler(readFile: reader(files)).compile(fixed)
         } catch {
-            #expect(error.diagnostics.map(\.description).contains(
-                "broken.rpz:4: error: Syntax error, could not parse the RR's rdata: 'y A not-an-ip'"))
+            #expect(
+                error.diagnostics.map(\.description).contains(
+                    "broken.rpz:4: error: Syntax error, could not parse the RR's rdata: 'y A not-an-ip'"))
         }
     }
 
@@ -152,8 +166,9 @@ struct ConfigurationTests {
         #expect(config.policies.map(\.inlineAllow) == [["*.allowed.test"]])
         #expect(config.policies.first?.firewall?.ipv4Set == "allow4")
         let compiled = try ConfigurationCompiler(readFile: reader([:])).compile(config)
-        #expect(compiled.selector.select(client: IPAddress("127.0.0.1")!, listenerPolicy: "default")?
-            .decide(DNSQuestion(name: try DNSName("x.allowed.test"), type: .a)).actionLabel == "pass")
+        #expect(
+            compiled.selector.select(client: IPAddress("127.0.0.1")!, listenerPolicy: "default")?
+                .decide(DNSQuestion(name: try DNSName("x.allowed.test"), type: .a)).actionLabel == "pass")
         var bad = ConfigurationOverrides()
         bad.listen = ["localhost"]
         #expect(throws: ConfigurationError.self) { try bad.apply(to: DefaultConfiguration.make(resolvConf: "")) }
@@ -161,7 +176,8 @@ struct ConfigurationTests {
 
     @Test("the default configuration drops our own address from resolv.conf")
     func defaults() {
-        let config = DefaultConfiguration.make(resolvConf: "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\n")
+        let config = DefaultConfiguration.make(
+            resolvConf: "# x\nnameserver 127.0.0.1\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\n")
         #expect(config.upstreams.map(\.description) == ["127.0.0.1:53", "192.0.2.1:53", "[fe80::1]:53"])
         #expect(config.listeners.first?.endpoint.description == "127.0.0.1:5353")
     }

@@ -6,7 +6,8 @@ import Testing
 enum Harness {
     /// The directory holding the built products (`dnsfence` next to the test bundle).
     static var productsDirectory: URL {
-        let exe = URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
+        let exe = URL(
+            fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? "")
         var dir = exe.deletingLastPathComponent()
         while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("dnsfence").path), dir.path != "/" {
             dir = dir.deletingLastPathComponent()
@@ -17,7 +18,8 @@ enum Harness {
     static var dnsfence: String { productsDirectory.appendingPathComponent("dnsfence").path }
 
     static func tool(_ name: String) -> String? {
-        for dir in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
+        for dir in ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]
+        where FileManager.default.isExecutableFile(atPath: "\(dir)/\(name)") {
             return "\(dir)/\(name)"
         }
         return nil
@@ -70,8 +72,10 @@ enum Harness {
     /// Waits until `port` on 127.0.0.1 answers a DNS query over UDP.
     static func waitForDNS(port: UInt16, name: String = "probe.invalid") throws {
         for _ in 0..<100 {
-            if let dig = tool("dig"), let r = try? run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=1", name]),
-               r.output.contains("status:") {
+            if let dig = tool("dig"),
+                let r = try? run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=1", name]),
+                r.output.contains("status:")
+            {
                 return
             }
             usleep(100_000)

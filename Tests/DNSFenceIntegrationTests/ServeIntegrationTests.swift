@@ -21,10 +21,12 @@ final class ServeIntegrationTests {
             """
         try rpz.write(to: directory.appendingPathComponent("sandbox.rpz"), atomically: true, encoding: .utf8)
         port = Harness.freePort()
-        server = try Background(Harness.dnsfence, [
-            "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsd.port)",
-            "--allow", "*.example.test", "--policy", directory.appendingPathComponent("sandbox.rpz").path,
-        ], log: directory.appendingPathComponent("dnsfence.log"))
+        server = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsd.port)",
+                "--allow", "*.example.test", "--policy", directory.appendingPathComponent("sandbox.rpz").path,
+            ], log: directory.appendingPathComponent("dnsfence.log"))
         try Harness.waitForDNS(port: port)
     }
 
@@ -70,21 +72,31 @@ final class ServeIntegrationTests {
     @Test func largeAnswerTruncatedOverUDPAndWholeOverTCP() throws {
         // TXT is not an allowed type in this suite's policy, so ask through a policy that allows it.
         let port2 = Harness.freePort()
-        let big = try Background(Harness.dnsfence, [
-            "serve", "--listen", "127.0.0.1:\(port2)", "--upstream", "127.0.0.1:\(nsd.port)",
-            "--config", try writeConfig(port: port2),
-        ], log: directory.appendingPathComponent("big.log"))
+        let big = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "127.0.0.1:\(port2)", "--upstream", "127.0.0.1:\(nsd.port)",
+                "--config", try writeConfig(port: port2),
+            ], log: directory.appendingPathComponent("big.log"))
         defer { big.stop() }
         try Harness.waitForDNS(port: port2)
         let dig = try #require(Harness.tool("dig"))
-        let udp = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port2)", "+ignore", "+tries=1", "big.example.test", "TXT"]).output
+        let udp = try Harness.run(
+            dig, ["@127.0.0.1", "-p", "\(port2)", "+ignore", "+tries=1", "big.example.test", "TXT"]
+        ).output
         #expect(udp.contains(" tc"))
         #expect(udp.contains("ANSWER: 0"))
-        let tcp = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port2)", "+tcp", "+tries=1", "big.example.test", "TXT"]).output
+        let tcp = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port2)", "+tcp", "+tries=1", "big.example.test", "TXT"])
+            .output
         #expect(tcp.contains("ANSWER: 60"))
         let kdig = try #require(Harness.tool("kdig"))
-        let pipelined = try Harness.run(kdig, ["@127.0.0.1", "-p", "\(port2)", "+tcp", "+keepopen", "+short",
-                                               "www.example.test", "A", "short.example.test", "A"]).output
+        let pipelined = try Harness.run(
+            kdig,
+            [
+                "@127.0.0.1", "-p", "\(port2)", "+tcp", "+keepopen", "+short",
+                "www.example.test", "A", "short.example.test", "A",
+            ]
+        ).output
         #expect(pipelined.contains("192.0.2.10"))
         #expect(pipelined.contains("192.0.2.20"))
     }
@@ -119,9 +131,12 @@ final class ServeIntegrationTests {
         let relay = CountingRelay(relayingTo: nsd.port)
         defer { relay.stop() }
         let port3 = Harness.freePort()
-        let fence = try Background(Harness.dnsfence, [
-            "serve", "--listen", "127.0.0.1:\(port3)", "--upstream", "127.0.0.1:\(relay.port)", "--allow", "*.example.test",
-        ], log: directory.appendingPathComponent("relay.log"))
+        let fence = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "127.0.0.1:\(port3)", "--upstream", "127.0.0.1:\(relay.port)", "--allow",
+                "*.example.test",
+            ], log: directory.appendingPathComponent("relay.log"))
         defer { fence.stop() }
         try Harness.waitForDNS(port: port3)
         let dig = try #require(Harness.tool("dig"))
@@ -130,7 +145,9 @@ final class ServeIntegrationTests {
             #expect(out.contains("status: NXDOMAIN"))
         }
         for _ in 0..<3 {
-            let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port3)", "+tries=1", "+short", "www.example.test", "A"]).output
+            let out = try Harness.run(
+                dig, ["@127.0.0.1", "-p", "\(port3)", "+tries=1", "+short", "www.example.test", "A"]
+            ).output
             #expect(out.contains("192.0.2.10"))
         }
         // Exactly one upstream query: the first allowed lookup; the denied names and the two
@@ -139,7 +156,8 @@ final class ServeIntegrationTests {
 
         // Negative answers are cached too (RFC 2308): two NXDOMAINs, one upstream query.
         for _ in 0..<2 {
-            let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port3)", "+tries=1", "nope.example.test", "A"]).output
+            let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port3)", "+tries=1", "nope.example.test", "A"])
+                .output
             #expect(out.contains("status: NXDOMAIN"))
             #expect(!out.contains("EDE"))  // an upstream NXDOMAIN, not a denial
         }
@@ -147,9 +165,15 @@ final class ServeIntegrationTests {
 
         // TTLs count down in cache hits.
         func ttl() throws -> Int {
-            let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port3)", "+tries=1", "+noall", "+answer",
-                                            "www.example.test", "A"]).output
-            return Int(out.split(separator: "\n").first?.split(whereSeparator: { $0 == " " || $0 == "\t" })[1] ?? "") ?? -1
+            let out = try Harness.run(
+                dig,
+                [
+                    "@127.0.0.1", "-p", "\(port3)", "+tries=1", "+noall", "+answer",
+                    "www.example.test", "A",
+                ]
+            ).output
+            return Int(out.split(separator: "\n").first?.split(whereSeparator: { $0 == " " || $0 == "\t" })[1] ?? "")
+                ?? -1
         }
         let first = try ttl()
         sleep(2)
@@ -162,21 +186,31 @@ final class ServeIntegrationTests {
     @Test("IPv6 listener, and mdig pipelining several queries over one TCP connection")
     func ipv6AndMdig() throws {
         let port6 = Harness.freePort()
-        let v6 = try Background(Harness.dnsfence, [
-            "serve", "--listen", "[::1]:\(port6)", "--upstream", "127.0.0.1:\(nsd.port)", "--allow", "*.example.test",
-        ], log: directory.appendingPathComponent("v6.log"))
+        let v6 = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "[::1]:\(port6)", "--upstream", "127.0.0.1:\(nsd.port)", "--allow",
+                "*.example.test",
+            ], log: directory.appendingPathComponent("v6.log"))
         defer { v6.stop() }
         let dig = try #require(Harness.tool("dig"))
         var answered = ""
         for _ in 0..<50 {
-            answered = try Harness.run(dig, ["@::1", "-p", "\(port6)", "+tries=1", "+time=1", "+short", "www.example.test", "AAAA"]).output
+            answered = try Harness.run(
+                dig, ["@::1", "-p", "\(port6)", "+tries=1", "+time=1", "+short", "www.example.test", "AAAA"]
+            ).output
             if answered.contains("2001:db8::10") { break }
             usleep(100_000)
         }
         #expect(answered.contains("2001:db8::10"))
         let mdig = try #require(Harness.tool("mdig"))
-        let out = try Harness.run(mdig, ["@::1", "-p", "\(port6)", "+tcp", "+short",
-                                         "www.example.test", "alias.example.test", "denied.other"]).output
+        let out = try Harness.run(
+            mdig,
+            [
+                "@::1", "-p", "\(port6)", "+tcp", "+short",
+                "www.example.test", "alias.example.test", "denied.other",
+            ]
+        ).output
         #expect(out.contains("192.0.2.10"))
         #expect(out.contains("www.example.test."))
     }
@@ -196,7 +230,8 @@ struct CheckCommandTests {
         let dir = try Harness.temporaryDirectory()
         try "$TTL 60\n@ SOA a. b. 1 2 3 4 5\nok.test CNAME rpz-passthru.\nbad.test A 300.1.2.3\n"
             .write(to: dir.appendingPathComponent("bad.rpz"), atomically: true, encoding: .utf8)
-        try "*.co.uk\nfine.test\n".write(to: dir.appendingPathComponent("wide.allow"), atomically: true, encoding: .utf8)
+        try "*.co.uk\nfine.test\n".write(
+            to: dir.appendingPathComponent("wide.allow"), atomically: true, encoding: .utf8)
         let yaml = """
             listen:
               - address: 127.0.0.1:5399
@@ -218,7 +253,9 @@ struct CheckCommandTests {
             .write(to: config, atomically: true, encoding: .utf8)
         let second = try Harness.run(Harness.dnsfence, ["check", "--config", config.path])
         #expect(second.status == 1)
-        #expect(second.output.contains("bad.rpz:4: error: Syntax error, could not parse the RR's rdata: 'bad.test A 300.1.2.3'"))
+        #expect(
+            second.output.contains(
+                "bad.rpz:4: error: Syntax error, could not parse the RR's rdata: 'bad.test A 300.1.2.3'"))
 
         try "$TTL 60\n@ SOA a. b. 1 2 3 4 5\nok.test CNAME rpz-passthru.\n"
             .write(to: dir.appendingPathComponent("bad.rpz"), atomically: true, encoding: .utf8)

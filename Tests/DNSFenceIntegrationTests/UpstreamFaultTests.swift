@@ -12,15 +12,20 @@ final class UpstreamFaultTests {
 
     init() throws {
         let directory = try Harness.temporaryDirectory()
-        let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/faults.data")
+        let data = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "Fixtures/faults.data")
         testnsPort = Harness.freePort()
         let tool = try #require(Harness.tool("ldns-testns"), "ldns-testns (ldnsutils) is not installed")
-        testns = try Background(tool, ["-p", "\(testnsPort)", data.path], log: directory.appendingPathComponent("testns.log"))
+        testns = try Background(
+            tool, ["-p", "\(testnsPort)", data.path], log: directory.appendingPathComponent("testns.log"))
         try Harness.waitForDNS(port: testnsPort, name: "ok.fault.test")
         port = Harness.freePort()
-        fence = try Background(Harness.dnsfence, [
-            "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(testnsPort)", "--allow", "*.fault.test",
-        ], log: directory.appendingPathComponent("dnsfence.log"))
+        fence = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(testnsPort)", "--allow",
+                "*.fault.test",
+            ], log: directory.appendingPathComponent("dnsfence.log"))
         try Harness.waitForDNS(port: port)
     }
 
@@ -105,14 +110,18 @@ struct FailoverAndTCPTests {
         let dead = Harness.freePort()
         let port = Harness.freePort()
         let directory = try Harness.temporaryDirectory()
-        let fence = try Background(Harness.dnsfence, [
-            "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(dead)", "--upstream", "127.0.0.1:\(nsd.port)",
-            "--allow", "*.example.test",
-        ], log: directory.appendingPathComponent("dnsfence.log"))
+        let fence = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(dead)", "--upstream",
+                "127.0.0.1:\(nsd.port)",
+                "--allow", "*.example.test",
+            ], log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
         try Harness.waitForDNS(port: port)
         let dig = try #require(Harness.tool("dig"))
-        let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=6", "+short", "www.example.test"])
+        let out = try Harness.run(
+            dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=6", "+short", "www.example.test"])
         #expect(out.output.contains("192.0.2.10"))
     }
 
@@ -132,8 +141,9 @@ struct FailoverAndTCPTests {
             """
         let config = directory.appendingPathComponent("flood.yaml")
         try yaml.write(to: config, atomically: true, encoding: .utf8)
-        let fence = try Background(Harness.dnsfence, ["serve", "--config", config.path],
-                                   log: directory.appendingPathComponent("dnsfence.log"))
+        let fence = try Background(
+            Harness.dnsfence, ["serve", "--config", config.path],
+            log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
         try Harness.waitForDNS(port: port)
 
@@ -146,18 +156,25 @@ struct FailoverAndTCPTests {
             addr.sin_addr.s_addr = inet_addr("127.0.0.1")
             addr.sin_port = port.bigEndian
             let rc = withUnsafePointer(to: &addr) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
             #expect(rc == 0)
             sockets.append(fd)
         }
         usleep(500_000)
         let kdig = try #require(Harness.tool("kdig"))
-        let tcp = try Harness.run(kdig, ["@127.0.0.1", "-p", "\(port)", "+tcp", "+retry=0", "+timeout=5", "+short",
-                                         "www.example.test", "A"])
+        let tcp = try Harness.run(
+            kdig,
+            [
+                "@127.0.0.1", "-p", "\(port)", "+tcp", "+retry=0", "+timeout=5", "+short",
+                "www.example.test", "A",
+            ])
         #expect(tcp.output.contains("192.0.2.10"))
         let dig = try #require(Harness.tool("dig"))
-        let udp = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+short", "www.example.test", "AAAA"])
+        let udp = try Harness.run(
+            dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+short", "www.example.test", "AAAA"])
         #expect(udp.output.contains("2001:db8::10"))
         // The server kept at most its limit open: the rest were closed as the idlest.
         let ss = try Harness.run("/bin/sh", ["-c", "ss -Htn state established '( sport = :\(port) )' | wc -l"])

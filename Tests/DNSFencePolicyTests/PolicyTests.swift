@@ -57,7 +57,8 @@ struct PolicyTests {
         DecisionCase(name: "www.example.com", type: .a, expected: "deny nxdomain EDE15", rule: nil),
         DecisionCase(name: "example.org", type: .a, expected: "deny nxdomain EDE15", rule: nil),
         DecisionCase(name: "a.b.example.org", type: .aaaa, expected: "pass", rule: "zones/sandbox.rpz:5"),
-        DecisionCase(name: "blocked.example.org", type: .a, expected: "deny nxdomain EDE15", rule: "zones/sandbox.rpz:8"),
+        DecisionCase(
+            name: "blocked.example.org", type: .a, expected: "deny nxdomain EDE15", rule: "zones/sandbox.rpz:8"),
         DecisionCase(name: "empty.example.org", type: .a, expected: "deny nodata EDE15", rule: "zones/sandbox.rpz:9"),
         DecisionCase(name: "silent.example.org", type: .a, expected: "deny drop EDE15", rule: "zones/sandbox.rpz:10"),
         // longer suffix beats shorter
@@ -86,7 +87,8 @@ struct PolicyTests {
         switch decision {
         case .pass: return "pass"
         case .localData(let records, _):
-            return records.isEmpty ? "local nodata" : "local " + Set(records.map(\.type.description)).sorted().joined(separator: ",")
+            return records.isEmpty
+                ? "local nodata" : "local " + Set(records.map(\.type.description)).sorted().joined(separator: ",")
         case .deny(let response, let error, _): return "deny \(response.rawValue) EDE\(error.infoCode)"
         }
     }
@@ -124,8 +126,11 @@ struct PolicyTests {
     func denyResponse(_ response: DenyResponse) throws {
         let policy = try compile([PolicySource(file: "a.allow", text: "ok.test\n")], deny: response).policy
         let decision = policy.decide(DNSQuestion(name: try DNSName("other.test"), type: .a))
-        #expect(decision == .deny(response: response,
-                                  error: ExtendedDNSError(15, "dnsfence: policy sandbox: not allowlisted"), rule: nil))
+        #expect(
+            decision
+                == .deny(
+                    response: response,
+                    error: ExtendedDNSError(15, "dnsfence: policy sandbox: not allowlisted"), rule: nil))
     }
 
     @Test("a custom type list replaces the default")
@@ -147,28 +152,48 @@ struct LoadErrorCase: Sendable, CustomTestStringConvertible {
 struct PolicyLoadTests {
     static let soa = "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 600 86400 60\n"
     static let cases: [LoadErrorCase] = [
-        LoadErrorCase(label: "two names on a line", source: PolicySource(file: "l.allow", text: "a.test\nb.test c.test\n"),
-                      expected: PolicyLoadError(file: "l.allow", line: 2, message: "expected one name per line, found 'b.test c.test'")),
-        LoadErrorCase(label: "star inside a name", source: PolicySource(file: "l.allow", text: "a.*.test\n"),
-                      expected: PolicyLoadError(file: "l.allow", line: 1,
-                                                message: "'a.*.test': '*' is only allowed as the whole first label ('*.example.com')")),
-        LoadErrorCase(label: "U-label", source: PolicySource(file: "l.allow", text: "\n\nbücher.example\n"),
-                      expected: PolicyLoadError(file: "l.allow", line: 3,
-                                                message: "'bücher.example': label 'bücher' is not ASCII; write its A-label 'xn--bcher-kva' instead")),
-        LoadErrorCase(label: "bad zone line", source: PolicySource(file: "z.rpz", text: soa + "ok.test CNAME rpz-passthru.\nbad.test A 300.1.2.3\n"),
-                      expected: PolicyLoadError(file: "z.rpz", line: 4, message: "Syntax error, could not parse the RR's rdata: 'bad.test A 300.1.2.3'")),
-        LoadErrorCase(label: "no SOA", source: PolicySource(file: "z.rpz", text: "ok.test CNAME rpz-passthru.\n"),
-                      expected: PolicyLoadError(file: "z.rpz", line: 1, message: "an RPZ zone must start with its SOA record, found CNAME")),
-        LoadErrorCase(label: "IP trigger", source: PolicySource(file: "z.rpz", text: soa + "32.1.2.0.10.rpz-ip CNAME .\n"),
-                      expected: PolicyLoadError(file: "z.rpz", line: 3, message: "RPZ trigger 'rpz-ip' is not supported (only QNAME triggers)")),
-        LoadErrorCase(label: "action beside data", source: PolicySource(file: "z.rpz", text: soa + "x.test A 10.0.0.1\nx.test CNAME .\n"),
-                      expected: PolicyLoadError(file: "z.rpz", line: 4,
-                                                message: "x.test. already has local data at line 3; an RPZ action must be the name's only record")),
-        LoadErrorCase(label: "owner outside the zone", source: PolicySource(file: "z.rpz", text: soa + "x.test. CNAME .\n"),
-                      expected: PolicyLoadError(file: "z.rpz", line: 3,
-                                                message: "owner x.test. is outside the zone rpz.invalid. (write names relative to the zone)")),
-        LoadErrorCase(label: "$INCLUDE", source: PolicySource(file: "z.rpz", text: soa + "$INCLUDE /etc/passwd\n"),
-                      expected: PolicyLoadError(file: "z.rpz", line: 3, message: "$INCLUDE is not supported")),
+        LoadErrorCase(
+            label: "two names on a line", source: PolicySource(file: "l.allow", text: "a.test\nb.test c.test\n"),
+            expected: PolicyLoadError(
+                file: "l.allow", line: 2, message: "expected one name per line, found 'b.test c.test'")),
+        LoadErrorCase(
+            label: "star inside a name", source: PolicySource(file: "l.allow", text: "a.*.test\n"),
+            expected: PolicyLoadError(
+                file: "l.allow", line: 1,
+                message: "'a.*.test': '*' is only allowed as the whole first label ('*.example.com')")),
+        LoadErrorCase(
+            label: "U-label", source: PolicySource(file: "l.allow", text: "\n\nbücher.example\n"),
+            expected: PolicyLoadError(
+                file: "l.allow", line: 3,
+                message: "'bücher.example': label 'bücher' is not ASCII; write its A-label 'xn--bcher-kva' instead")),
+        LoadErrorCase(
+            label: "bad zone line",
+            source: PolicySource(file: "z.rpz", text: soa + "ok.test CNAME rpz-passthru.\nbad.test A 300.1.2.3\n"),
+            expected: PolicyLoadError(
+                file: "z.rpz", line: 4, message: "Syntax error, could not parse the RR's rdata: 'bad.test A 300.1.2.3'")
+        ),
+        LoadErrorCase(
+            label: "no SOA", source: PolicySource(file: "z.rpz", text: "ok.test CNAME rpz-passthru.\n"),
+            expected: PolicyLoadError(
+                file: "z.rpz", line: 1, message: "an RPZ zone must start with its SOA record, found CNAME")),
+        LoadErrorCase(
+            label: "IP trigger", source: PolicySource(file: "z.rpz", text: soa + "32.1.2.0.10.rpz-ip CNAME .\n"),
+            expected: PolicyLoadError(
+                file: "z.rpz", line: 3, message: "RPZ trigger 'rpz-ip' is not supported (only QNAME triggers)")),
+        LoadErrorCase(
+            label: "action beside data",
+            source: PolicySource(file: "z.rpz", text: soa + "x.test A 10.0.0.1\nx.test CNAME .\n"),
+            expected: PolicyLoadError(
+                file: "z.rpz", line: 4,
+                message: "x.test. already has local data at line 3; an RPZ action must be the name's only record")),
+        LoadErrorCase(
+            label: "owner outside the zone", source: PolicySource(file: "z.rpz", text: soa + "x.test. CNAME .\n"),
+            expected: PolicyLoadError(
+                file: "z.rpz", line: 3,
+                message: "owner x.test. is outside the zone rpz.invalid. (write names relative to the zone)")),
+        LoadErrorCase(
+            label: "$INCLUDE", source: PolicySource(file: "z.rpz", text: soa + "$INCLUDE /etc/passwd\n"),
+            expected: PolicyLoadError(file: "z.rpz", line: 3, message: "$INCLUDE is not supported")),
     ]
 
     @Test("load errors name file and line", arguments: cases)
@@ -182,12 +207,13 @@ struct PolicyLoadTests {
             PolicySource(file: "w.allow", text: "*.com\n*.co.uk\n*.example.co.uk\n*\nok.test\n"),
             PolicySource(file: "w.rpz", text: Self.soa + "ok.test CNAME .\n"),
         ])
-        #expect(output.warnings.map(\.description) == [
-            "w.rpz:3: warning: rule ok.test. (deny) conflicts with w.allow:5 (pass); the earlier rule wins",
-            "w.allow:1: warning: '*.com.' is a wildcard on the public suffix 'com.': it allows names of unrelated owners",
-            "w.allow:2: warning: '*.co.uk.' is a wildcard on the public suffix 'co.uk.': it allows names of unrelated owners",
-            "w.allow:4: warning: '*.' allows every name: the policy filters nothing",
-        ])
+        #expect(
+            output.warnings.map(\.description) == [
+                "w.rpz:3: warning: rule ok.test. (deny) conflicts with w.allow:5 (pass); the earlier rule wins",
+                "w.allow:1: warning: '*.com.' is a wildcard on the public suffix 'com.': it allows names of unrelated owners",
+                "w.allow:2: warning: '*.co.uk.' is a wildcard on the public suffix 'co.uk.': it allows names of unrelated owners",
+                "w.allow:4: warning: '*.' allows every name: the policy filters nothing",
+            ])
         // The earlier (pass) rule won.
         #expect(output.policy.decide(DNSQuestion(name: try DNSName("ok.test"), type: .a)).actionLabel == "pass")
     }

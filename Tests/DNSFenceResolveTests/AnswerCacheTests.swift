@@ -16,16 +16,19 @@ func key(_ name: String, policy: String = "p", type: DNSType = .a) throws -> Cac
 
 func positive(_ name: String, ttls: [UInt32]) throws -> CachedAnswer {
     let owner = try DNSName(name)
-    return CachedAnswer(rcode: .noError, authenticData: false,
-                        answers: ttls.enumerated().map { DNSRecord(name: owner, ttl: $1, address: .v4(0xC000_0200 + UInt32($0))) },
-                        authorities: [], additionals: [])
+    return CachedAnswer(
+        rcode: .noError, authenticData: false,
+        answers: ttls.enumerated().map { DNSRecord(name: owner, ttl: $1, address: .v4(0xC000_0200 + UInt32($0))) },
+        authorities: [], additionals: [])
 }
 
 func soa(ttl: UInt32, minimum: UInt32) throws -> DNSRecord {
     let m = try DNSName("ns.test").wire, r = try DNSName("host.test").wire
     let fields: [UInt32] = [1, 3600, 600, 86400, minimum]
-    return DNSRecord(name: try DNSName("test"), type: .soa, ttl: ttl,
-                     rdata: m + r + fields.flatMap { [UInt8($0 >> 24), UInt8($0 >> 16 & 0xFF), UInt8($0 >> 8 & 0xFF), UInt8($0 & 0xFF)] })
+    return DNSRecord(
+        name: try DNSName("test"), type: .soa, ttl: ttl,
+        rdata: m + r
+            + fields.flatMap { [UInt8($0 >> 24), UInt8($0 >> 16 & 0xFF), UInt8($0 >> 8 & 0xFF), UInt8($0 & 0xFF)] })
 }
 
 @Suite("Answer cache")
@@ -47,8 +50,9 @@ struct AnswerCacheTests {
     func negative() throws {
         let clock = ManualClock()
         let cache = AnswerCache(limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 86400), clock: clock.clock)
-        let nx = CachedAnswer(rcode: .nxDomain, authenticData: false, answers: [],
-                              authorities: [try soa(ttl: 3600, minimum: 30)], additionals: [])
+        let nx = CachedAnswer(
+            rcode: .nxDomain, authenticData: false, answers: [],
+            authorities: [try soa(ttl: 3600, minimum: 30)], additionals: [])
         #expect(cache.lifetime(of: nx) == 30)
         cache.store(nx, for: try key("nope.test"))
         clock.advance(29)
@@ -77,7 +81,9 @@ struct AnswerCacheTests {
     @Test("the least recently used entry is evicted when full")
     func lru() throws {
         let cache = AnswerCache(limits: .init(maxEntries: 3, minTTL: 0, maxTTL: 600), clock: ManualClock().clock)
-        for name in ["a", "b", "c"] { cache.store(try positive("\(name).test", ttls: [60]), for: try key("\(name).test")) }
+        for name in ["a", "b", "c"] {
+            cache.store(try positive("\(name).test", ttls: [60]), for: try key("\(name).test"))
+        }
         _ = try cache.lookup(key("a.test"))  // a is now the most recent; b the least
         cache.store(try positive("d.test", ttls: [60]), for: try key("d.test"))
         #expect(try cache.lookup(key("b.test")) == nil)

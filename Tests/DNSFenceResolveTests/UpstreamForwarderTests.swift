@@ -37,7 +37,8 @@ struct UpstreamForwarderTests {
             }
             .bind(host: "127.0.0.1", port: 0).get()
         let address = try #require(server.localAddress)
-        let forwarder = UpstreamForwarder(settings: .init(upstreams: [address]), group: group, logger: Logger(label: "t"))
+        let forwarder = UpstreamForwarder(
+            settings: .init(upstreams: [address]), group: group, logger: Logger(label: "t"))
         let question = DNSQuestion(name: try DNSName("same.test"), type: .a)
         let key = CacheKey(policy: "p", name: question.name, type: .a, dnssecOK: false, checkingDisabled: false)
         let answers = try await withThrowingTaskGroup(of: DNSMessage.self) { tasks in

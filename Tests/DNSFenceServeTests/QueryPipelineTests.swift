@@ -14,19 +14,25 @@ struct PipelineFixture {
     init() throws {
         let policy = try PolicyCompiler().compile(
             name: "p",
-            sources: [PolicySource(file: "t.rpz", text: """
-                $TTL 60
-                @ SOA a. b. 1 2 3 4 5
-                ok.test CNAME rpz-passthru.
-                proxy.test A 10.0.0.2
-                """)]
+            sources: [
+                PolicySource(
+                    file: "t.rpz",
+                    text: """
+                        $TTL 60
+                        @ SOA a. b. 1 2 3 4 5
+                        ok.test CNAME rpz-passthru.
+                        proxy.test A 10.0.0.2
+                        """)
+            ]
         ).policy
         let logger = Logger(label: "test")
-        let forwarder = UpstreamForwarder(settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
-                                          logger: logger)
+        let forwarder = UpstreamForwarder(
+            settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
+            logger: logger)
         let cache = AnswerCache(limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 600), clock: { 0 })
-        pipeline = QueryPipeline(selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
-                                 forwarder: forwarder, logger: logger)
+        pipeline = QueryPipeline(
+            selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
+            forwarder: forwarder, logger: logger)
     }
 
     func answer(_ bytes: [UInt8], transport: Transport = .udp) -> DNSMessage? {
@@ -70,8 +76,12 @@ struct QueryPipelineTests {
         var q = try PipelineFixture.query("ok.test")
         q.isResponse = true
         let context = QueryContext(client: .v4(1), listenerPolicy: "p", transport: .udp)
-        guard case .drop = f.pipeline.process(q.encoded(), context: context) else { Issue.record("expected drop"); return }
-        guard case .drop = f.pipeline.process([1, 2, 3], context: context) else { Issue.record("expected drop"); return }
+        guard case .drop = f.pipeline.process(q.encoded(), context: context) else {
+            Issue.record("expected drop"); return
+        }
+        guard case .drop = f.pipeline.process([1, 2, 3], context: context) else {
+            Issue.record("expected drop"); return
+        }
     }
 
     @Test func notImp() throws {
@@ -118,7 +128,9 @@ struct QueryPipelineTests {
     @Test("a client with no policy is refused with EDE 18")
     func noPolicy() throws {
         let context = QueryContext(client: .v4(1), listenerPolicy: "other", transport: .udp)
-        guard case .respond(let bytes) = f.pipeline.process(try PipelineFixture.query("ok.test").encoded(), context: context)
+        guard
+            case .respond(let bytes) = f.pipeline.process(
+                try PipelineFixture.query("ok.test").encoded(), context: context)
         else { Issue.record("expected an answer"); return }
         let r = try DNSMessage(decoding: bytes)
         #expect(r.rcode == .refused)
@@ -128,7 +140,8 @@ struct QueryPipelineTests {
     @Test("an allowed name that misses the cache goes upstream; AXFR is refused")
     func forwardAndAXFR() throws {
         let context = QueryContext(client: .v4(1), listenerPolicy: "p", transport: .udp)
-        guard case .forward = f.pipeline.process(try PipelineFixture.query("ok.test").encoded(), context: context) else {
+        guard case .forward = f.pipeline.process(try PipelineFixture.query("ok.test").encoded(), context: context)
+        else {
             Issue.record("expected forward")
             return
         }

@@ -40,7 +40,9 @@ struct DNSNameTests {
 
     @Test("a U-label is rejected with its A-label named")
     func nonASCII() {
-        #expect(throws: DNSNameError.nonASCII(label: "bücher", aLabel: "xn--bcher-kva")) { try DNSName("bücher.example") }
+        #expect(throws: DNSNameError.nonASCII(label: "bücher", aLabel: "xn--bcher-kva")) {
+            try DNSName("bücher.example")
+        }
         #expect(throws: DNSNameError.nonASCII(label: "münchen", aLabel: "xn--mnchen-3ya")) { try DNSName("münchen.de") }
     }
 
@@ -49,7 +51,8 @@ struct DNSNameTests {
         #expect(name.isSubdomain(of: try DNSName("EXAMPLE.com")))
         #expect(name.isSubdomain(of: .root))
         #expect(!name.isSubdomain(of: try DNSName("ample.com")))
-        #expect(name.relative(to: try DNSName("example.com"))?.map { String(decoding: $0, as: UTF8.self) } == ["a", "b"])
+        #expect(
+            name.relative(to: try DNSName("example.com"))?.map { String(decoding: $0, as: UTF8.self) } == ["a", "b"])
         #expect(name.parent() == (try DNSName("b.example.com")))
     }
 }
@@ -73,8 +76,9 @@ struct EncoderTests {
     @Test("names are compressed and the result decodes with ldns")
     func compression() throws {
         let name = try DNSName("www.example.com")
-        var message = DNSMessage(id: 7, isResponse: true, recursionDesired: true, recursionAvailable: true,
-                                 questions: [DNSQuestion(name: name, type: .a)])
+        var message = DNSMessage(
+            id: 7, isResponse: true, recursionDesired: true, recursionAvailable: true,
+            questions: [DNSQuestion(name: name, type: .a)])
         message.answers = [
             DNSRecord(name: name, ttl: 60, cname: try DNSName("cdn.example.com")),
             DNSRecord(name: try DNSName("cdn.example.com"), ttl: 60, address: IPAddress("192.0.2.1")!),
@@ -90,7 +94,8 @@ struct EncoderTests {
 
     @Test("an extended RCODE goes into the OPT record")
     func badVers() throws {
-        let message = DNSMessage(id: 1, isResponse: true, rcode: .badVers, questions: [DNSQuestion(name: try DNSName("a.test"), type: .a)])
+        let message = DNSMessage(
+            id: 1, isResponse: true, rcode: .badVers, questions: [DNSQuestion(name: try DNSName("a.test"), type: .a)])
         let decoded = try DNSMessage(decoding: message.encoded())
         #expect(decoded.rcode == .badVers)
         #expect(decoded.edns != nil)

@@ -12,8 +12,9 @@ enum Fixture {
 
 @Suite("Golden packets")
 struct GoldenPacketTests {
-    @Test("queries from dig, kdig and drill round-trip byte for byte",
-          arguments: ["dig-a-query", "kdig-aaaa-query", "drill-mx-query"])
+    @Test(
+        "queries from dig, kdig and drill round-trip byte for byte",
+        arguments: ["dig-a-query", "kdig-aaaa-query", "drill-mx-query"])
     func queryRoundTrip(name: String) throws {
         let bytes = try Fixture.bytes(name)
         let message = try DNSMessage(decoding: bytes)
@@ -22,8 +23,9 @@ struct GoldenPacketTests {
         #expect(message.encoded() == bytes)
     }
 
-    @Test("nsd answers round-trip byte for byte",
-          arguments: ["nsd-alias-answer", "nsd-mx-answer", "nsd-nx-answer", "nsd-soa-answer", "nsd-txt-answer"])
+    @Test(
+        "nsd answers round-trip byte for byte",
+        arguments: ["nsd-alias-answer", "nsd-mx-answer", "nsd-nx-answer", "nsd-soa-answer", "nsd-txt-answer"])
     func answerRoundTrip(name: String) throws {
         let bytes = try Fixture.bytes(name)
         let message = try DNSMessage(decoding: bytes)
