@@ -27,6 +27,19 @@ let package = Package(
             pkgConfig: "ldns",
             providers: [.apt(["libldns-dev"])]
         ),
+        .systemLibrary(
+            name: "CNftables",
+            pkgConfig: "libnftables",
+            providers: [.apt(["libnftables-dev"])]
+        ),
+        .target(
+            name: "DNSFenceFirewall",
+            dependencies: [
+                "CNftables", "DNSFenceWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "DNSFenceWire",
             dependencies: ["CLDNS"],
@@ -58,7 +71,7 @@ let package = Package(
         .target(
             name: "DNSFenceServe",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve",
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceFirewall",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -69,6 +82,7 @@ let package = Package(
             name: "dnsfence",
             dependencies: [
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig", "DNSFenceResolve", "DNSFenceServe",
+                "DNSFenceFirewall",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

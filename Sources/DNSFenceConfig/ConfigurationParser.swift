@@ -206,6 +206,8 @@ public struct ConfigurationParser {
                 if k.keyText == "ipv4-set" { fw.ipv4Set = text } else { fw.ipv6Set = text }
             case "create":
                 if let flag = bool(v, "create") { fw.create = flag }
+            case "admit-private":
+                if let flag = bool(v, "admit-private") { fw.admitPrivate = flag }
             case "min-ttl":
                 if let d = duration(v, "min-ttl") { fw.minTTL = d }
             case "max-ttl":
@@ -215,7 +217,10 @@ public struct ConfigurationParser {
             default:
                 unknownKey(
                     k, in: "firewall",
-                    known: ["netns", "table", "ipv4-set", "ipv6-set", "create", "min-ttl", "max-ttl", "grace"])
+                    known: [
+                        "netns", "table", "ipv4-set", "ipv6-set", "create", "admit-private", "min-ttl", "max-ttl",
+                        "grace",
+                    ])
             }
         }
         if fw.ipv4Set == nil && fw.ipv6Set == nil { error(node, "firewall needs 'ipv4-set' and/or 'ipv6-set'") }

@@ -77,6 +77,8 @@ public struct FirewallConfiguration: Hashable, Sendable {
     public var minTTL: UInt32
     public var maxTTL: UInt32
     public var grace: UInt32
+    /// Whether private addresses (RFC 1918, RFC 6598, ULA) may enter the sets.
+    public var admitPrivate: Bool = true
 
     public init(
         netns: String? = nil, family: String = "inet", table: String = "dnsfence", ipv4Set: String? = nil,

@@ -1,6 +1,7 @@
 // DNSFenceServe: the query pipeline (decode → policy → deny | local data | cache → forward)
 // and the UDP/TCP listeners that feed it.
 
+import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve
 public import DNSFenceWire
@@ -31,6 +32,22 @@ public enum ImmediateOutcome: Sendable {
     case respond([UInt8])
     case drop
     case forward(PendingForward)
+    /// A cache hit whose addresses must be (re)committed before it is released.
+    case publish(PendingPublish)
+}
+
+/// An answer waiting for its addresses to be committed.
+public struct PendingPublish: Sendable {
+    var plan: AnswerPlan
+    var binding: FirewallBinding
+    var query: DNSMessage
+    var maxUDPSize: Int
+}
+
+/// A guarded answer and what to commit first.
+struct AnswerPlan: Sendable {
+    var message: DNSMessage
+    var elements: [SetElement]
 }
 
 /// A query that passed policy and missed the cache.
@@ -40,6 +57,7 @@ public struct PendingForward: Sendable {
     var key: CacheKey
     var maxUDPSize: Int
     var transport: Transport
+    let binding: FirewallBinding?
 }
 
 /// The query pipeline of DESIGN.md. Decisions are made synchronously where no I/O is needed
@@ -52,12 +70,15 @@ public final class QueryPipeline: Sendable {
     let cache: AnswerCache
     let forwarder: UpstreamForwarder
     let logger: Logger
+    let firewalls: [String: FirewallBinding]
     private let inflight = Atomic<Int>(0)
 
     /// Queries waiting for an upstream right now.
     public var inflightCount: Int { inflight.load(ordering: .relaxed) }
 
-    public init(selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger) {
+    public init(selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger,
+                firewalls: [String: FirewallBinding] = [:]) {
+        self.firewalls = firewalls
         self.selector = selector
         self.cache = cache
         self.forwarder = forwarder
@@ -66,10 +87,16 @@ public final class QueryPipeline: Sendable {
 
     /// Handles one query end to end; nil means send nothing.
     public func answer(_ bytes: [UInt8], context: QueryContext) async -> [UInt8]? {
-        switch process(bytes, context: context) {
+        await complete(process(bytes, context: context))
+    }
+
+    /// The asynchronous stage for whatever the synchronous one left open.
+    public func complete(_ outcome: ImmediateOutcome) async -> [UInt8]? {
+        switch outcome {
         case .respond(let response): return response
         case .drop: return nil
         case .forward(let pending): return await forward(pending)
+        case .publish(let pending): return await publish(pending)
         }
     }
 
@@ -131,16 +158,30 @@ public final class QueryPipeline: Sendable {
             return respond(message)
         case .pass:
             if question.type == .any { return respond(Self.rfc8482(to: query)) }
+            let binding = firewalls[policy.name]
+            if let binding, (question.type == .a && binding.ipv4 == nil) || (question.type == .aaaa && binding.ipv6 == nil) {
+                // Address-family coherence: never hand out a family the firewall has no set for.
+                let family = question.type == .a ? "IPv4" : "IPv6"
+                return respond(Self.response(
+                    to: query, rcode: .noError,
+                    error: ExtendedDNSError(ExtendedDNSError.filtered, "dnsfence: policy \(policy.name) has no \(family) set")))
+            }
             let key = CacheKey(
                 policy: policy.name, name: question.name, type: question.type,
                 dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
             if let cached = cache.lookup(key) {
-                return respond(Self.response(to: query, from: cached))
+                let message = Self.response(to: query, from: cached)
+                guard let binding else { return respond(message) }
+                let plan = Self.guarded(message, binding: binding)
+                if plan.elements.isEmpty || !binding.publisher.needsCommit(plan.elements) {
+                    return respond(plan.message)
+                }
+                return .publish(PendingPublish(plan: plan, binding: binding, query: query, maxUDPSize: maxUDP))
             }
             return .forward(
                 PendingForward(
                     query: query, question: question, key: key, maxUDPSize: maxUDP,
-                    transport: context.transport))
+                    transport: context.transport, binding: binding))
         }
     }
 
@@ -154,7 +195,10 @@ public final class QueryPipeline: Sendable {
                 rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
                 authorities: reply.authorities, additionals: reply.additionals)
             cache.store(cached, for: pending.key)
-            return Self.fit(Self.response(to: pending.query, from: cached), maxUDP: pending.maxUDPSize)
+            let message = Self.response(to: pending.query, from: cached)
+            guard let binding = pending.binding else { return Self.fit(message, maxUDP: pending.maxUDPSize) }
+            return await publish(PendingPublish(plan: Self.guarded(message, binding: binding), binding: binding,
+                                                query: pending.query, maxUDPSize: pending.maxUDPSize))
         } catch {
             let ede: ExtendedDNSError
             switch error as? ForwardError {
@@ -166,6 +210,46 @@ public final class QueryPipeline: Sendable {
             }
             return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
         }
+    }
+
+    /// Commits the plan's elements (bounded by the binding's timeout), then releases the
+    /// answer; on failure the client gets SERVFAIL and never the addresses (fail closed).
+    public func publish(_ pending: PendingPublish) async -> [UInt8] {
+        let publisher = pending.binding.publisher
+        let elements = pending.plan.elements
+        let outcome = await withTaskGroup(of: PublishError?.self) { group in
+            group.addTask {
+                do throws(PublishError) {
+                    try await publisher.publish(elements)
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: pending.binding.commitTimeout)
+                return .timedOut
+            }
+            let first = await group.next() ?? .timedOut
+            group.cancelAll()
+            return first
+        }
+        if let error = outcome {
+            logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
+            let ede = ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
+            return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+        }
+        return Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)
+    }
+
+    static func guarded(_ message: DNSMessage, binding: FirewallBinding) -> AnswerPlan {
+        let plan = AnswerGuard.plan(message, binding: binding)
+        var out = plan.message
+        if plan.withheld > 0, out.answers.allSatisfy({ $0.type == .cname }), out.edns != nil {
+            out.edns?.options.append(ExtendedDNSError(
+                ExtendedDNSError.filtered, "dnsfence: \(plan.withheld) address(es) withheld by the firewall policy").option)
+        }
+        return AnswerPlan(message: out, elements: plan.elements)
     }
 
     // MARK: Building responses

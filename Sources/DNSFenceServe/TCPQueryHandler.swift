@@ -62,15 +62,15 @@ final class TCPQueryHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        switch pipeline.process(
+        let outcome = pipeline.process(
             bytes, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp))
-        {
+        switch outcome {
         case .drop:
             registry.activity(context.channel, busyDelta: 0)
         case .respond(let response):
             registry.activity(context.channel, busyDelta: 0)
             context.writeAndFlush(wrapOutboundOut(Self.frame(response)), promise: nil)
-        case .forward(let pending):
+        case .forward, .publish:
             guard outstanding < Self.maxOutstanding else {
                 // A client that pipelines faster than upstreams answer is slowed, not buffered without bound.
                 context.close(promise: nil)
@@ -80,11 +80,12 @@ final class TCPQueryHandler: ChannelInboundHandler {
             registry.activity(context.channel, busyDelta: 1)
             let registry = self.registry
             let pipeline = self.pipeline
-            let promise = context.eventLoop.makePromise(of: [UInt8].self)
-            promise.completeWithTask { await pipeline.forward(pending) }
+            let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
+            promise.completeWithTask { await pipeline.complete(outcome) }
             promise.futureResult.assumeIsolated().whenSuccess { response in
                 self.outstanding -= 1
                 registry.activity(context.channel, busyDelta: -1)
+                guard let response else { return }
                 context.writeAndFlush(self.wrapOutboundOut(Self.frame(response)), promise: nil)
             }
         }

@@ -21,7 +21,8 @@ final class UDPQueryHandler: ChannelInboundHandler {
         guard let client = envelope.remoteAddress.dnsfenceIP else { return }
         let bytes = Array(buffer: envelope.data)
         let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
-        switch pipeline.process(bytes, context: queryContext) {
+        let outcome = pipeline.process(bytes, context: queryContext)
+        switch outcome {
         case .drop:
             return
         case .respond(let response):
@@ -29,12 +30,13 @@ final class UDPQueryHandler: ChannelInboundHandler {
                 wrapOutboundOut(
                     AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: response))),
                 promise: nil)
-        case .forward(let pending):
+        case .forward, .publish:
+            let outcome = outcome
             let channel = context.channel
             let remote = envelope.remoteAddress
             let pipeline = self.pipeline
             Task {
-                let response = await pipeline.forward(pending)
+                guard let response = await pipeline.complete(outcome) else { return }
                 channel.writeAndFlush(
                     AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response)),
                     promise: nil)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DNSFenceConfig
+import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceResolve
 import DNSFenceServe
@@ -46,14 +47,16 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for warning in compiled.warnings { logger.warning("\(warning)") }
         let config = compiled.configuration
-        // Fail closed: publishing into nftables sets is not built yet, so a policy that asks
-        // for it must not run as if its sets were being kept.
-        if let policy = config.policies.first(where: { $0.firewall != nil }) {
-            printError(
-                "dnsfence: policy '\(policy.name)' has a firewall section, but nftables publishing is not "
-                    + "available in this build; refusing to start (use --no-firewall to serve without sets)")
+        // Fail closed: the sets must exist (or be created) with the right type before any
+        // answer is given; a policy whose sets cannot be verified stops the start.
+        let firewalls: [String: FirewallBinding]
+        do {
+            firewalls = try await Self.prepareFirewalls(config, logger: logger)
+        } catch {
+            printError("dnsfence: \(error)")
             throw ExitCode(1)
         }
+
 
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
         let upstreams = try config.upstreams.map {
@@ -65,7 +68,8 @@ struct ServeCommand: AsyncParsableCommand {
                 maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
             clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
         )
-        let pipeline = QueryPipeline(selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger)
+        let pipeline = QueryPipeline(
+            selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger, firewalls: firewalls)
         let server = DNSServer(group: group, pipeline: pipeline, logger: logger)
         var limits = DNSServer.Limits()
         limits.tcpMaxConnections = config.tcp.maxConnections
@@ -94,6 +98,36 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("stopping", metadata: ["signal": "\(signal)", "inflight": "\(pipeline.inflightCount)"])
         await server.drainAndShutdown()
         try? await group.shutdownGracefully()
+    }
+
+    /// One nftables publisher for every namespace the policies name; sets created or verified.
+    static func prepareFirewalls(_ config: ServerConfiguration, logger: Logger) async throws -> [String: FirewallBinding] {
+        let policies = config.policies.filter { $0.firewall != nil }
+        guard !policies.isEmpty else { return [:] }
+        let publisher = NftablesSetPublisher(
+            namespaces: Set(policies.map { $0.firewall?.netns }),
+            clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }, logger: logger)
+        var bindings: [String: FirewallBinding] = [:]
+        for policy in policies {
+            guard let fw = policy.firewall else { continue }
+            let v4 = fw.ipv4Set.map {
+                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: false)
+            }
+            let v6 = fw.ipv6Set.map {
+                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: true)
+            }
+            try await publisher.prepare([v4, v6].compactMap { $0 }, create: fw.create)
+            bindings[policy.name] = FirewallBinding(
+                publisher: publisher, ipv4: v4, ipv6: v6, minTTL: fw.minTTL, maxTTL: fw.maxTTL, grace: fw.grace,
+                admitPrivate: fw.admitPrivate)
+            logger.info(
+                "firewall sets ready",
+                metadata: [
+                    "policy": "\(policy.name)", "ipv4": "\(v4.map(\.description) ?? "-")",
+                    "ipv6": "\(v6.map(\.description) ?? "-")",
+                ])
+        }
+        return bindings
     }
 
     /// Suspends until SIGINT or SIGTERM.

@@ -1,0 +1,50 @@
+public import DNSFenceWire
+public import Synchronization
+
+/// A ``SetPublisher`` that keeps sets in memory, for unit tests of everything above the
+/// firewall; it can be told to fail.
+public final class InMemorySetPublisher: SetPublisher {
+    public struct State: Sendable {
+        /// Element → expiry (on the injected clock).
+        public var sets: [SetTarget: [IPAddress: UInt64]] = [:]
+        public var commits = 0
+        public var failure: PublishError?
+    }
+
+    public let state = Mutex(State())
+    private let shadow: Mutex<SetShadow>
+    private let clock: @Sendable () -> UInt64
+
+    public init(clock: @escaping @Sendable () -> UInt64, shadowTrustSeconds: UInt64 = 1) {
+        self.clock = clock
+        self.shadow = Mutex(SetShadow(trustSeconds: shadowTrustSeconds))
+    }
+
+    public func needsCommit(_ elements: [SetElement]) -> Bool {
+        let now = clock()
+        return shadow.withLock { s in elements.contains { s.plan($0, now: now) != nil } }
+    }
+
+    public func publish(_ elements: [SetElement]) async throws(PublishError) {
+        let now = clock()
+        let planned = shadow.withLock { s in elements.compactMap { s.plan($0, now: now) } }
+        guard !planned.isEmpty else { return }
+        if let failure = state.withLock({ $0.failure }) { throw failure }
+        state.withLock { state in
+            state.commits += 1
+            for element in planned {
+                state.sets[element.target, default: [:]][element.address] = now + UInt64(element.timeout)
+            }
+        }
+        shadow.withLock { s in for element in planned { s.committed(element, now: now) } }
+    }
+
+    /// Seconds `address` has left in `target`, or nil.
+    public func remaining(_ address: IPAddress, in target: SetTarget) -> UInt64? {
+        let now = clock()
+        return state.withLock { state in
+            guard let expiry = state.sets[target]?[address], expiry > now else { return nil }
+            return expiry - now
+        }
+    }
+}

@@ -1,0 +1,263 @@
+// The only file that imports libnftables. Each target network namespace gets one thread that
+// enters the namespace (setns acts per thread), owns one nft context there, and runs every
+// command for it — contexts are blocking and single-threaded, so they never touch an event loop.
+
+import CNftables
+import DNSFenceWire
+public import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Publishes into real nftables sets, batching concurrent requests per namespace into one
+/// transaction: while one commit runs, new requests queue, and the next commit takes them all
+/// (no timer: latency is one commit under light load, batches grow under heavy load).
+public final class NftablesSetPublisher: SetPublisher {
+    /// Seconds on a monotonic clock.
+    public typealias Clock = @Sendable () -> UInt64
+
+    private let workers: [String: NetnsWorker]
+    private let shadow: Mutex<SetShadow>
+    private let clock: Clock
+    private let logger: Logger
+
+    /// Starts one worker per namespace (nil: dnsfence's own).
+    public init(namespaces: Set<String?>, shadowTrustSeconds: UInt64 = 1, clock: @escaping Clock, logger: Logger) {
+        var workers: [String: NetnsWorker] = [:]
+        for netns in namespaces { workers[netns ?? ""] = NetnsWorker(netns: netns, logger: logger) }
+        self.workers = workers
+        self.shadow = Mutex(SetShadow(trustSeconds: shadowTrustSeconds))
+        self.clock = clock
+        self.logger = logger
+    }
+
+    /// Statistics: transactions committed, elements written, failures.
+    public var statistics: NetnsWorker.Statistics {
+        workers.values.reduce(into: NetnsWorker.Statistics()) { total, worker in
+            let s = worker.statistics
+            total.batches += s.batches
+            total.elements += s.elements
+            total.failures += s.failures
+        }
+    }
+
+    /// Creates (if `create`) and verifies each set: it must exist with the right address type
+    /// and `flags timeout`. Seeds the shadow with the live elements so a restart never
+    /// shortens what is already there. Never flushes anything.
+    public func prepare(_ targets: [SetTarget], create: Bool) async throws(FirewallSetupError) {
+        for target in targets {
+            guard NftablesCommand.isValid(target) else { throw .invalidName(target) }
+            guard let worker = workers[target.netns ?? ""] else { throw .unavailable(target, "no worker for namespace") }
+            if create {
+                if case .failure(let error) = await worker.run(NftablesCommand.create(target)) {
+                    throw .createFailed(target, "\(error)")
+                }
+            }
+            let listing: NftablesCommand.Listing
+            switch await worker.run(NftablesCommand.list(target)) {
+            case .failure(let error): throw .missing(target, "\(error)")
+            case .success(let output): listing = NftablesCommand.parseListing(output)
+            }
+            let expected = target.isIPv6 ? "ipv6_addr" : "ipv4_addr"
+            guard listing.type == expected else { throw .wrongType(target, found: listing.type ?? "none", expected: expected) }
+            guard listing.hasTimeoutFlag else { throw .noTimeoutFlag(target) }
+            let now = clock()
+            let live = listing.elements.compactMap { e in e.expiresIn.map { (e.address, $0) } }
+            shadow.withLock { $0.seed(target, elements: live, now: now) }
+        }
+    }
+
+    public func needsCommit(_ elements: [SetElement]) -> Bool {
+        let now = clock()
+        return shadow.withLock { shadow in elements.contains { shadow.plan($0, now: now) != nil } }
+    }
+
+    public func publish(_ elements: [SetElement]) async throws(PublishError) {
+        let now = clock()
+        let planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
+        guard !planned.isEmpty else { return }
+        var byNamespace: [String: [SetElement]] = [:]
+        for element in planned { byNamespace[element.target.netns ?? "", default: []].append(element) }
+        for (netns, items) in byNamespace {
+            guard let worker = workers[netns] else { throw .unavailable("no worker for namespace \(netns)") }
+            let result = await worker.commit(items)
+            switch result {
+            case .success:
+                let committedAt = clock()
+                shadow.withLock { shadow in
+                    for item in items { shadow.committed(item, now: min(now, committedAt)) }
+                }
+            case .failure(let error):
+                shadow.withLock { shadow in
+                    for target in Set(items.map(\.target)) { shadow.forget(target) }
+                }
+                throw error
+            }
+        }
+    }
+}
+
+/// Why the sets cannot be used at start-up; dnsfence refuses to start.
+public enum FirewallSetupError: Error, Hashable, Sendable, CustomStringConvertible {
+    case invalidName(SetTarget)
+    case unavailable(SetTarget, String)
+    case createFailed(SetTarget, String)
+    case missing(SetTarget, String)
+    case wrongType(SetTarget, found: String, expected: String)
+    case noTimeoutFlag(SetTarget)
+
+    public var description: String {
+        switch self {
+        case .invalidName(let t): return "set \(t): names must be identifiers"
+        case .unavailable(let t, let why): return "set \(t): \(why)"
+        case .createFailed(let t, let why): return "set \(t): cannot create it: \(why)"
+        case .missing(let t, let why): return "set \(t) does not exist (create it, or set 'create: true'): \(why)"
+        case .wrongType(let t, let found, let expected): return "set \(t) has type \(found), expected \(expected)"
+        case .noTimeoutFlag(let t): return "set \(t) lacks 'flags timeout': elements could never expire"
+        }
+    }
+}
+
+/// One thread inside one network namespace with one nft context.
+public final class NetnsWorker: Sendable {
+    public struct Statistics: Sendable {
+        public var batches = 0
+        public var elements = 0
+        public var failures = 0
+    }
+
+    enum Job {
+        case command(String, CheckedContinuation<Result<String, PublishError>, Never>)
+        case publish([SetElement], CheckedContinuation<Result<Void, PublishError>, Never>)
+    }
+
+    struct State {
+        var jobs: [Job] = []
+        var statistics = Statistics()
+    }
+
+    let netns: String?
+    let logger: Logger
+    private let state = Mutex(State())
+    private let wakeup = Semaphore()
+
+    init(netns: String?, logger: Logger) {
+        self.netns = netns
+        self.logger = logger
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            let worker = Unmanaged<NetnsWorker>.fromOpaque(raw!).takeRetainedValue()
+            worker.main()
+            return nil
+        }, box.toOpaque())
+        precondition(rc == 0, "cannot start the nftables worker thread")
+        pthread_detach(thread)
+    }
+
+    var statistics: Statistics { state.withLock { $0.statistics } }
+
+    /// Runs one command alone (setup and verification).
+    func run(_ command: String) async -> Result<String, PublishError> {
+        await withCheckedContinuation { continuation in
+            state.withLock { $0.jobs.append(.command(command, continuation)) }
+            wakeup.signal()
+        }
+    }
+
+    /// Commits `elements`, batched with whatever else is queued.
+    func commit(_ elements: [SetElement]) async -> Result<Void, PublishError> {
+        await withCheckedContinuation { continuation in
+            state.withLock { $0.jobs.append(.publish(elements, continuation)) }
+            wakeup.signal()
+        }
+    }
+
+    private func main() {
+        if let netns, dnsfence_enter_netns(netns) != 0 {
+            let reason = "cannot enter network namespace \(netns): \(String(cString: strerror(errno)))"
+            logger.error("nftables worker failed", metadata: ["netns": "\(netns)", "error": "\(reason)"])
+            serveForever { _ in .failure(.unavailable(reason)) }
+        }
+        guard let ctx = nft_ctx_new(0) else {
+            serveForever { _ in .failure(.unavailable("nft_ctx_new failed")) }
+        }
+        nft_ctx_buffer_output(ctx)
+        nft_ctx_buffer_error(ctx)
+        serveForever { command in
+            let rc = nft_run_cmd_from_buffer(ctx, command)
+            if rc != 0 {
+                let error = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? "error \(rc)"
+                return .failure(.rejected(error.split(separator: "\n").first.map(String.init) ?? error))
+            }
+            return .success(nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? "")
+        }
+    }
+
+    /// The worker loop: wait, take every queued job, run commands one by one and all publish
+    /// jobs as one transaction (retried one job at a time if the batch fails, so one bad
+    /// request cannot fail the others).
+    private func serveForever(_ execute: (String) -> Result<String, PublishError>) -> Never {
+        while true {
+            wakeup.wait()
+            let jobs = state.withLock { state -> [Job] in
+                defer { state.jobs = [] }
+                return state.jobs
+            }
+            var publishes: [([SetElement], CheckedContinuation<Result<Void, PublishError>, Never>)] = []
+            for job in jobs {
+                switch job {
+                case .command(let text, let continuation): continuation.resume(returning: execute(text))
+                case .publish(let elements, let continuation): publishes.append((elements, continuation))
+                }
+            }
+            guard !publishes.isEmpty else { continue }
+            let all = publishes.flatMap(\.0)
+            switch execute(NftablesCommand.addElements(all)) {
+            case .success:
+                state.withLock {
+                    $0.statistics.batches += 1
+                    $0.statistics.elements += all.count
+                }
+                for (_, continuation) in publishes { continuation.resume(returning: .success(())) }
+            case .failure(let error) where publishes.count == 1:
+                state.withLock { $0.statistics.failures += 1 }
+                publishes[0].1.resume(returning: .failure(error))
+            case .failure:
+                for (elements, continuation) in publishes {
+                    let result = execute(NftablesCommand.addElements(elements))
+                    state.withLock {
+                        if case .success = result {
+                            $0.statistics.batches += 1
+                            $0.statistics.elements += elements.count
+                        } else {
+                            $0.statistics.failures += 1
+                        }
+                    }
+                    continuation.resume(returning: result.map { _ in () })
+                }
+            }
+        }
+    }
+}
+
+/// A counting semaphore over a POSIX one (no Dispatch on the worker thread).
+final class Semaphore: @unchecked Sendable {
+    // @unchecked Sendable: sem_t is made for concurrent use through sem_post/sem_wait.
+    private let sem = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+
+    init() { sem_init(sem, 0, 0) }
+
+    deinit {
+        sem_destroy(sem)
+        sem.deallocate()
+    }
+
+    func signal() { sem_post(sem) }
+
+    func wait() {
+        while sem_wait(sem) != 0 && errno == EINTR {}
+    }
+}

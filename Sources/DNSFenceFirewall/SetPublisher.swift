@@ -1,0 +1,79 @@
+// DNSFenceFirewall: publishing answered addresses into nftables sets before the answer is
+// released (DESIGN.md, "Firewall coherence"). Knows nothing about DNS messages: it gets
+// addresses and timeouts.
+
+public import DNSFenceWire
+
+/// One nftables set: where it lives and what it is called. Names are validated at
+/// configuration time; ``NftablesCommand`` still refuses anything but identifiers.
+public struct SetTarget: Hashable, Sendable, CustomStringConvertible {
+    /// Network namespace path (`/run/netns/NAME`); nil is dnsfence's own.
+    public var netns: String?
+    public var family: String
+    public var table: String
+    public var set: String
+    /// Whether the set holds IPv6 addresses (`ipv6_addr`) rather than IPv4 (`ipv4_addr`).
+    public var isIPv6: Bool
+
+    public init(netns: String?, family: String, table: String, set: String, isIPv6: Bool) {
+        self.netns = netns
+        self.family = family
+        self.table = table
+        self.set = set
+        self.isIPv6 = isIPv6
+    }
+
+    public var description: String { "\(netns.map { "\($0): " } ?? "")\(family) \(table) \(set)" }
+}
+
+/// An address to keep in a set for at least `timeout` seconds from now.
+public struct SetElement: Hashable, Sendable {
+    public var target: SetTarget
+    public var address: IPAddress
+    /// Seconds, at least 1 (a timeout of 0 would make the element permanent).
+    public var timeout: UInt32
+
+    public init(target: SetTarget, address: IPAddress, timeout: UInt32) {
+        self.target = target
+        self.address = address
+        self.timeout = max(timeout, 1)
+    }
+}
+
+/// Why addresses could not be published. Callers answer SERVFAIL, never the addresses.
+public enum PublishError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// The kernel refused the transaction (set missing, wrong type, full, …).
+    case rejected(String)
+    /// The commit did not finish within the caller's bound.
+    case timedOut
+    /// The publisher cannot work at all (namespace unreachable, no nftables context).
+    case unavailable(String)
+
+    public var description: String {
+        switch self {
+        case .rejected(let reason): return "nftables rejected the update: \(reason)"
+        case .timedOut: return "nftables commit timed out"
+        case .unavailable(let reason): return "nftables unavailable: \(reason)"
+        }
+    }
+
+    /// Bounded reason label for metrics.
+    public var reasonLabel: String {
+        switch self {
+        case .rejected: return "rejected"
+        case .timedOut: return "timeout"
+        case .unavailable: return "unavailable"
+        }
+    }
+}
+
+/// Something that can put addresses into firewall sets and say when they are there.
+public protocol SetPublisher: Sendable {
+    /// Returns once every element is committed with at least its timeout (an element that
+    /// already outlives it is left alone), or throws — then none may be relied on.
+    func publish(_ elements: [SetElement]) async throws(PublishError)
+
+    /// Whether `publish` would have to commit anything for `elements` (false lets a cache hit
+    /// answer without a round trip through the publisher).
+    func needsCommit(_ elements: [SetElement]) -> Bool
+}

@@ -1,0 +1,61 @@
+public import DNSFenceWire
+
+/// What dnsfence believes each set holds: per element, the latest expiry it has committed and
+/// when the kernel last confirmed it (a successful commit or a listing).
+///
+/// The expiry is remembered for good (so a refresh never shortens an element: `add element`
+/// resets the timeout, possibly downwards); the confirmation is trusted only for
+/// `trustSeconds`, bounding how long a flush or delete by someone else can go unnoticed.
+public struct SetShadow: Sendable {
+    struct Entry: Sendable {
+        var expiry: UInt64
+        var confirmed: UInt64
+    }
+
+    public var trustSeconds: UInt64
+    private var entries: [SetTarget: [IPAddress: Entry]] = [:]
+
+    public init(trustSeconds: UInt64 = 1) {
+        self.trustSeconds = trustSeconds
+    }
+
+    /// The element to commit for `element` at time `now`, or nil when the kernel already has
+    /// it for long enough. The timeout returned is never shorter than what was set before.
+    public func plan(_ element: SetElement, now: UInt64) -> SetElement? {
+        let wanted = now + UInt64(element.timeout)
+        guard let entry = entries[element.target]?[element.address], entry.expiry > now else { return element }
+        if entry.expiry >= wanted && now - entry.confirmed < trustSeconds { return nil }
+        var extended = element
+        extended.timeout = UInt32(max(wanted, entry.expiry) - now)
+        return extended
+    }
+
+    /// Records a committed element.
+    public mutating func committed(_ element: SetElement, now: UInt64) {
+        let expiry = now + UInt64(element.timeout)
+        let previous = entries[element.target]?[element.address]?.expiry ?? 0
+        entries[element.target, default: [:]][element.address] = Entry(expiry: max(expiry, previous), confirmed: now)
+    }
+
+    /// Seeds the shadow from a listing of the live set (restart: keep and never shorten what
+    /// is already there).
+    public mutating func seed(_ target: SetTarget, elements: [(IPAddress, UInt32)], now: UInt64) {
+        for (address, remaining) in elements {
+            committed(SetElement(target: target, address: address, timeout: remaining), now: now)
+        }
+    }
+
+    /// Forgets everything about `target` (after a failure: the kernel state is unknown).
+    public mutating func forget(_ target: SetTarget) {
+        entries[target] = nil
+    }
+
+    /// Drops expired entries.
+    public mutating func prune(now: UInt64) {
+        for target in entries.keys {
+            entries[target] = entries[target]?.filter { $0.value.expiry > now }
+        }
+    }
+
+    public var count: Int { entries.values.reduce(0) { $0 + $1.count } }
+}

@@ -1,0 +1,114 @@
+public import DNSFenceFirewall
+import DNSFenceWire
+
+/// How one policy publishes: the publisher, its sets and the TTL coherence settings.
+public struct FirewallBinding: Sendable {
+    public var publisher: any SetPublisher
+    public var ipv4: SetTarget?
+    public var ipv6: SetTarget?
+    /// Element timeout = clamp(TTL, minTTL, maxTTL) + grace; the client never gets a TTL above maxTTL.
+    public var minTTL: UInt32
+    public var maxTTL: UInt32
+    public var grace: UInt32
+    public var admitPrivate: Bool
+    /// Longest wait for a commit before the client gets SERVFAIL.
+    public var commitTimeout: Duration
+
+    public init(publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
+                grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1)) {
+        self.publisher = publisher
+        self.ipv4 = ipv4
+        self.ipv6 = ipv6
+        self.minTTL = minTTL
+        self.maxTTL = maxTTL
+        self.grace = grace
+        self.admitPrivate = admitPrivate
+        self.commitTimeout = commitTimeout
+    }
+}
+
+/// Makes an answer safe to release under a firewall binding: keeps only the addresses of the
+/// CNAME chain that starts at the question, drops the ones the admission filter or a missing
+/// set would leave unpublished, strips address hints from HTTPS/SVCB (clients then look the
+/// target up, which is published), clamps TTLs, and lists the elements to commit first.
+enum AnswerGuard {
+    struct Plan {
+        var message: DNSMessage
+        var elements: [SetElement]
+        /// Addresses withheld (admission filter or no set for the family).
+        var withheld: Int
+    }
+
+    static let maxChain = 16
+
+    static func plan(_ message: DNSMessage, binding: FirewallBinding) -> Plan {
+        guard let question = message.question else { return Plan(message: message, elements: [], withheld: 0) }
+        var chain: Set<DNSName> = [question.name]
+        var current = question.name
+        for _ in 0..<maxChain {
+            guard let next = message.answers.first(where: { $0.type == .cname && $0.name == current })?.target,
+                  !chain.contains(next) else { break }
+            chain.insert(next)
+            current = next
+        }
+        var out = message
+        var elements: [SetElement] = []
+        var withheld = 0
+        out.answers = message.answers.compactMap { record in
+            var record = record
+            record.ttl = min(record.ttl, binding.maxTTL)
+            switch record.type {
+            case .a, .aaaa:
+                guard chain.contains(record.name), let address = record.address else {
+                    withheld += 1
+                    return nil
+                }
+                guard let target = address.isIPv4 ? binding.ipv4 : binding.ipv6,
+                      AddressAdmission.admits(address, admitPrivate: binding.admitPrivate) else {
+                    withheld += 1
+                    return nil
+                }
+                let timeout = min(max(record.ttl, binding.minTTL), binding.maxTTL) + binding.grace
+                elements.append(SetElement(target: target, address: address, timeout: timeout))
+                return record
+            case .https, .svcb:
+                record.rdata = stripAddressHints(record.rdata)
+                return record
+            default:
+                return record
+            }
+        }
+        // Addresses outside the answer section are never published, so never released.
+        out.authorities.removeAll { $0.type == .a || $0.type == .aaaa }
+        out.additionals.removeAll { $0.type == .a || $0.type == .aaaa }
+        out.additionals = out.additionals.map { record in
+            guard record.type == .https || record.type == .svcb else { return record }
+            var copy = record
+            copy.rdata = stripAddressHints(record.rdata)
+            return copy
+        }
+        return Plan(message: out, elements: elements, withheld: withheld)
+    }
+
+    /// SVCB/HTTPS RDATA (RFC 9460 2.2) without the ipv4hint (4) and ipv6hint (6) parameters.
+    /// Malformed RDATA is returned unchanged (it carries no hints a client could parse either).
+    static func stripAddressHints(_ rdata: [UInt8]) -> [UInt8] {
+        guard rdata.count >= 3 else { return rdata }
+        var i = 2
+        while i < rdata.count, rdata[i] != 0 {
+            i += 1 + Int(rdata[i])
+        }
+        i += 1
+        guard i <= rdata.count else { return rdata }
+        var out = Array(rdata[0..<i])
+        while i < rdata.count {
+            guard i + 4 <= rdata.count else { return rdata }
+            let key = Int(rdata[i]) << 8 | Int(rdata[i + 1])
+            let length = Int(rdata[i + 2]) << 8 | Int(rdata[i + 3])
+            guard i + 4 + length <= rdata.count else { return rdata }
+            if key != 4 && key != 6 { out.append(contentsOf: rdata[i..<(i + 4 + length)]) }
+            i += 4 + length
+        }
+        return out
+    }
+}
