@@ -19,18 +19,59 @@ public final class NftablesSetPublisher: SetPublisher {
     public typealias Clock = @Sendable () -> UInt64
 
     private let workers: [String: NetnsWorker]
-    private let shadow: Mutex<SetShadow>
+    private let shadow: ShadowStore
     private let clock: Clock
     private let logger: Logger
 
-    /// Starts one worker per namespace (nil: dnsfence's own).
-    public init(namespaces: Set<String?>, shadowTrustSeconds: UInt64 = 1, clock: @escaping Clock, logger: Logger) {
+    /// Starts one worker per namespace (nil: dnsfence's own), and one monitor per namespace
+    /// that follows nftables change notifications (what `nft monitor` shows), so an element
+    /// someone else deletes or flushes is re-published on the next answer that hands it out.
+    /// `shadowTrustSeconds` bounds how long the shadow is believed without a commit, in case a
+    /// notification is lost.
+    public init(namespaces: Set<String?>, shadowTrustSeconds: UInt64 = 10, clock: @escaping Clock, logger: Logger) {
         var workers: [String: NetnsWorker] = [:]
         for netns in namespaces { workers[netns ?? ""] = NetnsWorker(netns: netns, logger: logger) }
         self.workers = workers
-        self.shadow = Mutex(SetShadow(trustSeconds: shadowTrustSeconds))
+        let shadow = ShadowStore(SetShadow(trustSeconds: shadowTrustSeconds))
+        self.shadow = shadow
         self.clock = clock
         self.logger = logger
+        var monitors: [NetnsMonitor] = []
+        for netns in namespaces {
+            monitors.append(NetnsMonitor(netns: netns, logger: logger) { line in
+                NftablesSetPublisher.apply(event: line, netns: netns, to: shadow)
+            })
+        }
+        self.monitors = monitors
+    }
+
+    private let monitors: [NetnsMonitor]
+
+    /// Applies one `nft monitor` line to the shadow: deleted elements, sets and tables are no
+    /// longer believed present.
+    static func apply(event line: String, netns: String?, to shadow: ShadowStore) {
+        let words = line.split(separator: " ", maxSplits: 5).map(String.init)
+        guard words.count >= 3, words[0] == "delete" else { return }
+        switch words[1] {
+        case "element" where words.count >= 5:
+            let (family, table, set) = (words[2], words[3], words[4])
+            guard let open = line.firstIndex(of: "{") else { return }
+            let addresses = line[line.index(after: open)...].split(separator: ",").compactMap { item in
+                item.split(separator: " ").first.flatMap { IPAddress(String($0)) }
+            }
+            let target = { (t: SetTarget) in t.netns == netns && t.family == family && t.table == table && t.set == set }
+            shadow.withLock { $0.forget(addresses, inSetsWhere: target) }
+        case "set" where words.count >= 5:
+            let (family, table, set) = (words[2], words[3], words[4])
+            shadow.withLock { s in
+                s.forgetSets { $0.netns == netns && $0.family == family && $0.table == table && $0.set == set }
+            }
+        case "table" where words.count >= 4:
+            let (family, table) = (words[2], words[3])
+            shadow.withLock { s in s.forgetSets { $0.netns == netns && $0.family == family && $0.table == table } }
+        default:
+            return
+        }
     }
 
     /// Statistics: transactions committed, elements written, failures.
@@ -96,6 +137,17 @@ public final class NftablesSetPublisher: SetPublisher {
                 throw error
             }
         }
+    }
+}
+
+/// The shadow behind a lock, shared by the publisher and its monitors.
+final class ShadowStore: Sendable {
+    private let mutex: Mutex<SetShadow>
+
+    init(_ shadow: SetShadow) { mutex = Mutex(shadow) }
+
+    func withLock<R>(_ body: (inout SetShadow) -> R) -> R {
+        mutex.withLock { body(&$0) }
     }
 }
 
@@ -240,6 +292,72 @@ public final class NetnsWorker: Sendable {
                 }
             }
         }
+    }
+}
+
+/// Follows nftables change notifications in one namespace: a thread runs libnftables'
+/// `monitor` command with its output sent into a pipe, and a second thread reads the pipe line
+/// by line and hands each line to `onEvent`.
+final class NetnsMonitor: Sendable {
+    let netns: String?
+    let logger: Logger
+    let onEvent: @Sendable (String) -> Void
+
+    init(netns: String?, logger: Logger, onEvent: @escaping @Sendable (String) -> Void) {
+        self.netns = netns
+        self.logger = logger
+        self.onEvent = onEvent
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            logger.error("cannot create the nftables monitor pipe")
+            return
+        }
+        let (readEnd, writeEnd) = (fds[0], fds[1])
+        Self.spawn { [self] in runMonitor(writeEnd: writeEnd) }
+        Self.spawn { [self] in readLines(readEnd: readEnd) }
+    }
+
+    private static func spawn(_ body: @escaping @Sendable () -> Void) {
+        final class Box: @unchecked Sendable {
+            // @unchecked Sendable: handed to exactly one new thread, never shared.
+            let body: @Sendable () -> Void
+            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+        }
+        let box = Unmanaged.passRetained(Box(body))
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
+        if rc == 0 { pthread_detach(thread) } else { box.release() }
+    }
+
+    private func runMonitor(writeEnd: Int32) {
+        if let netns, dnsfence_enter_netns(netns) != 0 {
+            logger.error("nftables monitor cannot enter the namespace", metadata: ["netns": "\(netns)"])
+            close(writeEnd)
+            return
+        }
+        guard let ctx = nft_ctx_new(0), let output = fdopen(writeEnd, "w") else {
+            close(writeEnd)
+            return
+        }
+        setvbuf(output, nil, _IOLBF, 0)
+        nft_ctx_set_output(ctx, output)
+        nft_ctx_buffer_error(ctx)
+        let rc = nft_run_cmd_from_buffer(ctx, "monitor")  // returns only on error
+        logger.error("nftables monitor stopped", metadata: ["netns": "\(netns ?? "-")", "rc": "\(rc)"])
+        fclose(output)
+    }
+
+    private func readLines(readEnd: Int32) {
+        guard let input = fdopen(readEnd, "r") else { return }
+        var buffer = [CChar](repeating: 0, count: 65536)
+        while fgets(&buffer, Int32(buffer.count), input) != nil {
+            let bytes = buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }
+            onEvent(String(decoding: bytes, as: UTF8.self))
+        }
+        fclose(input)
     }
 }
 

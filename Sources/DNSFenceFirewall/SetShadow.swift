@@ -24,7 +24,7 @@ public struct SetShadow: Sendable {
     public func plan(_ element: SetElement, now: UInt64) -> SetElement? {
         let wanted = now + UInt64(element.timeout)
         guard let entry = entries[element.target]?[element.address], entry.expiry > now else { return element }
-        if entry.expiry >= wanted && now - entry.confirmed < trustSeconds { return nil }
+        if entry.expiry >= wanted && entry.confirmed > 0 && now - entry.confirmed < trustSeconds { return nil }
         var extended = element
         extended.timeout = UInt32(max(wanted, entry.expiry) - now)
         return extended
@@ -48,6 +48,21 @@ public struct SetShadow: Sendable {
     /// Forgets everything about `target` (after a failure: the kernel state is unknown).
     public mutating func forget(_ target: SetTarget) {
         entries[target] = nil
+    }
+
+    /// Forgets that `addresses` are in the sets matching `predicate` (someone deleted them),
+    /// keeping their expiry so a re-add still never shortens what a client was told.
+    public mutating func forget(_ addresses: [IPAddress], inSetsWhere predicate: (SetTarget) -> Bool) {
+        for target in entries.keys where predicate(target) {
+            for address in addresses { entries[target]?[address]?.confirmed = 0 }
+        }
+    }
+
+    /// Forgets confirmation for every set matching `predicate` (a set or table was deleted).
+    public mutating func forgetSets(where predicate: (SetTarget) -> Bool) {
+        for target in entries.keys where predicate(target) {
+            entries[target] = entries[target]?.mapValues { Entry(expiry: $0.expiry, confirmed: 0) }
+        }
     }
 
     /// Drops expired entries.
