@@ -112,6 +112,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DNSFenceFirewallTests",
+            dependencies: ["DNSFenceWire", "DNSFenceFirewall"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DNSFenceResolveTests",
             dependencies: ["DNSFenceWire", "DNSFenceResolve"],
             swiftSettings: strict
@@ -119,7 +124,7 @@ let package = Package(
         .testTarget(
             name: "DNSFenceServeTests",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceFirewall",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

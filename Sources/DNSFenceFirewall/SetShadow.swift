@@ -9,7 +9,8 @@ public import DNSFenceWire
 public struct SetShadow: Sendable {
     struct Entry: Sendable {
         var expiry: UInt64
-        var confirmed: UInt64
+        /// When the kernel last confirmed it; nil after a deletion notification.
+        var confirmed: UInt64?
     }
 
     public var trustSeconds: UInt64
@@ -24,7 +25,7 @@ public struct SetShadow: Sendable {
     public func plan(_ element: SetElement, now: UInt64) -> SetElement? {
         let wanted = now + UInt64(element.timeout)
         guard let entry = entries[element.target]?[element.address], entry.expiry > now else { return element }
-        if entry.expiry >= wanted && entry.confirmed > 0 && now - entry.confirmed < trustSeconds { return nil }
+        if entry.expiry >= wanted, let confirmed = entry.confirmed, now - confirmed < trustSeconds { return nil }
         var extended = element
         extended.timeout = UInt32(max(wanted, entry.expiry) - now)
         return extended
@@ -54,14 +55,14 @@ public struct SetShadow: Sendable {
     /// keeping their expiry so a re-add still never shortens what a client was told.
     public mutating func forget(_ addresses: [IPAddress], inSetsWhere predicate: (SetTarget) -> Bool) {
         for target in entries.keys where predicate(target) {
-            for address in addresses { entries[target]?[address]?.confirmed = 0 }
+            for address in addresses { entries[target]?[address]?.confirmed = nil }
         }
     }
 
     /// Forgets confirmation for every set matching `predicate` (a set or table was deleted).
     public mutating func forgetSets(where predicate: (SetTarget) -> Bool) {
         for target in entries.keys where predicate(target) {
-            entries[target] = entries[target]?.mapValues { Entry(expiry: $0.expiry, confirmed: 0) }
+            entries[target] = entries[target]?.mapValues { Entry(expiry: $0.expiry, confirmed: nil) }
         }
     }
 

@@ -1,0 +1,109 @@
+import DNSFenceFirewall
+import DNSFenceWire
+import Testing
+
+let v4 = SetTarget(netns: "/run/netns/sb", family: "inet", table: "fence", set: "allow4", isIPv6: false)
+let v6 = SetTarget(netns: "/run/netns/sb", family: "inet", table: "fence", set: "allow6", isIPv6: true)
+
+@Suite("nftables commands")
+struct NftablesCommandTests {
+    @Test("elements render as one command per set, with whole-second timeouts never 0")
+    func render() {
+        let text = NftablesCommand.addElements([
+            SetElement(target: v4, address: IPAddress("192.0.2.1")!, timeout: 90),
+            SetElement(target: v6, address: IPAddress("2001:db8::1")!, timeout: 0),
+            SetElement(target: v4, address: IPAddress("192.0.2.2")!, timeout: 30),
+        ])
+        #expect(text == """
+            add element inet fence allow4 { 192.0.2.1 timeout 90s, 192.0.2.2 timeout 30s }
+            add element inet fence allow6 { 2001:db8::1 timeout 1s }
+            """)
+        #expect(NftablesCommand.create(v6) == "add table inet fence\nadd set inet fence allow6 { type ipv6_addr; flags timeout; }")
+    }
+
+    @Test("names that are not identifiers are refused", arguments: ["bad-name", "x; flush ruleset", "", "1abc"])
+    func invalid(_ name: String) {
+        #expect(!NftablesCommand.isValid(SetTarget(netns: nil, family: "inet", table: name, set: "s", isIPv6: false)))
+        #expect(!NftablesCommand.isValid(SetTarget(netns: nil, family: "inet", table: "t", set: name, isIPv6: false)))
+    }
+
+    @Test("a set listing yields type, flags and remaining time")
+    func parse() {
+        let listing = NftablesCommand.parseListing("""
+            table inet fence {
+            \tset allow4 {
+            \t\ttype ipv4_addr
+            \t\tflags timeout
+            \t\telements = { 192.0.2.10 timeout 5m30s expires 5m29s980ms, 192.0.2.11 timeout 1h expires 59m1s,
+            \t\t\t     192.0.2.12 timeout 1d expires 1d2h3m4s5ms }
+            \t}
+            }
+            """)
+        #expect(listing.type == "ipv4_addr")
+        #expect(listing.hasTimeoutFlag)
+        #expect(listing.elements.map(\.address.description) == ["192.0.2.10", "192.0.2.11", "192.0.2.12"])
+        #expect(listing.elements.map(\.expiresIn) == [329, 3541, 93784])
+        let bare = NftablesCommand.parseListing("table ip t {\n\tset s {\n\t\ttype ipv6_addr\n\t}\n}\n")
+        #expect(bare.type == "ipv6_addr")
+        #expect(!bare.hasTimeoutFlag)
+        #expect(bare.elements.isEmpty)
+    }
+}
+
+@Suite("Set shadow")
+struct SetShadowTests {
+    let address = IPAddress("192.0.2.1")!
+
+    @Test("extend, never shorten; skip what changes nothing")
+    func extendNeverShorten() {
+        var shadow = SetShadow(trustSeconds: 10)
+        let long = SetElement(target: v4, address: address, timeout: 3600)
+        #expect(shadow.plan(long, now: 100) == long)
+        shadow.committed(long, now: 100)
+        // A shorter answer later needs no commit while the element is trusted…
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 105) == nil)
+        // …and once trust lapses it is re-added with what is left of the longer timeout.
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 200)?.timeout == 3500)
+        // A longer one extends.
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 7200), now: 105)?.timeout == 7200)
+    }
+
+    @Test("a deleted element is re-published, still without shortening")
+    func forget() {
+        var shadow = SetShadow(trustSeconds: 10)
+        shadow.committed(SetElement(target: v4, address: address, timeout: 600), now: 0)
+        shadow.forget([address], inSetsWhere: { $0 == v4 })
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 1)?.timeout == 599)
+        shadow.committed(SetElement(target: v4, address: address, timeout: 599), now: 1)
+        shadow.forgetSets { $0.table == "fence" }
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 2) != nil)
+    }
+
+    @Test("live elements seed the shadow at start")
+    func seed() {
+        var shadow = SetShadow(trustSeconds: 10)
+        shadow.seed(v4, elements: [(address, 500)], now: 0)
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 100), now: 1) == nil)
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 100), now: 50)?.timeout == 450)
+    }
+}
+
+@Suite("Address admission")
+struct AddressAdmissionTests {
+    @Test(
+        "never admitted",
+        arguments: ["127.0.0.1", "0.0.0.0", "169.254.169.254", "169.254.1.1", "224.0.0.1", "255.255.255.255", "::1", "::",
+                    "fe80::1", "ff02::1", "fd00:ec2::254", "::ffff:10.0.0.1"])
+    func denied(_ text: String) {
+        #expect(!AddressAdmission.admits(IPAddress(text)!, admitPrivate: true))
+    }
+
+    @Test func privateRanges() {
+        for text in ["10.1.2.3", "172.16.0.1", "192.168.1.1", "100.64.0.1", "fd12::1"] {
+            #expect(AddressAdmission.admits(IPAddress(text)!, admitPrivate: true))
+            #expect(!AddressAdmission.admits(IPAddress(text)!, admitPrivate: false))
+        }
+        #expect(AddressAdmission.admits(IPAddress("192.0.2.1")!, admitPrivate: false))
+        #expect(AddressAdmission.admits(IPAddress("2001:db8::1")!, admitPrivate: false))
+    }
+}
