@@ -8,7 +8,8 @@ public enum NftablesCommand {
 
     static func isIdentifier(_ text: String) -> Bool {
         guard let first = text.unicodeScalars.first, text.utf8.count <= 63,
-              (first >= "A" && first <= "Z") || (first >= "a" && first <= "z") else { return false }
+            (first >= "A" && first <= "Z") || (first >= "a" && first <= "z")
+        else { return false }
         return text.unicodeScalars.allSatisfy {
             ($0 >= "A" && $0 <= "Z") || ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "_"
         }

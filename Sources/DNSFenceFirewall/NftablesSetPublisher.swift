@@ -8,7 +8,7 @@ public import Logging
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Publishes into real nftables sets, batching concurrent requests per namespace into one
@@ -38,9 +38,10 @@ public final class NftablesSetPublisher: SetPublisher {
         self.logger = logger
         var monitors: [NetnsMonitor] = []
         for netns in namespaces {
-            monitors.append(NetnsMonitor(netns: netns, logger: logger) { line in
-                NftablesSetPublisher.apply(event: line, netns: netns, to: shadow)
-            })
+            monitors.append(
+                NetnsMonitor(netns: netns, logger: logger) { line in
+                    NftablesSetPublisher.apply(event: line, netns: netns, to: shadow)
+                })
         }
         self.monitors = monitors
     }
@@ -59,7 +60,8 @@ public final class NftablesSetPublisher: SetPublisher {
             let addresses = line[line.index(after: open)...].split(separator: ",").compactMap { item in
                 item.split(separator: " ").first.flatMap { IPAddress(String($0)) }
             }
-            let target = { (t: SetTarget) in t.netns == netns && t.family == family && t.table == table && t.set == set }
+            let target = { (t: SetTarget) in t.netns == netns && t.family == family && t.table == table && t.set == set
+            }
             shadow.withLock { $0.forget(addresses, inSetsWhere: target) }
         case "set" where words.count >= 5:
             let (family, table, set) = (words[2], words[3], words[4])
@@ -90,7 +92,9 @@ public final class NftablesSetPublisher: SetPublisher {
     public func prepare(_ targets: [SetTarget], create: Bool) async throws(FirewallSetupError) {
         for target in targets {
             guard NftablesCommand.isValid(target) else { throw .invalidName(target) }
-            guard let worker = workers[target.netns ?? ""] else { throw .unavailable(target, "no worker for namespace") }
+            guard let worker = workers[target.netns ?? ""] else {
+                throw .unavailable(target, "no worker for namespace")
+            }
             if create {
                 if case .failure(let error) = await worker.run(NftablesCommand.create(target)) {
                     throw .createFailed(target, "\(error)")
@@ -102,7 +106,9 @@ public final class NftablesSetPublisher: SetPublisher {
             case .success(let output): listing = NftablesCommand.parseListing(output)
             }
             let expected = target.isIPv6 ? "ipv6_addr" : "ipv4_addr"
-            guard listing.type == expected else { throw .wrongType(target, found: listing.type ?? "none", expected: expected) }
+            guard listing.type == expected else {
+                throw .wrongType(target, found: listing.type ?? "none", expected: expected)
+            }
             guard listing.hasTimeoutFlag else { throw .noTimeoutFlag(target) }
             let now = clock()
             let live = listing.elements.compactMap { e in e.expiresIn.map { (e.address, $0) } }
@@ -200,11 +206,13 @@ public final class NetnsWorker: Sendable {
         self.logger = logger
         let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            let worker = Unmanaged<NetnsWorker>.fromOpaque(raw!).takeRetainedValue()
-            worker.main()
-            return nil
-        }, box.toOpaque())
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                let worker = Unmanaged<NetnsWorker>.fromOpaque(raw!).takeRetainedValue()
+                worker.main()
+                return nil
+            }, box.toOpaque())
         precondition(rc == 0, "cannot start the nftables worker thread")
         pthread_detach(thread)
     }
@@ -325,10 +333,12 @@ final class NetnsMonitor: Sendable {
         }
         let box = Unmanaged.passRetained(Box(body))
         var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box.toOpaque())
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+                return nil
+            }, box.toOpaque())
         if rc == 0 { pthread_detach(thread) } else { box.release() }
     }
 

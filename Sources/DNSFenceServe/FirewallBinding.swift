@@ -14,8 +14,10 @@ public struct FirewallBinding: Sendable {
     /// Longest wait for a commit before the client gets SERVFAIL.
     public var commitTimeout: Duration
 
-    public init(publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
-                grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1)) {
+    public init(
+        publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
+        grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1)
+    ) {
         self.publisher = publisher
         self.ipv4 = ipv4
         self.ipv6 = ipv6
@@ -47,7 +49,8 @@ enum AnswerGuard {
         var current = question.name
         for _ in 0..<maxChain {
             guard let next = message.answers.first(where: { $0.type == .cname && $0.name == current })?.target,
-                  !chain.contains(next) else { break }
+                !chain.contains(next)
+            else { break }
             chain.insert(next)
             current = next
         }
@@ -64,7 +67,8 @@ enum AnswerGuard {
                     return nil
                 }
                 guard let target = address.isIPv4 ? binding.ipv4 : binding.ipv6,
-                      AddressAdmission.admits(address, admitPrivate: binding.admitPrivate) else {
+                    AddressAdmission.admits(address, admitPrivate: binding.admitPrivate)
+                else {
                     withheld += 1
                     return nil
                 }

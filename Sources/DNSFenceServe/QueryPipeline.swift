@@ -76,8 +76,10 @@ public final class QueryPipeline: Sendable {
     /// Queries waiting for an upstream right now.
     public var inflightCount: Int { inflight.load(ordering: .relaxed) }
 
-    public init(selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger,
-                firewalls: [String: FirewallBinding] = [:]) {
+    public init(
+        selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger,
+        firewalls: [String: FirewallBinding] = [:]
+    ) {
         self.firewalls = firewalls
         self.selector = selector
         self.cache = cache
@@ -159,12 +161,16 @@ public final class QueryPipeline: Sendable {
         case .pass:
             if question.type == .any { return respond(Self.rfc8482(to: query)) }
             let binding = firewalls[policy.name]
-            if let binding, (question.type == .a && binding.ipv4 == nil) || (question.type == .aaaa && binding.ipv6 == nil) {
+            if let binding,
+                (question.type == .a && binding.ipv4 == nil) || (question.type == .aaaa && binding.ipv6 == nil)
+            {
                 // Address-family coherence: never hand out a family the firewall has no set for.
                 let family = question.type == .a ? "IPv4" : "IPv6"
-                return respond(Self.response(
-                    to: query, rcode: .noError,
-                    error: ExtendedDNSError(ExtendedDNSError.filtered, "dnsfence: policy \(policy.name) has no \(family) set")))
+                return respond(
+                    Self.response(
+                        to: query, rcode: .noError,
+                        error: ExtendedDNSError(
+                            ExtendedDNSError.filtered, "dnsfence: policy \(policy.name) has no \(family) set")))
             }
             let key = CacheKey(
                 policy: policy.name, name: question.name, type: question.type,
@@ -197,8 +203,10 @@ public final class QueryPipeline: Sendable {
             cache.store(cached, for: pending.key)
             let message = Self.response(to: pending.query, from: cached)
             guard let binding = pending.binding else { return Self.fit(message, maxUDP: pending.maxUDPSize) }
-            return await publish(PendingPublish(plan: Self.guarded(message, binding: binding), binding: binding,
-                                                query: pending.query, maxUDPSize: pending.maxUDPSize))
+            return await publish(
+                PendingPublish(
+                    plan: Self.guarded(message, binding: binding), binding: binding,
+                    query: pending.query, maxUDPSize: pending.maxUDPSize))
         } catch {
             let ede: ExtendedDNSError
             switch error as? ForwardError {
@@ -236,7 +244,8 @@ public final class QueryPipeline: Sendable {
         }
         if let error = outcome {
             logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
-            let ede = ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
+            let ede = ExtendedDNSError(
+                ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
             return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
         }
         return Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)
@@ -246,8 +255,10 @@ public final class QueryPipeline: Sendable {
         let plan = AnswerGuard.plan(message, binding: binding)
         var out = plan.message
         if plan.withheld > 0, out.answers.allSatisfy({ $0.type == .cname }), out.edns != nil {
-            out.edns?.options.append(ExtendedDNSError(
-                ExtendedDNSError.filtered, "dnsfence: \(plan.withheld) address(es) withheld by the firewall policy").option)
+            out.edns?.options.append(
+                ExtendedDNSError(
+                    ExtendedDNSError.filtered, "dnsfence: \(plan.withheld) address(es) withheld by the firewall policy"
+                ).option)
         }
         return AnswerPlan(message: out, elements: plan.elements)
     }

@@ -57,7 +57,6 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
-
         let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
         let upstreams = try config.upstreams.map {
             try SocketAddress(ipAddress: $0.address.description, port: Int($0.port))
@@ -101,7 +100,9 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// One nftables publisher for every namespace the policies name; sets created or verified.
-    static func prepareFirewalls(_ config: ServerConfiguration, logger: Logger) async throws -> [String: FirewallBinding] {
+    static func prepareFirewalls(_ config: ServerConfiguration, logger: Logger) async throws -> [String:
+        FirewallBinding]
+    {
         let policies = config.policies.filter { $0.firewall != nil }
         guard !policies.isEmpty else { return [:] }
         let publisher = NftablesSetPublisher(

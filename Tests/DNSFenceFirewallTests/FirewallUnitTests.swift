@@ -14,11 +14,14 @@ struct NftablesCommandTests {
             SetElement(target: v6, address: IPAddress("2001:db8::1")!, timeout: 0),
             SetElement(target: v4, address: IPAddress("192.0.2.2")!, timeout: 30),
         ])
-        #expect(text == """
-            add element inet fence allow4 { 192.0.2.1 timeout 90s, 192.0.2.2 timeout 30s }
-            add element inet fence allow6 { 2001:db8::1 timeout 1s }
-            """)
-        #expect(NftablesCommand.create(v6) == "add table inet fence\nadd set inet fence allow6 { type ipv6_addr; flags timeout; }")
+        #expect(
+            text == """
+                add element inet fence allow4 { 192.0.2.1 timeout 90s, 192.0.2.2 timeout 30s }
+                add element inet fence allow6 { 2001:db8::1 timeout 1s }
+                """)
+        #expect(
+            NftablesCommand.create(v6)
+                == "add table inet fence\nadd set inet fence allow6 { type ipv6_addr; flags timeout; }")
     }
 
     @Test("names that are not identifiers are refused", arguments: ["bad-name", "x; flush ruleset", "", "1abc"])
@@ -29,7 +32,8 @@ struct NftablesCommandTests {
 
     @Test("a set listing yields type, flags and remaining time")
     func parse() {
-        let listing = NftablesCommand.parseListing("""
+        let listing = NftablesCommand.parseListing(
+            """
             table inet fence {
             \tset allow4 {
             \t\ttype ipv4_addr
@@ -92,8 +96,10 @@ struct SetShadowTests {
 struct AddressAdmissionTests {
     @Test(
         "never admitted",
-        arguments: ["127.0.0.1", "0.0.0.0", "169.254.169.254", "169.254.1.1", "224.0.0.1", "255.255.255.255", "::1", "::",
-                    "fe80::1", "ff02::1", "fd00:ec2::254", "::ffff:10.0.0.1"])
+        arguments: [
+            "127.0.0.1", "0.0.0.0", "169.254.169.254", "169.254.1.1", "224.0.0.1", "255.255.255.255", "::1", "::",
+            "fe80::1", "ff02::1", "fd00:ec2::254", "::ffff:10.0.0.1",
+        ])
     func denied(_ text: String) {
         #expect(!AddressAdmission.admits(IPAddress(text)!, admitPrivate: true))
     }

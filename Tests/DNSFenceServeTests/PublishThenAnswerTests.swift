@@ -26,21 +26,27 @@ struct FirewallFixture {
             minTTL: 60, maxTTL: 3600, grace: 30, admitPrivate: admitPrivate)
         pipeline = QueryPipeline(
             selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
-            forwarder: UpstreamForwarder(settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
-                                         logger: Logger(label: "t")),
+            forwarder: UpstreamForwarder(
+                settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
+                logger: Logger(label: "t")),
             logger: Logger(label: "t"), firewalls: ["p": binding])
     }
 
     func prime(_ name: String, _ type: DNSType = .a, answers: [DNSRecord], additionals: [DNSRecord] = []) throws {
         let key = CacheKey(policy: "p", name: try DNSName(name), type: type, dnssecOK: false, checkingDisabled: false)
-        cache.store(CachedAnswer(rcode: .noError, authenticData: false, answers: answers, authorities: [],
-                                 additionals: additionals), for: key)
+        cache.store(
+            CachedAnswer(
+                rcode: .noError, authenticData: false, answers: answers, authorities: [],
+                additionals: additionals), for: key)
     }
 
     func ask(_ name: String, _ type: DNSType = .a) async throws -> DNSMessage? {
         let query = DNSMessage.query(id: 9, DNSQuestion(name: try DNSName(name), type: type))
-        let bytes = await pipeline.answer(query.encoded(), context: QueryContext(client: .v4(1), listenerPolicy: "p",
-                                                                                 transport: .udp))
+        let bytes = await pipeline.answer(
+            query.encoded(),
+            context: QueryContext(
+                client: .v4(1), listenerPolicy: "p",
+                transport: .udp))
         return try bytes.map { try DNSMessage(decoding: $0) }
     }
 }
@@ -54,7 +60,8 @@ struct PublishThenAnswerTests {
     @Test("addresses are in the set, with clamp(TTL)+grace, before the answer is released")
     func publishes() async throws {
         let f = try FirewallFixture()
-        try f.prime("www.test", answers: [try a("www.test", "192.0.2.1", ttl: 10), try a("www.test", "192.0.2.2", ttl: 7200)])
+        try f.prime(
+            "www.test", answers: [try a("www.test", "192.0.2.1", ttl: 10), try a("www.test", "192.0.2.2", ttl: 7200)])
         let answer = try #require(try await f.ask("www.test"))
         #expect(answer.rcode == .noError)
         // The cache keeps the smallest TTL for the whole answer; the client never gets more than max-ttl.
@@ -78,8 +85,9 @@ struct PublishThenAnswerTests {
     func chainOnly() async throws {
         let f = try FirewallFixture()
         let cname = DNSRecord(name: try DNSName("www.test"), ttl: 300, cname: try DNSName("cdn.test"))
-        try f.prime("www.test", answers: [cname, try a("cdn.test", "192.0.2.7"), try a("evil.test", "203.0.113.9")],
-                    additionals: [try a("ns.test", "198.51.100.1")])
+        try f.prime(
+            "www.test", answers: [cname, try a("cdn.test", "192.0.2.7"), try a("evil.test", "203.0.113.9")],
+            additionals: [try a("ns.test", "198.51.100.1")])
         let answer = try #require(try await f.ask("www.test"))
         #expect(answer.answers.compactMap(\.address).map(\.description) == ["192.0.2.7"])
         #expect(answer.additionals.isEmpty)
@@ -90,8 +98,12 @@ struct PublishThenAnswerTests {
     @Test("loopback, metadata and (optionally) private addresses are withheld, never published")
     func admission() async throws {
         let f = try FirewallFixture(admitPrivate: false)
-        try f.prime("www.test", answers: [try a("www.test", "127.0.0.1"), try a("www.test", "169.254.169.254"),
-                                          try a("www.test", "10.0.0.1"), try a("www.test", "192.0.2.3")])
+        try f.prime(
+            "www.test",
+            answers: [
+                try a("www.test", "127.0.0.1"), try a("www.test", "169.254.169.254"),
+                try a("www.test", "10.0.0.1"), try a("www.test", "192.0.2.3"),
+            ])
         let answer = try #require(try await f.ask("www.test"))
         #expect(answer.answers.compactMap(\.address).map(\.description) == ["192.0.2.3"])
         let onlyBad = try FirewallFixture()
@@ -114,9 +126,12 @@ struct PublishThenAnswerTests {
     func httpsHints() async throws {
         let f = try FirewallFixture()
         // priority 1, target ".", alpn=h2 (key 1), ipv4hint (key 4) 192.0.2.9, ipv6hint (key 6).
-        let rdata: [UInt8] = [0, 1, 0] + [0, 1, 0, 3, 2, 0x68, 0x32] + [0, 4, 0, 4, 192, 0, 2, 9]
+        let rdata: [UInt8] =
+            [0, 1, 0] + [0, 1, 0, 3, 2, 0x68, 0x32] + [0, 4, 0, 4, 192, 0, 2, 9]
             + [0, 6, 0, 16] + IPAddress("2001:db8::9")!.bytes
-        try f.prime("www.test", .https, answers: [DNSRecord(name: try DNSName("www.test"), type: .https, ttl: 300, rdata: rdata)])
+        try f.prime(
+            "www.test", .https,
+            answers: [DNSRecord(name: try DNSName("www.test"), type: .https, ttl: 300, rdata: rdata)])
         let answer = try #require(try await f.ask("www.test", .https))
         #expect(answer.answers.first?.rdata == [0, 1, 0, 0, 1, 0, 3, 2, 0x68, 0x32])
     }
