@@ -27,6 +27,9 @@ public struct ConfigurationLoader: Sendable {
             if let slash = configPath.lastIndex(of: "/") { baseDirectory = String(configPath[..<slash]) }
         } else {
             base = DefaultConfiguration.make(resolvConf: (try? Self.readFile("/etc/resolv.conf")) ?? "")
+            // The plain `dnsfence serve` also serves metrics on the default address; a command
+            // line that builds its own setup asks for them with --metrics.
+            if overrides == ConfigurationOverrides() { base.metrics = DefaultConfiguration.metrics }
         }
         let config = try overrides.apply(to: base)
         let usesEmbedded = configPath == nil && overrides.allow.isEmpty && overrides.policyFiles.isEmpty

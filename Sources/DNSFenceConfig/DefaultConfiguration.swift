@@ -5,6 +5,7 @@ import DNSFenceWire
 /// host's resolvers from resolv.conf minus dnsfence's own listener.
 public enum DefaultConfiguration {
     public static let listener = Endpoint(address: .v4(0x7F00_0001), port: 5353)
+    public static let metrics = Endpoint(address: .v4(0x7F00_0001), port: 9153)
     public static let policyName = "default"
     public static let zonePath = "zones/default.allow"
 

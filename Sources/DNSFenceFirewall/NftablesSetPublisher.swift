@@ -3,6 +3,7 @@
 // command for it — contexts are blocking and single-threaded, so they never touch an event loop.
 
 import CNftables
+import CoreMetrics
 import DNSFenceWire
 public import Logging
 import Synchronization
@@ -116,6 +117,29 @@ public final class NftablesSetPublisher: SetPublisher {
         }
     }
 
+    /// Problems with `targets` right now (empty: all exist with the right type and flags).
+    public func verify(_ targets: [SetTarget]) async -> [String] {
+        var problems: [String] = []
+        for target in targets {
+            guard let worker = workers[target.netns ?? ""] else {
+                problems.append("set \(target): no worker")
+                continue
+            }
+            switch await worker.run(NftablesCommand.list(target)) {
+            case .failure(let error):
+                problems.append("set \(target): \(error)")
+            case .success(let output):
+                let listing = NftablesCommand.parseListing(output)
+                let expected = target.isIPv6 ? "ipv6_addr" : "ipv4_addr"
+                if listing.type != expected || !listing.hasTimeoutFlag {
+                    problems.append(
+                        "set \(target): type \(listing.type ?? "none"), expected \(expected) with flags timeout")
+                }
+            }
+        }
+        return problems
+    }
+
     public func needsCommit(_ elements: [SetElement]) -> Bool {
         let now = clock()
         return shadow.withLock { shadow in elements.contains { shadow.plan($0, now: now) != nil } }
@@ -200,6 +224,13 @@ public final class NetnsWorker: Sendable {
     let logger: Logger
     private let state = Mutex(State())
     private let wakeup = Semaphore()
+    private let batchCounter = Counter(label: "dnsfence_nft_batches_total")
+    private let elementCounter = Counter(label: "dnsfence_nft_elements_total")
+    private let batchTimer = Timer(label: "dnsfence_nft_batch_duration_seconds")
+    private let failureCounters: [String: Counter] = Dictionary(
+        uniqueKeysWithValues: ["rejected", "timeout", "unavailable"].map {
+            ($0, Counter(label: "dnsfence_nft_failures_total", dimensions: [("reason", $0)]))
+        })
 
     init(netns: String?, logger: Logger) {
         self.netns = netns
@@ -275,15 +306,22 @@ public final class NetnsWorker: Sendable {
             }
             guard !publishes.isEmpty else { continue }
             let all = publishes.flatMap(\.0)
-            switch execute(NftablesCommand.addElements(all)) {
+            let started = ContinuousClock.now
+            let result = execute(NftablesCommand.addElements(all))
+            let elapsed = (ContinuousClock.now - started).components
+            batchTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+            switch result {
             case .success:
                 state.withLock {
                     $0.statistics.batches += 1
                     $0.statistics.elements += all.count
                 }
+                batchCounter.increment()
+                elementCounter.increment(by: all.count)
                 for (_, continuation) in publishes { continuation.resume(returning: .success(())) }
             case .failure(let error) where publishes.count == 1:
                 state.withLock { $0.statistics.failures += 1 }
+                failureCounters[error.reasonLabel]?.increment()
                 publishes[0].1.resume(returning: .failure(error))
             case .failure:
                 for (elements, continuation) in publishes {
@@ -295,6 +333,13 @@ public final class NetnsWorker: Sendable {
                         } else {
                             $0.statistics.failures += 1
                         }
+                    }
+                    switch result {
+                    case .success:
+                        batchCounter.increment()
+                        elementCounter.increment(by: elements.count)
+                    case .failure(let error):
+                        failureCounters[error.reasonLabel]?.increment()
                     }
                     continuation.resume(returning: result.map { _ in () })
                 }

@@ -1,6 +1,7 @@
 // DNSFenceResolve: forwarding to upstream resolvers and caching their answers. Knows nothing
 // of policy or firewalls; callers key the cache by policy so sandboxes never share answers.
 
+import CoreMetrics
 public import DNSFenceWire
 import Synchronization
 
@@ -114,6 +115,10 @@ public final class AnswerCache: Sendable {
     private let state = Mutex(State())
     public let limits: Limits
     private let now: Clock
+    private let hitCounter = Counter(label: "dnsfence_cache_hits_total")
+    private let missCounter = Counter(label: "dnsfence_cache_misses_total")
+    private let evictionCounter = Counter(label: "dnsfence_cache_evictions_total")
+    private let entriesGauge = Gauge(label: "dnsfence_cache_entries")
 
     public init(limits: Limits, clock: @escaping Clock) {
         self.limits = limits
@@ -126,17 +131,21 @@ public final class AnswerCache: Sendable {
         return state.withLock { state in
             guard let entry = state.entries[key] else {
                 state.misses += 1
+                missCounter.increment()
                 return nil
             }
             guard entry.expires > time else {
                 state.unlink(key)
                 state.entries[key] = nil
                 state.misses += 1
+                missCounter.increment()
+                entriesGauge.record(state.entries.count)
                 return nil
             }
             state.unlink(key)
             state.pushFront(key)
             state.hits += 1
+            hitCounter.increment()
             return entry.answer.aged(by: UInt32(time - entry.stored))
         }
     }
@@ -185,9 +194,11 @@ public final class AnswerCache: Sendable {
                 state.unlink(victim)
                 state.entries[victim] = nil
                 state.evictions += 1
+                evictionCounter.increment()
             }
             state.entries[key] = Entry(answer: stored, stored: time, expires: time + UInt64(ttl))
             state.pushFront(key)
+            entriesGauge.record(state.entries.count)
         }
     }
 

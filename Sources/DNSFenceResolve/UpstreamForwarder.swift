@@ -1,3 +1,4 @@
+import CoreMetrics
 public import DNSFenceWire
 public import Logging
 public import NIOCore
@@ -48,17 +49,27 @@ public final class UpstreamForwarder: Sendable {
     private let inflight = Mutex<[CacheKey: Task<DNSMessage, any Error>]>([:])
     private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
     private let counters = Mutex(Counters())
+    private let metrics: UpstreamMetrics
 
     public init(settings: Settings, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
         self.group = group
         self.logger = logger
+        self.metrics = UpstreamMetrics(
+            upstreams: settings.upstreams.map { address in
+                let host = address.ipAddress ?? "?"
+                let port = address.port ?? 0
+                return address.protocol == .inet6 ? "[\(host)]:\(port)" : "\(host):\(port)"
+            })
     }
 
     public var statistics: Counters { counters.withLock { $0 } }
 
     /// Resolves `question`; identical concurrent questions (same `key`) share one upstream query.
-    public func resolve(_ question: DNSQuestion, key: CacheKey) async throws -> DNSMessage {
+    /// `verdict` is the policy action that sent the question upstream; it labels
+    /// `dnsfence_upstream_queries_total`, whose `verdict="deny"` series must stay 0.
+    public func resolve(_ question: DNSQuestion, key: CacheKey, verdict: String = "pass") async throws -> DNSMessage {
+        metrics.queries(verdict: verdict)
         let (task, joined) = inflight.withLock { table -> (Task<DNSMessage, any Error>, Bool) in
             if let running = table[key] { return (running, true) }
             let task = Task {
@@ -113,6 +124,7 @@ public final class UpstreamForwarder: Sendable {
                         counters.withLock { $0.tcpRetries += 1 }
                         reply = try await exchangeTCP(query, with: upstream)
                     }
+                    metrics.response(upstream: index, result: Self.resultLabel(reply.rcode))
                     switch reply.rcode {
                     case .noError, .nxDomain:
                         record(index, ok: true)
@@ -129,8 +141,10 @@ public final class UpstreamForwarder: Sendable {
                     }
                 } catch is UpstreamTimeout {
                     counters.withLock { $0.timeouts += 1 }
+                    metrics.response(upstream: index, result: "timeout")
                     record(index, ok: false)
                 } catch {
+                    metrics.response(upstream: index, result: "error")
                     logger.debug(
                         "upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
                     record(index, ok: false)
@@ -138,6 +152,40 @@ public final class UpstreamForwarder: Sendable {
             }
         }
         throw lastFailure
+    }
+
+    static func resultLabel(_ rcode: DNSRCode) -> String {
+        switch rcode {
+        case .noError: return "noerror"
+        case .nxDomain: return "nxdomain"
+        case .servFail: return "servfail"
+        case .refused: return "refused"
+        default: return "other"
+        }
+    }
+
+    /// Whether at least one upstream is not backing off (for readiness).
+    public var hasHealthyUpstream: Bool {
+        let now = NIODeadline.now()
+        let states = health.withLock { $0 }
+        return settings.upstreams.indices.contains { (states[$0]?.until ?? .distantPast) <= now }
+    }
+
+    /// Sends `question` to every upstream once and says which answered at all (any RCODE);
+    /// used by readiness checks with a name that is not a sandbox's (the root NS).
+    public func probe() async -> [SocketAddress: Bool] {
+        var result: [SocketAddress: Bool] = [:]
+        let query = DNSMessage(
+            id: UInt16.random(in: 0...UInt16.max), recursionDesired: true,
+            questions: [DNSQuestion(name: .root, type: .ns)], edns: EDNS())
+        for (index, upstream) in settings.upstreams.enumerated() {
+            var probeQuery = query
+            probeQuery.id = UInt16.random(in: 0...UInt16.max)
+            let answered = (try? await exchangeUDP(probeQuery, with: upstream)) != nil
+            record(index, ok: answered)
+            result[upstream] = answered
+        }
+        return result
     }
 
     struct UpstreamTimeout: Error {}
@@ -235,4 +283,33 @@ public final class UpstreamForwarder: Sendable {
             return try await group.next()!
         }
     }
+}
+
+/// Upstream metrics with fixed labels: the configured upstream addresses and a few results.
+final class UpstreamMetrics: Sendable {
+    static let results = ["noerror", "nxdomain", "servfail", "refused", "other", "timeout", "error"]
+    private let verdicts: [String: Counter]
+    private let responses: [[String: Counter]]
+
+    init(upstreams: [String]) {
+        verdicts = Dictionary(
+            uniqueKeysWithValues: ["pass", "deny", "local"].map {
+                ($0, Counter(label: "dnsfence_upstream_queries_total", dimensions: [("verdict", $0)]))
+            })
+        responses = upstreams.map { upstream in
+            Dictionary(
+                uniqueKeysWithValues: Self.results.map {
+                    (
+                        $0,
+                        Counter(
+                            label: "dnsfence_upstream_responses_total",
+                            dimensions: [("upstream", upstream), ("result", $0)])
+                    )
+                })
+        }
+    }
+
+    func queries(verdict: String) { verdicts[verdict]?.increment() }
+
+    func response(upstream: Int, result: String) { responses[upstream][result]?.increment() }
 }

@@ -38,6 +38,7 @@ public enum ImmediateOutcome: Sendable {
 
 /// An answer waiting for its addresses to be committed.
 public struct PendingPublish: Sendable {
+    var record: QueryRecord
     var plan: AnswerPlan
     var binding: FirewallBinding
     var query: DNSMessage
@@ -52,6 +53,7 @@ struct AnswerPlan: Sendable {
 
 /// A query that passed policy and missed the cache.
 public struct PendingForward: Sendable {
+    var record: QueryRecord
     var query: DNSMessage
     var question: DNSQuestion
     var key: CacheKey
@@ -71,6 +73,8 @@ public final class QueryPipeline: Sendable {
     let forwarder: UpstreamForwarder
     let logger: Logger
     let firewalls: [String: FirewallBinding]
+    let metrics: QueryMetrics
+    let queryLog: (any QueryLogSink)?
     private let inflight = Atomic<Int>(0)
 
     /// Queries waiting for an upstream right now.
@@ -78,9 +82,11 @@ public final class QueryPipeline: Sendable {
 
     public init(
         selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder, logger: Logger,
-        firewalls: [String: FirewallBinding] = [:]
+        firewalls: [String: FirewallBinding] = [:], queryLog: (any QueryLogSink)? = nil
     ) {
         self.firewalls = firewalls
+        self.queryLog = queryLog
+        self.metrics = QueryMetrics(policies: selector.entries.keys.sorted())
         self.selector = selector
         self.cache = cache
         self.forwarder = forwarder
@@ -97,13 +103,42 @@ public final class QueryPipeline: Sendable {
         switch outcome {
         case .respond(let response): return response
         case .drop: return nil
-        case .forward(let pending): return await forward(pending)
-        case .publish(let pending): return await publish(pending)
+        case .forward(let pending):
+            var record = pending.record
+            let response = await forward(pending, &record)
+            finish(record, response)
+            return response
+        case .publish(let pending):
+            var record = pending.record
+            let response = await publish(pending, &record)
+            finish(record, response)
+            return response
         }
     }
 
-    /// The synchronous stage.
+    /// Metrics and the query log, once per query, when its answer (or silence) is known.
+    func finish(_ record: QueryRecord, _ response: [UInt8]?) {
+        metrics.record(
+            transport: record.transport, qtype: record.question?.type, policy: record.policy, action: record.action,
+            response: response, started: record.started)
+        if let ede = record.ede { metrics.recordEDE(ede.infoCode) }
+        queryLog?.record(record, response: response)
+    }
+
+    /// The synchronous stage: answers what needs no I/O, hands the rest on.
     public func process(_ bytes: [UInt8], context: QueryContext) -> ImmediateOutcome {
+        var record = QueryRecord(
+            started: .now, client: context.client, transport: context.transport, listenerPolicy: context.listenerPolicy)
+        let outcome = decide(bytes, context: context, record: &record)
+        switch outcome {
+        case .respond(let response): finish(record, response)
+        case .drop: finish(record, nil)
+        case .forward, .publish: break
+        }
+        return outcome
+    }
+
+    func decide(_ bytes: [UInt8], context: QueryContext, record: inout QueryRecord) -> ImmediateOutcome {
         // Fewer than 12 bytes cannot carry an ID to answer to; a response is never answered
         // (answering responses lets two servers loop on each other).
         guard bytes.count >= 12 else { return .drop }
@@ -125,6 +160,7 @@ public final class QueryPipeline: Sendable {
         guard query.questions.count == 1, let question = query.question else {
             return respond(Self.response(to: query, rcode: .formErr))
         }
+        record.question = question
         if let edns = query.edns, edns.version != 0 {
             // RFC 6891 6.1.3: BADVERS, with our highest version (0) in the OPT record.
             return respond(Self.response(to: query, rcode: .badVers))
@@ -134,18 +170,20 @@ public final class QueryPipeline: Sendable {
             return respond(Self.response(to: query, rcode: .refused))
         }
         guard let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy) else {
-            return respond(
-                Self.response(
-                    to: query, rcode: .refused,
-                    error: ExtendedDNSError(ExtendedDNSError.prohibited, "dnsfence: no policy for this client")))
+            record.ede = ExtendedDNSError(ExtendedDNSError.prohibited, "dnsfence: no policy for this client")
+            return respond(Self.response(to: query, rcode: .refused, error: record.ede))
         }
+        record.policy = policy.name
 
         // RFC 8482: ANY is answered with a synthesized HINFO, never forwarded, for names the
         // policy allows; the policy is asked as if for A.
         let asked = question.type == .any ? DNSQuestion(name: question.name, type: .a) : question
         let decision = policy.decide(asked)
+        record.action = decision.actionLabel
+        record.rule = decision.rule
         switch decision {
         case .deny(let deny, let error, _):
+            record.ede = error
             switch deny {
             case .drop: return .drop
             case .nxdomain: return respond(Self.response(to: query, rcode: .nxDomain, error: error))
@@ -166,11 +204,9 @@ public final class QueryPipeline: Sendable {
             {
                 // Address-family coherence: never hand out a family the firewall has no set for.
                 let family = question.type == .a ? "IPv4" : "IPv6"
-                return respond(
-                    Self.response(
-                        to: query, rcode: .noError,
-                        error: ExtendedDNSError(
-                            ExtendedDNSError.filtered, "dnsfence: policy \(policy.name) has no \(family) set")))
+                record.ede = ExtendedDNSError(
+                    ExtendedDNSError.filtered, "dnsfence: policy \(policy.name) has no \(family) set")
+                return respond(Self.response(to: query, rcode: .noError, error: record.ede))
             }
             let key = CacheKey(
                 policy: policy.name, name: question.name, type: question.type,
@@ -179,34 +215,40 @@ public final class QueryPipeline: Sendable {
                 let message = Self.response(to: query, from: cached)
                 guard let binding else { return respond(message) }
                 let plan = Self.guarded(message, binding: binding)
+                record.published = plan.elements.map(\.address)
                 if plan.elements.isEmpty || !binding.publisher.needsCommit(plan.elements) {
                     return respond(plan.message)
                 }
-                return .publish(PendingPublish(plan: plan, binding: binding, query: query, maxUDPSize: maxUDP))
+                return .publish(
+                    PendingPublish(record: record, plan: plan, binding: binding, query: query, maxUDPSize: maxUDP))
             }
             return .forward(
                 PendingForward(
-                    query: query, question: question, key: key, maxUDPSize: maxUDP,
+                    record: record, query: query, question: question, key: key, maxUDPSize: maxUDP,
                     transport: context.transport, binding: binding))
         }
     }
 
-    /// The asynchronous stage: ask upstream, cache, answer.
-    public func forward(_ pending: PendingForward) async -> [UInt8] {
+    /// The asynchronous stage: ask upstream, cache, publish, answer.
+    func forward(_ pending: PendingForward, _ record: inout QueryRecord) async -> [UInt8] {
+        record.upstream = true
         inflight.add(1, ordering: .relaxed)
         defer { inflight.subtract(1, ordering: .relaxed) }
         do {
-            let reply = try await forwarder.resolve(pending.question, key: pending.key)
+            let reply = try await forwarder.resolve(pending.question, key: pending.key, verdict: record.action)
             let cached = CachedAnswer(
                 rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
                 authorities: reply.authorities, additionals: reply.additionals)
             cache.store(cached, for: pending.key)
             let message = Self.response(to: pending.query, from: cached)
             guard let binding = pending.binding else { return Self.fit(message, maxUDP: pending.maxUDPSize) }
+            let plan = Self.guarded(message, binding: binding)
+            record.published = plan.elements.map(\.address)
             return await publish(
                 PendingPublish(
-                    plan: Self.guarded(message, binding: binding), binding: binding,
-                    query: pending.query, maxUDPSize: pending.maxUDPSize))
+                    record: record, plan: plan, binding: binding, query: pending.query,
+                    maxUDPSize: pending.maxUDPSize),
+                &record)
         } catch {
             let ede: ExtendedDNSError
             switch error as? ForwardError {
@@ -216,13 +258,14 @@ public final class QueryPipeline: Sendable {
             default:
                 ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
             }
+            record.ede = ede
             return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
         }
     }
 
     /// Commits the plan's elements (bounded by the binding's timeout), then releases the
     /// answer; on failure the client gets SERVFAIL and never the addresses (fail closed).
-    public func publish(_ pending: PendingPublish) async -> [UInt8] {
+    func publish(_ pending: PendingPublish, _ record: inout QueryRecord) async -> [UInt8] {
         let publisher = pending.binding.publisher
         let elements = pending.plan.elements
         let outcome = await withTaskGroup(of: PublishError?.self) { group in
@@ -246,6 +289,9 @@ public final class QueryPipeline: Sendable {
             logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
             let ede = ExtendedDNSError(
                 ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
+            record.ede = ede
+            record.published = []
+            if error == .timedOut { metrics.publishTimeouts.increment() }
             return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
         }
         return Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DNSFenceConfig
 import DNSFenceFirewall
+import DNSFenceObserve
 import DNSFencePolicy
 import DNSFenceResolve
 import DNSFenceServe
@@ -37,6 +38,8 @@ struct ServeCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "dnsfence")
+        // Metrics are bootstrapped before any layer creates its counters.
+        let registry = Observability.bootstrapMetrics()
 
         let compiled: CompiledConfiguration
         do {
@@ -67,15 +70,17 @@ struct ServeCommand: AsyncParsableCommand {
                 maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
             clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
         )
+        Observability.recordStartup(compiled)
         let pipeline = QueryPipeline(
-            selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger, firewalls: firewalls)
-        let server = DNSServer(group: group, pipeline: pipeline, logger: logger)
+            selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger, firewalls: firewalls,
+            queryLog: Observability.queryLog(config.queryLog))
+        let dnsServer = DNSServer(group: group, pipeline: pipeline, logger: logger)
         var limits = DNSServer.Limits()
         limits.tcpMaxConnections = config.tcp.maxConnections
         limits.tcpMaxPerClient = config.tcp.maxPerClient
         limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
         do {
-            try await server.start(
+            try await dnsServer.start(
                 config.listeners.map {
                     DNSServer.Listener(
                         address: try SocketAddress(
@@ -87,6 +92,24 @@ struct ServeCommand: AsyncParsableCommand {
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
+        let ready = ReadyFlag()
+        var observability: ObservabilityServer? = nil
+        if let metricsAddress = config.metrics {
+            let server = ObservabilityServer(
+                group: MultiThreadedEventLoopGroup(numberOfThreads: 1), metrics: { Observability.exposition(registry) },
+                readiness: { await Observability.readiness(ready: ready, forwarder: forwarder, firewalls: firewalls) })
+            do {
+                try await server.start(
+                    at: try SocketAddress(ipAddress: metricsAddress.address.description, port: Int(metricsAddress.port))
+                )
+            } catch {
+                printError("dnsfence: cannot serve metrics on \(metricsAddress): \(error)")
+                await dnsServer.shutdown()
+                throw ExitCode(1)
+            }
+            observability = server
+        }
+        ready.set()
         logger.info(
             "ready",
             metadata: [
@@ -95,7 +118,9 @@ struct ServeCommand: AsyncParsableCommand {
             ])
         let signal = await Self.waitForTermination()
         logger.info("stopping", metadata: ["signal": "\(signal)", "inflight": "\(pipeline.inflightCount)"])
-        await server.drainAndShutdown()
+        ready.clear()
+        await dnsServer.drainAndShutdown()
+        await observability?.shutdown()
         try? await group.shutdownGracefully()
     }
 

@@ -1,0 +1,87 @@
+import CoreMetrics
+import DNSFenceWire
+
+/// The serve layer's metrics, created once with fixed label sets (never a query name or a
+/// client address as a label). Names follow Prometheus conventions; docs/metrics.md lists them.
+final class QueryMetrics: Sendable {
+    static let qtypes: [DNSType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .mx, .ptr, .srv, .ns, .soa, .any]
+    static let actions = ["pass", "local", "deny", "error"]
+    static let rcodes: [DNSRCode] = [.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers]
+    static let edeCodes: [UInt16] = [0, 14, 15, 17, 18, 22, 23]
+
+    private let queries: [String: Counter]
+    private let responses: [UInt16: Counter]
+    private let responsesOther: Counter
+    private let dropped: Counter
+    private let latency: [String: Timer]
+    private let ede: [UInt16: Counter]
+    private let edeOther: Counter
+    /// Commits the pipeline gave up waiting for (the publisher counts its own failures).
+    let publishTimeouts = Counter(label: "dnsfence_nft_failures_total", dimensions: [("reason", "timeout")])
+
+    init(policies: [String]) {
+        var queries: [String: Counter] = [:]
+        for transport in ["udp", "tcp"] {
+            for type in Self.qtypes.map(\.description) + ["other"] {
+                for policy in policies + ["none"] {
+                    for action in Self.actions {
+                        queries["\(transport)|\(type)|\(policy)|\(action)"] = Counter(
+                            label: "dnsfence_queries_total",
+                            dimensions: [
+                                ("transport", transport), ("qtype", type), ("policy", policy), ("action", action),
+                            ])
+                    }
+                }
+            }
+        }
+        self.queries = queries
+        var responses: [UInt16: Counter] = [:]
+        for rcode in Self.rcodes {
+            responses[rcode.rawValue] = Counter(
+                label: "dnsfence_responses_total", dimensions: [("rcode", rcode.description)])
+        }
+        self.responses = responses
+        responsesOther = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "other")])
+        dropped = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "dropped")])
+        var latency: [String: Timer] = [:]
+        for action in Self.actions {
+            latency[action] = Timer(label: "dnsfence_query_duration_seconds", dimensions: [("action", action)])
+        }
+        self.latency = latency
+        var ede: [UInt16: Counter] = [:]
+        for code in Self.edeCodes {
+            ede[code] = Counter(label: "dnsfence_ede_total", dimensions: [("code", String(code))])
+        }
+        self.ede = ede
+        edeOther = Counter(label: "dnsfence_ede_total", dimensions: [("code", "other")])
+    }
+
+    /// Records one finished query.
+    func record(
+        transport: Transport, qtype: DNSType?, policy: String?, action: String, response: [UInt8]?,
+        started: ContinuousClock.Instant
+    ) {
+        let type = qtype.flatMap { Self.qtypes.contains($0) ? $0.description : nil } ?? "other"
+        queries["\(transport.rawValue)|\(type)|\(policy ?? "none")|\(action)"]?.increment()
+        latency[action]?.recordInterval(since: started)
+        guard let response, response.count >= 12 else {
+            dropped.increment()
+            return
+        }
+        let rcode = UInt16(response[3] & 0x0F)
+        (responses[rcode] ?? responsesOther).increment()
+    }
+
+    /// Counts an Extended DNS Error sent.
+    func recordEDE(_ code: UInt16) {
+        (ede[code] ?? edeOther).increment()
+    }
+}
+
+extension Timer {
+    func recordInterval(since start: ContinuousClock.Instant) {
+        let elapsed = ContinuousClock.now - start
+        let (seconds, attoseconds) = elapsed.components
+        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

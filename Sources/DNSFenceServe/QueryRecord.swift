@@ -1,0 +1,80 @@
+public import DNSFencePolicy
+public import DNSFenceWire
+
+/// What is known about one query by the time it is answered: the input of the metrics and of
+/// the query log.
+public struct QueryRecord: Sendable {
+    public var started: ContinuousClock.Instant
+    public var client: IPAddress
+    public var transport: Transport
+    public var listenerPolicy: String?
+    public var policy: String?
+    public var question: DNSQuestion?
+    /// `pass`, `local`, `deny`, or `error` (malformed, refused before policy).
+    public var action = "error"
+    public var rule: RuleID?
+    public var ede: ExtendedDNSError?
+    /// Whether the answer came from an upstream (not the cache).
+    public var upstream = false
+    /// Addresses committed to the firewall for this answer.
+    public var published: [IPAddress] = []
+
+    public init(started: ContinuousClock.Instant, client: IPAddress, transport: Transport, listenerPolicy: String?) {
+        self.started = started
+        self.client = client
+        self.transport = transport
+        self.listenerPolicy = listenerPolicy
+    }
+
+    /// One JSON object (no trailing newline) for the query log.
+    public func jsonLine(response: [UInt8]?, now: ContinuousClock.Instant, wallClock: String) -> String {
+        var fields: [(String, String)] = [
+            ("time", Self.quote(wallClock)),
+            ("client", Self.quote(client.description)),
+            ("transport", Self.quote(transport.rawValue)),
+            ("listener_policy", listenerPolicy.map(Self.quote) ?? "null"),
+            ("policy", policy.map(Self.quote) ?? "null"),
+            ("qname", question.map { Self.quote($0.name.description) } ?? "null"),
+            ("qtype", question.map { Self.quote($0.type.description) } ?? "null"),
+            ("action", Self.quote(action)),
+            ("rule", rule.map { Self.quote($0.description) } ?? "null"),
+        ]
+        if let response, response.count >= 12 {
+            fields.append(("rcode", Self.quote(DNSRCode(rawValue: UInt16(response[3] & 0x0F)).description)))
+        } else {
+            fields.append(("rcode", Self.quote("dropped")))
+        }
+        fields.append(("ede", ede.map { String($0.infoCode) } ?? "null"))
+        fields.append(("ede_text", ede.map { Self.quote($0.extraText) } ?? "null"))
+        let elapsed = now - started
+        let micros = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        fields.append(("latency_us", String(micros)))
+        fields.append(("upstream", upstream ? "true" : "false"))
+        fields.append(("published", "[" + published.map { Self.quote($0.description) }.joined(separator: ",") + "]"))
+        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    /// A JSON string literal.
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Where finished queries go for the query log; implementations must not block.
+public protocol QueryLogSink: Sendable {
+    func record(_ record: QueryRecord, response: [UInt8]?)
+}

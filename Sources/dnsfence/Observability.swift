@@ -1,0 +1,142 @@
+import CoreMetrics
+import DNSFenceConfig
+import DNSFenceFirewall
+import DNSFenceObserve
+import DNSFenceResolve
+import DNSFenceServe
+import DNSFenceWire
+import Metrics
+import Prometheus
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The executable's side of observability: it alone bootstraps the metrics backend and wires
+/// the query log and readiness checks (STYLE.md habit 14).
+enum Observability {
+    static let version = "0.1.0"
+
+    /// Prometheus as the swift-metrics backend, with histogram buckets that suit DNS latencies.
+    static func bootstrapMetrics() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(50), .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1),
+            .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
+    }
+
+    /// HELP text for every metric family (swift-metrics carries none); docs/metrics.md says more.
+    static let help: [String: String] = [
+        "dnsfence_build_info": "Build information; always 1.",
+        "dnsfence_queries_total": "Queries received, by transport, query type, policy and action.",
+        "dnsfence_responses_total": "Responses sent, by RCODE (dropped: no response).",
+        "dnsfence_query_duration_seconds": "Time from receiving a query to its answer, by action.",
+        "dnsfence_ede_total": "Extended DNS Errors sent, by INFO-CODE.",
+        "dnsfence_upstream_queries_total":
+            "Questions sent upstream, by the policy verdict that sent them; deny must stay 0.",
+        "dnsfence_upstream_responses_total": "Upstream exchanges, by upstream and result.",
+        "dnsfence_cache_hits_total": "Answers served from the cache.",
+        "dnsfence_cache_misses_total": "Cache lookups that found nothing usable.",
+        "dnsfence_cache_evictions_total": "Cache entries evicted to stay within max-entries.",
+        "dnsfence_cache_entries": "Answers in the cache.",
+        "dnsfence_nft_batches_total": "nftables transactions committed.",
+        "dnsfence_nft_elements_total": "Set elements written (added or refreshed).",
+        "dnsfence_nft_batch_duration_seconds": "Duration of one nftables transaction.",
+        "dnsfence_nft_failures_total": "Publishes that failed, by reason; each answered SERVFAIL.",
+        "dnsfence_policy_rules": "Rules in each policy.",
+        "dnsfence_policy_reloads_total": "Policy reloads, by result.",
+        "dnsfence_querylog_dropped_total": "Query log lines dropped because the writer fell behind.",
+    ]
+
+    /// The registry's exposition with a `# HELP` line before each family's `# TYPE` line.
+    static func exposition(_ registry: PrometheusCollectorRegistry) -> [UInt8] {
+        let text = registry.emitToString()
+        var out = ""
+        out.reserveCapacity(text.utf8.count + 4096)
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("# TYPE ") {
+                let name = line.dropFirst(7).split(separator: " ").first.map(String.init) ?? ""
+                if let help = help[name] { out += "# HELP \(name) \(help)\n" }
+            }
+            out += line
+            out += "\n"
+        }
+        if out.hasSuffix("\n\n") { out.removeLast() }
+        return Array(out.utf8)
+    }
+
+    /// Gauges that describe the configuration that started.
+    static func recordStartup(_ compiled: CompiledConfiguration) {
+        Gauge(label: "dnsfence_build_info", dimensions: [("version", version)]).record(1)
+        for (name, entry) in compiled.selector.entries {
+            Gauge(label: "dnsfence_policy_rules", dimensions: [("policy", name)]).record(entry.policy.rules.count)
+        }
+        // Reloads are not implemented yet; the series exist so alerts can be written today.
+        _ = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
+        _ = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
+    }
+
+    /// The query log sink for `mode`, writing JSON lines to standard output.
+    static func queryLog(_ mode: QueryLogMode) -> (any QueryLogSink)? {
+        guard mode != .off else { return nil }
+        let writer = LineWriter(fd: 1, droppedCounter: Counter(label: "dnsfence_querylog_dropped_total"))
+        return JSONQueryLog(writer: writer, deniedOnly: mode == .denied)
+    }
+
+    /// Why the server is not ready: listeners, sets, upstreams.
+    static func readiness(ready: ReadyFlag, forwarder: UpstreamForwarder, firewalls: [String: FirewallBinding]) async
+        -> [String]
+    {
+        var reasons: [String] = []
+        if !ready.isSet { reasons.append("listeners not bound") }
+        for (policy, binding) in firewalls.sorted(by: { $0.key < $1.key }) {
+            guard let publisher = binding.publisher as? NftablesSetPublisher else { continue }
+            let problems = await publisher.verify([binding.ipv4, binding.ipv6].compactMap { $0 })
+            reasons += problems.map { "policy \(policy): \($0)" }
+        }
+        let answered = await forwarder.probe()
+        if !answered.isEmpty && !answered.values.contains(true) { reasons.append("no upstream answers") }
+        return reasons
+    }
+}
+
+/// Set once the listeners are bound; cleared when stopping.
+final class ReadyFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .relaxed) }
+    func clear() { value.store(false, ordering: .relaxed) }
+    var isSet: Bool { value.load(ordering: .relaxed) }
+}
+
+/// Query log lines as JSON objects, one per line, through a non-blocking writer.
+struct JSONQueryLog: QueryLogSink {
+    let writer: LineWriter
+    let deniedOnly: Bool
+
+    func record(_ record: QueryRecord, response: [UInt8]?) {
+        if deniedOnly && record.action == "pass" || deniedOnly && record.action == "local" { return }
+        writer.write(record.jsonLine(response: response, now: .now, wallClock: Self.timestamp()))
+    }
+
+    /// RFC 3339 UTC time with microseconds.
+    static func timestamp() -> String {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        var seconds = ts.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ value: Int32, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        let micros = pad(Int32(ts.tv_nsec / 1000), 6)
+        return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(micros)Z"
+    }
+}
