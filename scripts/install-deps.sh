@@ -8,4 +8,5 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     pkg-config libldns-dev ldnsutils \
     nftables libnftables-dev iproute2 \
-    dnsutils knot-dnsutils nsd publicsuffix >/dev/null
+    dnsutils knot-dnsutils nsd publicsuffix \
+    prometheus curl python3 >/dev/null

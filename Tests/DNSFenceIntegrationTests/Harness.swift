@@ -146,9 +146,9 @@ final class NSDServer {
         short IN A 192.0.2.20
         """
 
-    init() throws {
+    init(fixedPort: UInt16? = nil) throws {
         directory = try Harness.temporaryDirectory()
-        port = Harness.freePort()
+        self.port = fixedPort ?? Harness.freePort()
         var zone = Self.zone + "\n"
         // A large answer: 60 TXT records of 100 bytes, far more than 1232 bytes.
         for i in 0..<60 { zone += "big IN TXT \"\(String(repeating: "x", count: 96))\(String(format: "%04d", i))\"\n" }

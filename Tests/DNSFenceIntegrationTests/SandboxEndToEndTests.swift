@@ -201,8 +201,10 @@ struct NftablesFailureTests {
         defer { _ = try? sh("ip netns del \(netns)") }
         let directory = try Harness.temporaryDirectory()
         let port = Harness.freePort()
+        let metricsPort = Harness.freePort()
         let config = """
             listen: [{ address: 127.0.0.1:\(port), policy: p }]
+            metrics: { listen: 127.0.0.1:\(metricsPort) }
             upstreams: [127.0.0.1:\(nsd.port)]
             policies:
               p:
@@ -225,8 +227,13 @@ struct NftablesFailureTests {
         #expect(try ask("www.example.test").contains("192.0.2.10"))
         #expect(try elements().contains("192.0.2.10"))
 
-        // The set is deleted: SERVFAIL, no address.
+        #expect(try httpGet(metricsPort, "/readyz").status == 200)
+
+        // The set is deleted: SERVFAIL, no address, and not ready.
         try sh("ip netns exec \(netns) nft delete set inet fence allow4")
+        let notReady = try httpGet(metricsPort, "/readyz")
+        #expect(notReady.status == 503)
+        #expect(notReady.body.contains("policy p: set /run/netns/\(netns): inet fence allow4"))
         var out = try ask("short.example.test")
         #expect(out.contains("status: SERVFAIL"))
         #expect(!out.contains("192.0.2.20"))
@@ -253,6 +260,10 @@ struct NftablesFailureTests {
         out = try ask("www.example.test")
         #expect(out.contains("192.0.2.10"))
         #expect(try elements().contains("192.0.2.11"))
+        #expect(try httpGet(metricsPort, "/readyz").status == 200)
+        let scrape = Scrape(try httpGet(metricsPort, "/metrics").body)
+        #expect(scrape[#"dnsfence_nft_failures_total{reason="rejected"}"#] >= 3)
+        #expect(scrape["dnsfence_nft_batches_total"] >= 2)
     }
 
     @Test("a missing set with create: false stops the start with a clear message")
