@@ -23,6 +23,10 @@ func sh(_ script: String) throws -> String {
 final class SandboxTopology {
     let id = String(UInt32.random(in: 0..<UInt32.max), radix: 16)
     var sandbox: String { "dfs-\(id)" }
+    /// The second sandbox, when there is one (10.77.3.0/24, its own listener and sets).
+    var second: String { "dft-\(id)" }
+    let twoSandboxes: Bool
+    let filterInGateway: Bool
     var gateway: String { "dfg-\(id)" }
     var internet: String { "dfn-\(id)" }
     let directory: URL
@@ -39,8 +43,42 @@ final class SandboxTopology {
         evil IN A 10.77.2.4
         """
 
-    init() throws {
+    /// `filterInGateway`: the sets live in the gateway and its forward chain filters, instead of
+    /// the sandbox holding its own rules. `twoSandboxes`: a second sandbox with its own policy.
+    init(twoSandboxes: Bool = false, filterInGateway: Bool = false) throws {
+        self.twoSandboxes = twoSandboxes
+        self.filterInGateway = filterInGateway
         directory = try Harness.temporaryDirectory()
+        let template = repositoryRoot.appendingPathComponent("scripts/sandbox.nft").path
+        let gatewayRules = """
+            table inet gwfence {
+                set allow4 { type ipv4_addr; flags timeout; }
+                set allow6 { type ipv6_addr; flags timeout; }
+                chain forward {
+                    type filter hook forward priority filter; policy drop;
+                    ct state established,related accept
+                    iifname "gs" ip daddr @allow4 accept
+                    iifname "gs" ip6 daddr @allow6 accept
+                }
+            }
+            """
+        try gatewayRules.write(to: directory.appendingPathComponent("gateway.nft"), atomically: true, encoding: .utf8)
+        let sandboxRules =
+            filterInGateway
+            ? "ip netns exec \(gateway) nft -f \(directory.path)/gateway.nft"
+            : "ip netns exec \(sandbox) nft -f \(template)"
+        let secondSandbox =
+            !twoSandboxes
+            ? ""
+            : """
+            ip netns add \(second)
+            ip -n \(gateway) link add gt type veth peer name tg netns \(second)
+            ip -n \(gateway) addr add 10.77.3.1/24 dev gt; ip -n \(gateway) link set gt up
+            ip -n \(second) link set lo up
+            ip -n \(second) addr add 10.77.3.2/24 dev tg; ip -n \(second) link set tg up
+            ip -n \(second) route add default via 10.77.3.1
+            sed 's/10.77.1.1/10.77.3.1/' \(template) | ip netns exec \(second) nft -f -
+            """
         try sh(
             """
             set -e
@@ -58,7 +96,8 @@ final class SandboxTopology {
             for a in 2 3 4 5; do ip -n \(internet) addr add 10.77.2.$a/24 dev ng; done
             ip -n \(internet) link set ng up
             ip -n \(internet) route add default via 10.77.2.1
-            ip netns exec \(sandbox) nft -f \(repositoryRoot.path)/scripts/sandbox.nft
+            \(sandboxRules)
+            \(secondSandbox)
             """)
         try (Self.zone + "\n").write(
             to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
@@ -92,22 +131,30 @@ final class SandboxTopology {
                     "netns", "exec", internet, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "serve",
                     "10.77.2.3", "10.77.2.4", "10.77.2.5", "8080",
                 ], log: directory.appendingPathComponent("tcp.out")))
-        let config = """
-            listen: [{ address: 10.77.1.1:53, policy: sandbox }]
-            upstreams: [10.77.2.2:53]
-            policies:
-              sandbox:
+        func policy(_ name: String, netns: String?, table: String) -> String {
+            """
+              \(name):
                 allow: [www.example.test, short.example.test]
                 firewall:
-                  netns: /run/netns/\(sandbox)
-                  table: inet sandbox
+                  \(netns.map { "netns: /run/netns/\($0)" } ?? "create: false")
+                  table: inet \(table)
                   ipv4-set: allow4
                   ipv6-set: allow6
-                  create: false
                   min-ttl: 1s
                   max-ttl: 1h
                   grace: 1s
             """
+        }
+        var config = """
+            listen:
+              - { address: 10.77.1.1:53, policy: sandbox }
+            \(twoSandboxes ? "  - { address: 10.77.3.1:53, policy: second }" : "")
+            upstreams: [10.77.2.2:53]
+            policies:
+            \(policy("sandbox", netns: filterInGateway ? nil : sandbox, table: filterInGateway ? "gwfence" : "sandbox"))
+
+            """
+        if twoSandboxes { config += policy("second", netns: second, table: "sandbox") + "\n" }
         try config.write(to: directory.appendingPathComponent("dnsfence.yaml"), atomically: true, encoding: .utf8)
         processes.append(
             try Background(
@@ -125,24 +172,23 @@ final class SandboxTopology {
     deinit {
         for process in processes.reversed() { process.stop() }
         _ = try? sh("ip netns del \(sandbox); ip netns del \(gateway); ip netns del \(internet)")
+        if twoSandboxes { _ = try? sh("ip netns del \(second)") }
     }
 
-    /// `dig +short` from inside the sandbox.
-    func dig(_ name: String, _ extra: [String] = []) throws -> String {
+    /// `dig +short` from inside the (first or second) sandbox, asking its own dnsfence listener.
+    func dig(_ name: String, _ extra: [String] = [], fromSecond: Bool = false) throws -> String {
         let args = (["+short", "+tries=1", "+time=3"] + extra).joined(separator: " ")
-        return try Harness.run("/bin/sh", ["-c", "ip netns exec \(sandbox) dig @10.77.1.1 \(args) \(name)"]).output
+        let (netns, server) = fromSecond ? (second, "10.77.3.1") : (sandbox, "10.77.1.1")
+        return try Harness.run("/bin/sh", ["-c", "ip netns exec \(netns) dig @\(server) \(args) \(name)"]).output
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    /// Whether a TCP connection from the sandbox is established within `seconds`.
-    func connects(_ address: String, within seconds: Double = 0.8) throws -> Bool {
-        try Harness.run(
+    /// Whether a TCP connection from the (first or second) sandbox is established within `seconds`.
+    func connects(_ address: String, within seconds: Double = 0.8, fromSecond: Bool = false) throws -> Bool {
+        let tool = fixtures.appendingPathComponent("tcp_tool.py").path
+        return try Harness.run(
             "/usr/sbin/ip",
-            [
-                "netns", "exec", sandbox, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "connect",
-                address,
-                "8080", "\(seconds)",
-            ]
+            ["netns", "exec", fromSecond ? second : sandbox, "python3", tool, "connect", address, "8080", "\(seconds)"]
         ).status == 0
     }
 }
@@ -186,6 +232,25 @@ struct SandboxEndToEndTests {
         #expect(try !net.connects("10.77.2.3"))
         #expect(try net.dig("www.example.test") == "10.77.2.3")
         #expect(try net.connects("10.77.2.3"))
+    }
+
+    @Test("variant: the sets live in the gateway, whose forward chain filters the sandbox")
+    func gatewayFilter() throws {
+        let net = try SandboxTopology(filterInGateway: true)
+        #expect(try net.connects("10.77.2.3"))
+        #expect(try !net.connects("10.77.2.4"))
+        let sets = try sh("ip netns exec \(net.gateway) nft list set inet gwfence allow4")
+        #expect(sets.contains("10.77.2.3"))
+    }
+
+    @Test("two sandboxes, two policies: resolving in one never opens egress in the other")
+    func twoSandboxes() throws {
+        let net = try SandboxTopology(twoSandboxes: true)
+        #expect(try net.connects("10.77.2.3"))  // the first sandbox resolved www during set-up
+        #expect(try !net.connects("10.77.2.3", fromSecond: true))
+        #expect(try net.dig("www.example.test", fromSecond: true) == "10.77.2.3")
+        #expect(try net.connects("10.77.2.3", fromSecond: true))
+        #expect(try !net.connects("10.77.2.4", fromSecond: true))
     }
 }
 
