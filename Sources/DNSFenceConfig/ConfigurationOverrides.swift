@@ -12,6 +12,8 @@ public struct ConfigurationOverrides: Sendable, Hashable {
     /// `FAMILY:TABLE:SET` for the ad-hoc policy's sets.
     public var nftSet4: String? = nil
     public var nftSet6: String? = nil
+    /// `off`, `denied` or `all`.
+    public var queryLog: String? = nil
 
     public init() {}
 
@@ -60,6 +62,13 @@ public struct ConfigurationOverrides: Sendable, Hashable {
                 throw ConfigurationError(errors)
             }
             config.metrics = endpoint
+        }
+        if let queryLog {
+            if let mode = QueryLogMode(rawValue: queryLog) {
+                config.queryLog = mode
+            } else {
+                flagError("--query-log '\(queryLog)' must be off, denied or all")
+            }
         }
         if noFirewall {
             for i in config.policies.indices { config.policies[i].firewall = nil }

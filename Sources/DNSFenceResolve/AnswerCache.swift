@@ -79,36 +79,66 @@ public final class AnswerCache: Sendable {
         }
     }
 
-    struct Entry {
+    /// One cached answer, a node of the LRU list (indices into `State.nodes`; -1 is none).
+    struct Node {
+        var key: CacheKey
         var answer: CachedAnswer
         var stored: UInt64
         var expires: UInt64
-        var previous: CacheKey?
-        var next: CacheKey?
+        var previous: Int
+        var next: Int
     }
 
+    /// A dictionary from key to node index and an array-backed doubly linked list, newest
+    /// first: one hash lookup per query, the list updates are array writes.
     struct State {
-        var entries: [CacheKey: Entry] = [:]
-        var newest: CacheKey?
-        var oldest: CacheKey?
+        var index: [CacheKey: Int] = [:]
+        var nodes: [Node] = []
+        var free: [Int] = []
+        var newest = -1
+        var oldest = -1
         var hits = 0
         var misses = 0
         var evictions = 0
 
-        mutating func unlink(_ key: CacheKey) {
-            guard let entry = entries[key] else { return }
-            if let p = entry.previous { entries[p]?.next = entry.next } else { newest = entry.next }
-            if let n = entry.next { entries[n]?.previous = entry.previous } else { oldest = entry.previous }
-            entries[key]?.previous = nil
-            entries[key]?.next = nil
+        var count: Int { index.count }
+
+        mutating func unlink(_ i: Int) {
+            let (p, n) = (nodes[i].previous, nodes[i].next)
+            if p >= 0 { nodes[p].next = n } else { newest = n }
+            if n >= 0 { nodes[n].previous = p } else { oldest = p }
+            nodes[i].previous = -1
+            nodes[i].next = -1
         }
 
-        mutating func pushFront(_ key: CacheKey) {
-            entries[key]?.next = newest
-            entries[key]?.previous = nil
-            if let n = newest { entries[n]?.previous = key }
-            newest = key
-            if oldest == nil { oldest = key }
+        mutating func pushFront(_ i: Int) {
+            nodes[i].next = newest
+            nodes[i].previous = -1
+            if newest >= 0 { nodes[newest].previous = i }
+            newest = i
+            if oldest < 0 { oldest = i }
+        }
+
+        mutating func remove(_ i: Int) {
+            unlink(i)
+            index[nodes[i].key] = nil
+            nodes[i].answer = CachedAnswer(rcode: .noError, authenticData: false, answers: [], authorities: [],
+                                           additionals: [])
+            free.append(i)
+        }
+
+        mutating func insert(_ node: Node) -> Int {
+            let i: Int
+            if let reused = free.popLast() {
+                nodes[reused] = node
+                i = reused
+            } else {
+                nodes.append(node)
+                i = nodes.count - 1
+            }
+            index[node.key] = i
+            pushFront(i)
+            return i
         }
     }
 
@@ -129,24 +159,26 @@ public final class AnswerCache: Sendable {
     public func lookup(_ key: CacheKey) -> CachedAnswer? {
         let time = now()
         return state.withLock { state in
-            guard let entry = state.entries[key] else {
+            guard let i = state.index[key] else {
                 state.misses += 1
                 missCounter.increment()
                 return nil
             }
-            guard entry.expires > time else {
-                state.unlink(key)
-                state.entries[key] = nil
+            guard state.nodes[i].expires > time else {
+                state.remove(i)
                 state.misses += 1
                 missCounter.increment()
-                entriesGauge.record(state.entries.count)
+                entriesGauge.record(state.count)
                 return nil
             }
-            state.unlink(key)
-            state.pushFront(key)
+            if state.newest != i {
+                state.unlink(i)
+                state.pushFront(i)
+            }
             state.hits += 1
             hitCounter.increment()
-            return entry.answer.aged(by: UInt32(time - entry.stored))
+            let elapsed = time - state.nodes[i].stored
+            return elapsed == 0 ? state.nodes[i].answer : state.nodes[i].answer.aged(by: UInt32(elapsed))
         }
     }
 
@@ -188,22 +220,20 @@ public final class AnswerCache: Sendable {
         }
         stored.authorities = clamp(stored.authorities)
         state.withLock { state in
-            if state.entries[key] != nil {
-                state.unlink(key)
-            } else if state.entries.count >= limits.maxEntries, let victim = state.oldest {
-                state.unlink(victim)
-                state.entries[victim] = nil
+            if let existing = state.index[key] {
+                state.remove(existing)
+            } else if state.count >= limits.maxEntries, state.oldest >= 0 {
+                state.remove(state.oldest)
                 state.evictions += 1
                 evictionCounter.increment()
             }
-            state.entries[key] = Entry(answer: stored, stored: time, expires: time + UInt64(ttl))
-            state.pushFront(key)
-            entriesGauge.record(state.entries.count)
+            _ = state.insert(Node(key: key, answer: stored, stored: time, expires: time + UInt64(ttl), previous: -1, next: -1))
+            entriesGauge.record(state.count)
         }
     }
 
     /// Entry count, hits, misses and evictions so far.
     public var statistics: (entries: Int, hits: Int, misses: Int, evictions: Int) {
-        state.withLock { ($0.entries.count, $0.hits, $0.misses, $0.evictions) }
+        state.withLock { ($0.count, $0.hits, $0.misses, $0.evictions) }
     }
 }

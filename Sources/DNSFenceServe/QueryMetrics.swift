@@ -9,7 +9,10 @@ final class QueryMetrics: Sendable {
     static let rcodes: [DNSRCode] = [.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers]
     static let edeCodes: [UInt16] = [0, 14, 15, 17, 18, 22, 23]
 
-    private let queries: [String: Counter]
+    /// [transport][qtype index][policy index][action index], so recording builds no strings.
+    private let queries: [[[[Counter]]]]
+    private let policyIndex: [String: Int]
+    private let typeIndex: [UInt16: Int]
     private let responses: [UInt16: Counter]
     private let responsesOther: Counter
     private let dropped: Counter
@@ -20,21 +23,21 @@ final class QueryMetrics: Sendable {
     let publishTimeouts = Counter(label: "dnsfence_nft_failures_total", dimensions: [("reason", "timeout")])
 
     init(policies: [String]) {
-        var queries: [String: Counter] = [:]
-        for transport in ["udp", "tcp"] {
-            for type in Self.qtypes.map(\.description) + ["other"] {
-                for policy in policies + ["none"] {
-                    for action in Self.actions {
-                        queries["\(transport)|\(type)|\(policy)|\(action)"] = Counter(
+        let policyNames = policies + ["(none)"]
+        let typeNames = Self.qtypes.map(\.description) + ["other"]
+        queries = ["udp", "tcp"].map { transport in
+            typeNames.map { type in
+                policyNames.map { policy in
+                    Self.actions.map { action in
+                        Counter(
                             label: "dnsfence_queries_total",
-                            dimensions: [
-                                ("transport", transport), ("qtype", type), ("policy", policy), ("action", action),
-                            ])
+                            dimensions: [("transport", transport), ("qtype", type), ("policy", policy), ("action", action)])
                     }
                 }
             }
         }
-        self.queries = queries
+        policyIndex = Dictionary(uniqueKeysWithValues: policyNames.enumerated().map { ($1, $0) })
+        typeIndex = Dictionary(uniqueKeysWithValues: Self.qtypes.enumerated().map { ($1.rawValue, $0) })
         var responses: [UInt16: Counter] = [:]
         for rcode in Self.rcodes {
             responses[rcode.rawValue] = Counter(
@@ -61,8 +64,11 @@ final class QueryMetrics: Sendable {
         transport: Transport, qtype: DNSType?, policy: String?, action: String, response: [UInt8]?,
         started: ContinuousClock.Instant
     ) {
-        let type = qtype.flatMap { Self.qtypes.contains($0) ? $0.description : nil } ?? "other"
-        queries["\(transport.rawValue)|\(type)|\(policy ?? "none")|\(action)"]?.increment()
+        let t = transport == .udp ? 0 : 1
+        let q = qtype.flatMap { typeIndex[$0.rawValue] } ?? Self.qtypes.count
+        let p = policy.flatMap { policyIndex[$0] } ?? policyIndex.count - 1
+        let a = Self.actions.firstIndex(of: action) ?? Self.actions.count - 1
+        queries[t][q][p][a].increment()
         latency[action]?.recordInterval(since: started)
         guard let response, response.count >= 12 else {
             dropped.increment()

@@ -146,7 +146,7 @@ public final class QueryPipeline: Sendable {
 
         let query: DNSMessage
         do {
-            query = try DNSMessage(decoding: bytes)
+            query = try DNSMessage(decodingQuery: bytes)
         } catch {
             logger.debug("malformed query", metadata: ["client": "\(context.client)", "error": "\(error)"])
             return .respond(Self.headerOnlyResponse(to: bytes, rcode: error.responseCode))

@@ -10,6 +10,7 @@ final class UDPQueryHandler: ChannelInboundHandler {
 
     let pipeline: QueryPipeline
     let listenerPolicy: String?
+    private var pendingFlush = false
 
     init(pipeline: QueryPipeline, listenerPolicy: String?) {
         self.pipeline = pipeline
@@ -26,10 +27,13 @@ final class UDPQueryHandler: ChannelInboundHandler {
         case .drop:
             return
         case .respond(let response):
-            context.writeAndFlush(
+            // Written now, flushed once per read burst (channelReadComplete): NIO then sends the
+            // whole burst with one sendmmsg instead of one sendmsg per answer.
+            context.write(
                 wrapOutboundOut(
                     AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: response))),
                 promise: nil)
+            pendingFlush = true
         case .forward, .publish:
             let outcome = outcome
             let channel = context.channel
@@ -42,6 +46,14 @@ final class UDPQueryHandler: ChannelInboundHandler {
                     promise: nil)
             }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if pendingFlush {
+            pendingFlush = false
+            context.flush()
+        }
+        context.fireChannelReadComplete()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -42,6 +42,7 @@ extension ConfigurationOptions {
         o.noFirewall = noFirewall
         o.nftSet4 = nftSet4
         o.nftSet6 = nftSet6
+        o.queryLog = queryLog
         return o
     }
 }

@@ -39,4 +39,7 @@ struct ConfigurationOptions: ParsableArguments {
 
     @Option(name: .customLong("nft-set6"), help: "IPv6 set of the ad-hoc policy, FAMILY:TABLE:SET.")
     var nftSet6: String?
+
+    @Option(name: .customLong("query-log"), help: "Query log: off, denied or all (overrides the file).")
+    var queryLog: String?
 }

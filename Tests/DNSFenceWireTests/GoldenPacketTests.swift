@@ -69,3 +69,42 @@ struct GoldenPacketTests {
         #expect(message.authorities.first?.soaMinimum == 60)
     }
 }
+
+@Suite("Query fast path")
+struct QueryFastPathTests {
+    @Test("the fast path decodes golden queries exactly as ldns does",
+          arguments: ["dig-a-query", "kdig-aaaa-query", "drill-mx-query"])
+    func sameAsLDNS(name: String) throws {
+        let bytes = try Fixture.bytes(name)
+        let fast = try #require(bytes.withUnsafeBytes { DNSMessage(fastQuery: $0) })
+        #expect(fast == (try DNSMessage(decoding: bytes)))
+    }
+
+    @Test("anything unusual falls back to the full decoder")
+    func fallsBack() throws {
+        let answer = try Fixture.bytes("nsd-alias-answer")
+        #expect(answer.withUnsafeBytes { DNSMessage(fastQuery: $0) } == nil)  // a response
+        for item in malformedCorpus {
+            #expect(item.bytes.withUnsafeBytes { DNSMessage(fastQuery: $0) } == nil, "\(item.label)")
+        }
+        // A compressed question name is legal but rare: the full decoder handles it.
+        let compressed = header() + [0xC0, 12, 0, 1, 0, 1]
+        #expect(compressed.withUnsafeBytes { DNSMessage(fastQuery: $0) } == nil)
+    }
+
+    @Test("mutated queries: whenever the fast path accepts, it agrees with ldns")
+    func agreesUnderMutation() throws {
+        let base = try Fixture.bytes("dig-a-query")
+        var generator = SplitMix64(seed: 42)
+        var accepted = 0
+        for _ in 0..<20_000 {
+            var bytes = base
+            let index = Int(generator.next() % UInt64(bytes.count))
+            bytes[index] = UInt8(truncatingIfNeeded: generator.next())
+            guard let fast = bytes.withUnsafeBytes({ DNSMessage(fastQuery: $0) }) else { continue }
+            accepted += 1
+            #expect(fast == (try? DNSMessage(decoding: bytes)), "\(bytes)")
+        }
+        #expect(accepted > 0)
+    }
+}

@@ -1,0 +1,67 @@
+/// The byte-level fast path for the common query: one question with an uncompressed name,
+/// no records but at most one OPT. It builds the same ``DNSMessage`` the ldns decoder would
+/// (the golden-packet tests check that), without ldns or the structural scan: ldns parsing
+/// costs ~0.5 µs of a budget of ~1 µs per query (DESIGN.md, "Performance notes"). Anything
+/// unusual returns nil and takes the full decoder.
+extension DNSMessage {
+    /// Decodes a plain query, or returns nil when the full decoder must look at it.
+    public init?(fastQuery bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count
+        guard n >= 17, n <= 512 + 4096 else { return nil }
+        // QR=0, opcode QUERY; QDCOUNT=1, ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1.
+        guard bytes[2] & 0xF8 == 0, bytes[4] == 0, bytes[5] == 1, bytes[6] == 0, bytes[7] == 0, bytes[8] == 0,
+              bytes[9] == 0, bytes[10] == 0, bytes[11] <= 1 else { return nil }
+        var pos = 12
+        while true {
+            guard pos < n else { return nil }
+            let length = Int(bytes[pos])
+            if length == 0 { break }
+            guard length <= 63 else { return nil }  // pointers and reserved types: full decoder
+            pos += 1 + length
+        }
+        let nameEnd = pos + 1
+        guard nameEnd - 12 <= DNSName.maxWireLength, nameEnd + 4 <= n else { return nil }
+        let name = DNSName(uncheckedWire: Array(bytes[12..<nameEnd]))
+        let type = UInt16(bytes[nameEnd]) << 8 | UInt16(bytes[nameEnd + 1])
+        let rrClass = UInt16(bytes[nameEnd + 2]) << 8 | UInt16(bytes[nameEnd + 3])
+        pos = nameEnd + 4
+        var edns: EDNS? = nil
+        if bytes[11] == 1 {
+            // OPT: root owner, type 41, CLASS = payload size, TTL = ext-rcode/version/flags.
+            guard pos + 11 <= n, bytes[pos] == 0, bytes[pos + 1] == 0, bytes[pos + 2] == 41 else { return nil }
+            let flags = UInt16(bytes[pos + 7]) << 8 | UInt16(bytes[pos + 8])
+            let rdLength = Int(bytes[pos + 9]) << 8 | Int(bytes[pos + 10])
+            var option = pos + 11
+            let end = option + rdLength
+            guard end == n else { return nil }
+            var options: [EDNSOption] = []
+            while option < end {
+                guard option + 4 <= end else { return nil }
+                let code = UInt16(bytes[option]) << 8 | UInt16(bytes[option + 1])
+                let length = Int(bytes[option + 2]) << 8 | Int(bytes[option + 3])
+                guard option + 4 + length <= end else { return nil }
+                options.append(EDNSOption(code: code, data: Array(bytes[(option + 4)..<(option + 4 + length)])))
+                option += 4 + length
+            }
+            edns = EDNS(
+                udpPayloadSize: UInt16(bytes[pos + 3]) << 8 | UInt16(bytes[pos + 4]), extendedRCode: bytes[pos + 5],
+                version: bytes[pos + 6], dnssecOK: flags & 0x8000 != 0, z: flags & 0x7FFF, options: options)
+            pos = end
+        }
+        guard pos == n else { return nil }
+        self.init(id: UInt16(bytes[0]) << 8 | UInt16(bytes[1]))
+        setFlags(UInt16(bytes[2]) << 8 | UInt16(bytes[3]))
+        if let edns { rcode = DNSRCode(rawValue: UInt16(edns.extendedRCode) << 4 | (rcode.rawValue & 0x0F)) }
+        questions = [DNSQuestion(name: name, type: DNSType(rawValue: type), rrClass: DNSClass(rawValue: rrClass))]
+        self.edns = edns
+    }
+
+    /// Decodes `bytes`, through the fast path when it applies.
+    public init(decodingQuery bytes: [UInt8]) throws(WireError) {
+        if let fast = bytes.withUnsafeBytes({ DNSMessage(fastQuery: $0) }) {
+            self = fast
+        } else {
+            try self.init(decoding: bytes)
+        }
+    }
+}
