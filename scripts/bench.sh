@@ -59,6 +59,7 @@ server:
   zonelistfile: "$W/zone.list"
   logfile: "$W/nsd.log"
   server-count: 1
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:

@@ -400,7 +400,9 @@ final class NetnsMonitor: Sendable {
         setvbuf(output, nil, _IOLBF, 0)
         nft_ctx_set_output(ctx, output)
         nft_ctx_buffer_error(ctx)
-        let rc = nft_run_cmd_from_buffer(ctx, "monitor")  // returns only on error
+        // Deletions only ("destroy" events: elements, sets, tables; a flush shows as element
+        // deletions): our own additions would otherwise come back as events to format and parse.
+        let rc = nft_run_cmd_from_buffer(ctx, "monitor destroy")  // returns only on error
         logger.error("nftables monitor stopped", metadata: ["netns": "\(netns ?? "-")", "rc": "\(rc)"])
         fclose(output)
     }

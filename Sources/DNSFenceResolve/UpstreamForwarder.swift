@@ -50,6 +50,7 @@ public final class UpstreamForwarder: Sendable {
     private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
     private let counters = Mutex(Counters())
     private let metrics: UpstreamMetrics
+    private let pools = Mutex<(v4: UpstreamSocketPool?, v6: UpstreamSocketPool?)>((nil, nil))
 
     public init(settings: Settings, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
@@ -64,6 +65,16 @@ public final class UpstreamForwarder: Sendable {
     }
 
     public var statistics: Counters { counters.withLock { $0 } }
+
+    /// Binds the pool of upstream sockets (`socketsPerFamily` each for the address families the
+    /// upstreams use). Without it every query opens a socket of its own.
+    public func start(socketsPerFamily: Int = 64) async throws {
+        let v4 = settings.upstreams.contains { $0.protocol == .inet }
+            ? try await UpstreamSocketPool.make(group: group, count: socketsPerFamily, ipv6: false) : nil
+        let v6 = settings.upstreams.contains { $0.protocol == .inet6 }
+            ? try await UpstreamSocketPool.make(group: group, count: socketsPerFamily, ipv6: true) : nil
+        pools.withLock { $0 = (v4, v6) }
+    }
 
     /// Resolves `question`; identical concurrent questions (same `key`) share one upstream query.
     /// `verdict` is the policy action that sent the question upstream; it labels
@@ -119,7 +130,13 @@ public final class UpstreamForwarder: Sendable {
                 )
                 counters.withLock { $0.sent += 1 }
                 do {
-                    var reply = try await exchangeUDP(query, with: upstream)
+                    let pool = pools.withLock { upstream.protocol == .inet6 ? $0.v6 : $0.v4 }
+                    var reply =
+                        if let pool {
+                            try await pool.exchange(query, upstream: upstream, timeout: settings.timeout)
+                        } else {
+                            try await exchangeUDP(query, with: upstream)
+                        }
                     if reply.truncated {
                         counters.withLock { $0.tcpRetries += 1 }
                         reply = try await exchangeTCP(query, with: upstream)

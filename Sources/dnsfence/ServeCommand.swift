@@ -65,6 +65,12 @@ struct ServeCommand: AsyncParsableCommand {
             try SocketAddress(ipAddress: $0.address.description, port: Int($0.port))
         }
         let forwarder = UpstreamForwarder(settings: .init(upstreams: upstreams), group: group, logger: logger)
+        do {
+            try await forwarder.start()
+        } catch {
+            printError("dnsfence: cannot open upstream sockets: \(error)")
+            throw ExitCode(1)
+        }
         let cache = AnswerCache(
             limits: .init(
                 maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),

@@ -114,6 +114,7 @@ final class SandboxTopology {
           zonelistfile: "\(d)/zone.list"
           logfile: "\(d)/nsd.log"
           server-count: 1
+          rrl-ratelimit: 0
         remote-control:
           control-enable: no
         zone:
