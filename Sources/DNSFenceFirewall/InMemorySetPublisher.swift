@@ -26,10 +26,19 @@ public final class InMemorySetPublisher: SetPublisher {
     }
 
     public func publish(_ elements: [SetElement]) async throws(PublishError) {
+        if let error = commit(elements) { throw error }
+    }
+
+    /// In memory there is nothing to wait for: the completion runs before this returns.
+    public func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
+        completion(commit(elements))
+    }
+
+    private func commit(_ elements: [SetElement]) -> PublishError? {
         let now = clock()
         let planned = shadow.withLock { s in elements.compactMap { s.plan($0, now: now) } }
-        guard !planned.isEmpty else { return }
-        if let failure = state.withLock({ $0.failure }) { throw failure }
+        guard !planned.isEmpty else { return nil }
+        if let failure = state.withLock({ $0.failure }) { return failure }
         state.withLock { state in
             state.commits += 1
             for element in planned {
@@ -37,6 +46,7 @@ public final class InMemorySetPublisher: SetPublisher {
             }
         }
         shadow.withLock { s in for element in planned { s.committed(element, now: now) } }
+        return nil
     }
 
     /// Seconds `address` has left in `target`, or nil.

@@ -145,6 +145,40 @@ public final class NftablesSetPublisher: SetPublisher {
         return shadow.withLock { shadow in elements.contains { shadow.plan($0, now: now) != nil } }
     }
 
+    public func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
+        let now = clock()
+        let planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
+        guard !planned.isEmpty else { return completion(nil) }
+        var byNamespace: [String: [SetElement]] = [:]
+        for element in planned { byNamespace[element.target.netns ?? "", default: []].append(element) }
+        let remaining = Atomic<Int>(byNamespace.count)
+        let firstError = Mutex<PublishError?>(nil)
+        let shadow = self.shadow
+        let clock = self.clock
+        for (netns, items) in byNamespace {
+            guard let worker = workers[netns] else {
+                firstError.withLock { $0 = $0 ?? .unavailable("no worker for namespace \(netns)") }
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                    completion(firstError.withLock { $0 })
+                }
+                continue
+            }
+            worker.enqueue(items) { result in
+                switch result {
+                case .success:
+                    let committedAt = clock()
+                    shadow.withLock { s in for item in items { s.committed(item, now: min(now, committedAt)) } }
+                case .failure(let error):
+                    shadow.withLock { s in for target in Set(items.map(\.target)) { s.forget(target) } }
+                    firstError.withLock { $0 = $0 ?? error }
+                }
+                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
+                    completion(firstError.withLock { $0 })
+                }
+            }
+        }
+    }
+
     public func publish(_ elements: [SetElement]) async throws(PublishError) {
         let now = clock()
         let planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
@@ -212,7 +246,7 @@ public final class NetnsWorker: Sendable {
 
     enum Job {
         case command(String, CheckedContinuation<Result<String, PublishError>, Never>)
-        case publish([SetElement], CheckedContinuation<Result<Void, PublishError>, Never>)
+        case publish([SetElement], @Sendable (Result<Void, PublishError>) -> Void)
     }
 
     struct State {
@@ -261,9 +295,14 @@ public final class NetnsWorker: Sendable {
     /// Commits `elements`, batched with whatever else is queued.
     func commit(_ elements: [SetElement]) async -> Result<Void, PublishError> {
         await withCheckedContinuation { continuation in
-            state.withLock { $0.jobs.append(.publish(elements, continuation)) }
-            wakeup.signal()
+            enqueue(elements) { continuation.resume(returning: $0) }
         }
+    }
+
+    /// Queues `elements` for the next transaction; `completion` runs on the worker thread.
+    func enqueue(_ elements: [SetElement], completion: @escaping @Sendable (Result<Void, PublishError>) -> Void) {
+        state.withLock { $0.jobs.append(.publish(elements, completion)) }
+        wakeup.signal()
     }
 
     private func main() {
@@ -297,7 +336,7 @@ public final class NetnsWorker: Sendable {
                 defer { state.jobs = [] }
                 return state.jobs
             }
-            var publishes: [([SetElement], CheckedContinuation<Result<Void, PublishError>, Never>)] = []
+            var publishes: [([SetElement], @Sendable (Result<Void, PublishError>) -> Void)] = []
             for job in jobs {
                 switch job {
                 case .command(let text, let continuation): continuation.resume(returning: execute(text))
@@ -318,13 +357,13 @@ public final class NetnsWorker: Sendable {
                 }
                 batchCounter.increment()
                 elementCounter.increment(by: all.count)
-                for (_, continuation) in publishes { continuation.resume(returning: .success(())) }
+                for (_, completion) in publishes { completion(.success(())) }
             case .failure(let error) where publishes.count == 1:
                 state.withLock { $0.statistics.failures += 1 }
                 failureCounters[error.reasonLabel]?.increment()
-                publishes[0].1.resume(returning: .failure(error))
+                publishes[0].1(.failure(error))
             case .failure:
-                for (elements, continuation) in publishes {
+                for (elements, completion) in publishes {
                     let result = execute(NftablesCommand.addElements(elements))
                     state.withLock {
                         if case .success = result {
@@ -341,7 +380,7 @@ public final class NetnsWorker: Sendable {
                     case .failure(let error):
                         failureCounters[error.reasonLabel]?.increment()
                     }
-                    continuation.resume(returning: result.map { _ in () })
+                    completion(result.map { _ in () })
                 }
             }
         }

@@ -76,4 +76,21 @@ public protocol SetPublisher: Sendable {
     /// Whether `publish` would have to commit anything for `elements` (false lets a cache hit
     /// answer without a round trip through the publisher).
     func needsCommit(_ elements: [SetElement]) -> Bool
+
+    /// The same as `publish`, reporting through `completion` (nil: committed) on any thread,
+    /// so a caller can race it against a timer without creating tasks.
+    func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void)
+}
+
+extension SetPublisher {
+    public func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
+        Task {
+            do throws(PublishError) {
+                try await publish(elements)
+                completion(nil)
+            } catch {
+                completion(error)
+            }
+        }
+    }
 }

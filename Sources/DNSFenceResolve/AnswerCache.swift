@@ -122,8 +122,9 @@ public final class AnswerCache: Sendable {
         mutating func remove(_ i: Int) {
             unlink(i)
             index[nodes[i].key] = nil
-            nodes[i].answer = CachedAnswer(rcode: .noError, authenticData: false, answers: [], authorities: [],
-                                           additionals: [])
+            nodes[i].answer = CachedAnswer(
+                rcode: .noError, authenticData: false, answers: [], authorities: [],
+                additionals: [])
             free.append(i)
         }
 
@@ -227,7 +228,8 @@ public final class AnswerCache: Sendable {
                 state.evictions += 1
                 evictionCounter.increment()
             }
-            _ = state.insert(Node(key: key, answer: stored, stored: time, expires: time + UInt64(ttl), previous: -1, next: -1))
+            _ = state.insert(
+                Node(key: key, answer: stored, stored: time, expires: time + UInt64(ttl), previous: -1, next: -1))
             entriesGauge.record(state.count)
         }
     }

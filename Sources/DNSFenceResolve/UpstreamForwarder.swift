@@ -69,9 +69,11 @@ public final class UpstreamForwarder: Sendable {
     /// Binds the pool of upstream sockets (`socketsPerFamily` each for the address families the
     /// upstreams use). Without it every query opens a socket of its own.
     public func start(socketsPerFamily: Int = 64) async throws {
-        let v4 = settings.upstreams.contains { $0.protocol == .inet }
+        let v4 =
+            settings.upstreams.contains { $0.protocol == .inet }
             ? try await UpstreamSocketPool.make(group: group, count: socketsPerFamily, ipv6: false) : nil
-        let v6 = settings.upstreams.contains { $0.protocol == .inet6 }
+        let v6 =
+            settings.upstreams.contains { $0.protocol == .inet6 }
             ? try await UpstreamSocketPool.make(group: group, count: socketsPerFamily, ipv6: true) : nil
         pools.withLock { $0 = (v4, v6) }
     }

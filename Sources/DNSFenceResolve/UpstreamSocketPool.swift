@@ -89,8 +89,9 @@ final class UpstreamSocketPool: Sendable {
         let key = Key(socket: socket, upstream: remote, id: reply.id)
         let entry = pending.withLock { table -> Pending? in
             guard let entry = table[key], reply.questions.count == 1, let question = reply.questions.first,
-                  question.name == entry.question.name, question.type == entry.question.type,
-                  question.rrClass == entry.question.rrClass else { return nil }
+                question.name == entry.question.name, question.type == entry.question.type,
+                question.rrClass == entry.question.rrClass
+            else { return nil }
             table[key] = nil
             return entry
         }
@@ -120,7 +121,8 @@ final class PoolReplyHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        box.pool.withLock { $0 }?.deliver(socket: socket, from: envelope.remoteAddress, bytes: Array(buffer: envelope.data))
+        box.pool.withLock { $0 }?.deliver(
+            socket: socket, from: envelope.remoteAddress, bytes: Array(buffer: envelope.data))
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

@@ -31,7 +31,9 @@ final class QueryMetrics: Sendable {
                     Self.actions.map { action in
                         Counter(
                             label: "dnsfence_queries_total",
-                            dimensions: [("transport", transport), ("qtype", type), ("policy", policy), ("action", action)])
+                            dimensions: [
+                                ("transport", transport), ("qtype", type), ("policy", policy), ("action", action),
+                            ])
                     }
                 }
             }

@@ -5,6 +5,7 @@ import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve
 public import DNSFenceWire
+import Dispatch
 public import Logging
 import Synchronization
 
@@ -268,22 +269,14 @@ public final class QueryPipeline: Sendable {
     func publish(_ pending: PendingPublish, _ record: inout QueryRecord) async -> [UInt8] {
         let publisher = pending.binding.publisher
         let elements = pending.plan.elements
-        let outcome = await withTaskGroup(of: PublishError?.self) { group in
-            group.addTask {
-                do throws(PublishError) {
-                    try await publisher.publish(elements)
-                    return nil
-                } catch {
-                    return error
-                }
-            }
-            group.addTask {
-                try? await Task.sleep(for: pending.binding.commitTimeout)
-                return .timedOut
-            }
-            let first = await group.next() ?? .timedOut
-            group.cancelAll()
-            return first
+        let timeout = pending.binding.commitTimeout.components
+        let nanoseconds = Int(timeout.seconds) * 1_000_000_000 + Int(timeout.attoseconds / 1_000_000_000)
+        // Publish and a timer race for one continuation: no child tasks on this path.
+        let outcome: PublishError? = await withCheckedContinuation { continuation in
+            let once = ResumeOnce(continuation)
+            // The timer is not cancelled: once the publish has resumed, its firing is a no-op.
+            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { once.resume(.timedOut) }
+            publisher.publish(elements) { error in once.resume(error) }
         }
         if let error = outcome {
             logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
@@ -378,5 +371,22 @@ public final class QueryPipeline: Sendable {
         truncated.authorities = []
         truncated.additionals = []
         return truncated.encoded()
+    }
+}
+
+/// Resumes a continuation once; later calls are ignored.
+final class ResumeOnce: Sendable {
+    private let continuation: Mutex<CheckedContinuation<PublishError?, Never>?>
+
+    init(_ continuation: CheckedContinuation<PublishError?, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(_ value: PublishError?) {
+        let taken = continuation.withLock { c -> CheckedContinuation<PublishError?, Never>? in
+            defer { c = nil }
+            return c
+        }
+        taken?.resume(returning: value)
     }
 }

@@ -10,7 +10,8 @@ extension DNSMessage {
         guard n >= 17, n <= 512 + 4096 else { return nil }
         // QR=0, opcode QUERY; QDCOUNT=1, ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1.
         guard bytes[2] & 0xF8 == 0, bytes[4] == 0, bytes[5] == 1, bytes[6] == 0, bytes[7] == 0, bytes[8] == 0,
-              bytes[9] == 0, bytes[10] == 0, bytes[11] <= 1 else { return nil }
+            bytes[9] == 0, bytes[10] == 0, bytes[11] <= 1
+        else { return nil }
         var pos = 12
         while true {
             guard pos < n else { return nil }

@@ -51,22 +51,30 @@ enum Harness {
         return url
     }
 
-    /// A port that was free a moment ago (bound to 0 and released).
+    /// A port that was free a moment ago for both UDP and TCP, picked below the kernel's
+    /// ephemeral range (32768–60999) so sockets other processes open with port 0 (dnsfence's
+    /// upstream socket pool among them) cannot take it before the test binds it.
     static func freePort() -> UInt16 {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        while true {
+            let port = UInt16.random(in: 20000..<32000)
+            if canBind(port, type: Int32(SOCK_DGRAM.rawValue)) && canBind(port, type: Int32(SOCK_STREAM.rawValue)) {
+                return port
+            }
+        }
+    }
+
+    static func canBind(_ port: UInt16, type: Int32) -> Bool {
+        let fd = socket(AF_INET, type, 0)
         defer { close(fd) }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, len) }
-        }
-        _ = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }
-        return UInt16(bigEndian: addr.sin_port)
+        addr.sin_port = port.bigEndian
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        } == 0
     }
 
     /// Waits until `port` on 127.0.0.1 answers a DNS query over UDP.

@@ -72,8 +72,9 @@ struct GoldenPacketTests {
 
 @Suite("Query fast path")
 struct QueryFastPathTests {
-    @Test("the fast path decodes golden queries exactly as ldns does",
-          arguments: ["dig-a-query", "kdig-aaaa-query", "drill-mx-query"])
+    @Test(
+        "the fast path decodes golden queries exactly as ldns does",
+        arguments: ["dig-a-query", "kdig-aaaa-query", "drill-mx-query"])
     func sameAsLDNS(name: String) throws {
         let bytes = try Fixture.bytes(name)
         let fast = try #require(bytes.withUnsafeBytes { DNSMessage(fastQuery: $0) })
