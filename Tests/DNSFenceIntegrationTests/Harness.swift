@@ -161,31 +161,37 @@ final class NSDServer {
         // A large answer: 60 TXT records of 100 bytes, far more than 1232 bytes.
         for i in 0..<60 { zone += "big IN TXT \"\(String(repeating: "x", count: 96))\(String(format: "%04d", i))\"\n" }
         try zone.write(to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
-        let d = directory.path
-        let conf = """
-            server:
-              ip-address: 127.0.0.1@\(port)
-              port: \(port)
-              username: ""
-              zonesdir: "\(d)"
-              database: ""
-              pidfile: "\(d)/nsd.pid"
-              xfrdfile: "\(d)/xfrd.state"
-              zonelistfile: "\(d)/zone.list"
-              logfile: "\(d)/nsd.log"
-              server-count: 1
-              rrl-ratelimit: 0
-            remote-control:
-              control-enable: no
-            zone:
-              name: example.test
-              zonefile: example.test.zone
-            """
+        let conf = Self.configuration(address: "127.0.0.1", port: port, directory: directory.path)
         try conf.write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
         guard let nsd = Harness.tool("nsd") else { throw HarnessError.notReady("nsd is not installed") }
-        daemon = try Background(nsd, ["-d", "-c", "\(d)/nsd.conf"], log: directory.appendingPathComponent("nsd.out"))
+        daemon = try Background(
+            nsd, ["-d", "-c", "\(directory.path)/nsd.conf"], log: directory.appendingPathComponent("nsd.out"))
         try Harness.waitForDNS(port: port, name: "www.example.test")
     }
 
     deinit { daemon.stop() }
+
+    /// nsd.conf serving `example.test.zone` from `directory` on `address`:`port`, response
+    /// rate limiting off (benchmarks and tests send many answers to one client).
+    static func configuration(address: String, port: UInt16, directory d: String) -> String {
+        """
+        server:
+          ip-address: \(address)@\(port)
+          port: \(port)
+          username: ""
+          zonesdir: "\(d)"
+          database: ""
+          pidfile: "\(d)/nsd.pid"
+          xfrdfile: "\(d)/xfrd.state"
+          zonelistfile: "\(d)/zone.list"
+          logfile: "\(d)/nsd.log"
+          server-count: 1
+          rrl-ratelimit: 0
+        remote-control:
+          control-enable: no
+        zone:
+          name: example.test
+          zonefile: example.test.zone
+        """
+    }
 }

@@ -102,25 +102,8 @@ final class SandboxTopology {
         try (Self.zone + "\n").write(
             to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
         let d = directory.path
-        try """
-        server:
-          ip-address: 10.77.2.2
-          port: 53
-          username: ""
-          zonesdir: "\(d)"
-          database: ""
-          pidfile: "\(d)/nsd.pid"
-          xfrdfile: "\(d)/xfrd.state"
-          zonelistfile: "\(d)/zone.list"
-          logfile: "\(d)/nsd.log"
-          server-count: 1
-          rrl-ratelimit: 0
-        remote-control:
-          control-enable: no
-        zone:
-          name: example.test
-          zonefile: example.test.zone
-        """.write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+        try NSDServer.configuration(address: "10.77.2.2", port: 53, directory: d)
+            .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
         processes.append(
             try Background(
                 "/usr/sbin/ip", ["netns", "exec", internet, "nsd", "-d", "-c", "\(d)/nsd.conf"],
