@@ -111,7 +111,8 @@ start_server() {  # name → pid in $W/server.pid
     case $1 in
     dnsfence) $X taskset -c 0 $BIN serve --listen 127.0.0.1:$PORT --upstream 127.0.0.1:$AUTH --allow '*.allowed.test' \
                   --threads 1 --query-log off --log-level warning >"$W/srv.log" 2>&1 & ;;
-    dnsfence-nft) $X taskset -c 0 $BIN serve --config "$W/fence.yaml" --threads 1 --query-log off --log-level warning >"$W/srv.log" 2>&1 & ;;
+    dnsfence-nft) $X taskset -c 0 $BIN serve --config "$W/fence.yaml" --threads 1 --query-log off --log-level warning \
+                      --metrics 127.0.0.1:19153 >"$W/srv.log" 2>&1 & ;;
     dnsmasq) $X taskset -c 0 dnsmasq -k -p $PORT --listen-address=127.0.0.1 --bind-interfaces $common >"$W/srv.log" 2>&1 & ;;
     dnsmasq-nft) $X taskset -c 0 dnsmasq -k -p $PORT --listen-address=127.0.0.1 --bind-interfaces $common \
                      --nftset=/allowed.test/4#inet#fence#allow4,6#inet#fence#allow6 >"$W/srv.log" 2>&1 & ;;
@@ -157,6 +158,23 @@ for server in dnsfence dnsfence-nft dnsmasq dnsmasq-nft unbound; do
             $X taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 -c 5 >/dev/null 2>&1 || true
         fi
         run $server $load | tee -a "$W/results.txt"
+        if [ "$server" = dnsfence-nft ] && [ "$load" = cold ]; then
+            $X curl -s 127.0.0.1:19153/metrics | python3 -c '
+import re, sys
+buckets, count, elements = [], 0, 0
+for line in sys.stdin:
+    m = re.match(r"dnsfence_nft_batch_duration_seconds_bucket\{le=\"([^\"]+)\"\} (\d+)", line)
+    if m: buckets.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), int(m.group(2))))
+    if line.startswith("dnsfence_nft_batches_total "): count = int(float(line.split()[1]))
+    if line.startswith("dnsfence_nft_elements_total "): elements = int(float(line.split()[1]))
+def q(p):
+    total = buckets[-1][1] if buckets else 0
+    for le, c in buckets:
+        if total and c >= p * total: return le
+    return float("nan")
+print(f"publish: {count} batches, {elements / max(count, 1):.1f} elements/batch, batch p50 <= {q(0.5)*1e3:.2f} ms, p99 <= {q(0.99)*1e3:.2f} ms")
+' | tee -a "$W/results.txt"
+        fi
         kill $(cat "$W/server.pid") 2>/dev/null || true
         wait 2>/dev/null || true
         sleep 0.5
