@@ -109,6 +109,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .executableTarget(
+            name: "QueryReplay",
+            dependencies: [
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
             name: "PolicyBenchmark",
             dependencies: ["DNSFenceWire", "DNSFencePolicy"],
             swiftSettings: strict

@@ -1,0 +1,49 @@
+// A fixed, socket-free replay of the query pipeline's synchronous path, for repeatable
+// instruction counts under callgrind (scripts/callgrind.sh): hot cache hits and denials.
+//
+// Usage: QueryReplay hot|denied ITERATIONS
+
+import DNSFencePolicy
+import DNSFenceResolve
+import DNSFenceServe
+import DNSFenceWire
+import Logging
+import NIOPosix
+
+let arguments = CommandLine.arguments
+let workload = arguments.count > 1 ? arguments[1] : "hot"
+let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 10_000 : 10_000
+
+let policy = try PolicyCompiler().compile(
+    name: "replay", sources: [PolicySource(file: "replay.allow", text: "*.allowed.test\n")]
+).policy
+let logger = Logger(label: "replay")
+let cache = AnswerCache(limits: .init(maxEntries: 1000, minTTL: 0, maxTTL: 86400), clock: { 1000 })
+let pipeline = QueryPipeline(
+    selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
+    forwarder: UpstreamForwarder(
+        settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
+        logger: logger),
+    logger: logger)
+
+var queries: [[UInt8]] = []
+for i in 0..<100 {
+    let name = try DNSName(workload == "hot" ? "h\(i).allowed.test" : "x\(i * 7919).example.com")
+    if workload == "hot" {
+        let key = CacheKey(policy: "replay", name: name, type: .a, dnssecOK: false, checkingDisabled: false)
+        cache.store(
+            CachedAnswer(
+                rcode: .noError, authenticData: false,
+                answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i)))],
+                authorities: [], additionals: []), for: key)
+    }
+    queries.append(DNSMessage.query(id: UInt16(i), DNSQuestion(name: name, type: .a), edns: EDNS()).encoded())
+}
+let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "replay", transport: .udp)
+var answered = 0
+for i in 0..<iterations {
+    if case .respond(let bytes) = pipeline.process(queries[i % queries.count], context: context) {
+        answered += bytes.count > 12 ? 1 : 0
+    }
+}
+print("workload=\(workload) iterations=\(iterations) answered=\(answered)")
