@@ -185,12 +185,17 @@ public final class QueryPipeline: Sendable {
         switch decision {
         case .deny(let deny, let error, _):
             record.ede = error
+            let rcode: DNSRCode
             switch deny {
             case .drop: return .drop
-            case .nxdomain: return respond(Self.response(to: query, rcode: .nxDomain, error: error))
-            case .nodata: return respond(Self.response(to: query, rcode: .noError, error: error))
-            case .refused: return respond(Self.response(to: query, rcode: .refused, error: error))
+            case .nxdomain: rcode = .nxDomain
+            case .nodata: rcode = .noError
+            case .refused: rcode = .refused
             }
+            // Denials are synthesised from the question bytes when the question sits
+            // uncompressed at offset 12 (always, for the fast path): no message is built.
+            if let fast = Self.denial(bytes: bytes, query: query, rcode: rcode, error: error) { return .respond(fast) }
+            return respond(Self.response(to: query, rcode: rcode, error: error))
         case .localData(let records, _):
             if question.type == .any { return respond(Self.rfc8482(to: query)) }
             var message = Self.response(to: query, rcode: .noError)
@@ -313,6 +318,38 @@ public final class QueryPipeline: Sendable {
 
     /// A response skeleton: ID, opcode, RD and CD copied, the question echoed as asked, RA set,
     /// EDNS only for EDNS clients (RFC 6891 7).
+    /// The bytes `response(to:rcode:error:)` would encode for a question-only answer, written
+    /// directly: header, the question copied verbatim from the query (case as asked), and for
+    /// EDNS clients an OPT record with the EDE. Nil when the question is not stored
+    /// uncompressed at offset 12.
+    static func denial(bytes: [UInt8], query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError) -> [UInt8]? {
+        guard let question = query.questions.first, query.questions.count == 1 else { return nil }
+        let nameLength = question.name.wire.count
+        let questionEnd = 12 + nameLength + 4
+        guard bytes.count >= questionEnd, bytes[12..<(12 + nameLength)].elementsEqual(question.name.wire) else {
+            return nil
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(questionEnd + 15 + error.extraText.utf8.count + 8)
+        var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)  // QR, RA
+        flags |= UInt16(query.opcode.rawValue) << 11
+        if query.recursionDesired { flags |= 0x0100 }
+        if query.checkingDisabled { flags |= 0x0010 }
+        out.append(contentsOf: [UInt8(query.id >> 8), UInt8(query.id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF)])
+        out.append(contentsOf: [0, 1, 0, 0, 0, 0, 0, query.edns == nil ? 0 : 1])
+        out.append(contentsOf: bytes[12..<questionEnd])
+        if let edns = query.edns {
+            let option = error.option
+            let length = 4 + option.data.count
+            out.append(contentsOf: [0, 0, 41, UInt8(maxUDPPayload >> 8), UInt8(maxUDPPayload & 0xFF), 0, 0])
+            out.append(contentsOf: [edns.dnssecOK ? 0x80 : 0, 0, UInt8(length >> 8), UInt8(length & 0xFF)])
+            out.append(contentsOf: [UInt8(option.code >> 8), UInt8(option.code & 0xFF)])
+            out.append(contentsOf: [UInt8(option.data.count >> 8), UInt8(option.data.count & 0xFF)])
+            out.append(contentsOf: option.data)
+        }
+        return out
+    }
+
     static func response(to query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError? = nil) -> DNSMessage {
         var message = DNSMessage(
             id: query.id, isResponse: true, opcode: query.opcode, recursionDesired: query.recursionDesired,

@@ -1,11 +1,12 @@
 import DNSFencePolicy
 import DNSFenceResolve
-import DNSFenceServe
 import DNSFenceWire
 import Logging
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import DNSFenceServe
 
 /// The synchronous pipeline stage, in process: protocol behaviour without sockets.
 struct PipelineFixture {
@@ -146,5 +147,33 @@ struct QueryPipelineTests {
             return
         }
         #expect(f.answer(try PipelineFixture.query("ok.test", .axfr))?.rcode == .refused)
+    }
+}
+
+@Suite("Denials synthesised from the question bytes")
+struct DenialBytesTests {
+    @Test("byte for byte what the message encoder would produce", arguments: [true, false])
+    func sameAsEncoder(withEDNS: Bool) throws {
+        for (name, rcode, dnssec) in [
+            ("Evil.Example.COM", DNSRCode.nxDomain, false), ("x.test", .refused, true),
+            ("a.b.c.d.e.f.test", .noError, false),
+        ] {
+            var query = DNSMessage.query(
+                id: 0xBEEF, DNSQuestion(name: try DNSName(name), type: .aaaa),
+                edns: withEDNS ? EDNS(udpPayloadSize: 4096, dnssecOK: dnssec) : nil)
+            query.checkingDisabled = dnssec
+            let bytes = query.encoded()
+            let error = ExtendedDNSError(15, "dnsfence: policy p: not allowlisted")
+            let fast = try #require(QueryPipeline.denial(bytes: bytes, query: query, rcode: rcode, error: error))
+            #expect(fast == QueryPipeline.response(to: query, rcode: rcode, error: error).encoded())
+        }
+    }
+
+    @Test("a compressed question name takes the message path")
+    func compressed() throws {
+        // Header + a question whose name is a pointer: legal, rare, and not copied verbatim.
+        let bytes: [UInt8] = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xC0, 12, 0, 1, 0, 1]
+        let query = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("x.test"), type: .a), edns: nil)
+        #expect(QueryPipeline.denial(bytes: bytes, query: query, rcode: .nxDomain, error: ExtendedDNSError(15)) == nil)
     }
 }
