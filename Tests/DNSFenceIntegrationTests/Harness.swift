@@ -77,6 +77,20 @@ enum Harness {
         } == 0
     }
 
+    /// Starts `dnsfence serve ARGUMENTS` and waits until it answers DNS on 127.0.0.1:`port`; if
+    /// it never does, stops it and throws with its log.
+    static func serve(_ arguments: [String], port: UInt16, log: URL) throws -> Background {
+        let process = try Background(dnsfence, ["serve"] + arguments, log: log)
+        do {
+            try waitForDNS(port: port)
+        } catch {
+            process.stop()
+            throw HarnessError.notReady(
+                "dnsfence serve \(arguments) never answered on port \(port):\n\(process.output)")
+        }
+        return process
+    }
+
     /// Waits until `port` on 127.0.0.1 answers a DNS query over UDP.
     static func waitForDNS(port: UInt16, name: String = "probe.invalid") throws {
         for _ in 0..<100 {

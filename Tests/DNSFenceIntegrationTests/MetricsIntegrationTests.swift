@@ -37,15 +37,14 @@ struct MetricsIntegrationTests {
             .write(to: directory.appendingPathComponent("p.rpz"), atomically: true, encoding: .utf8)
         let port = Harness.freePort(), metricsPort = Harness.freePort()
         let upstream = "127.0.0.1:\(nsd.port)"
-        let fence = try Background(
-            Harness.dnsfence,
+        let fence = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", upstream, "--allow", "*.example.test",
+                "--listen", "127.0.0.1:\(port)", "--upstream", upstream, "--allow", "*.example.test",
                 "--allow", "*.fail.invalid", "--policy", directory.appendingPathComponent("p.rpz").path,
                 "--metrics", "127.0.0.1:\(metricsPort)",
-            ], log: directory.appendingPathComponent("dnsfence.log"))
+            ],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        try Harness.waitForDNS(port: port)
         let before = Scrape(try httpGet(metricsPort, "/metrics").body)
         let dig = try #require(Harness.tool("dig"))
         for name in ["www.example.test", "evil.other", "api.internal", "x.fail.invalid"] {
@@ -87,15 +86,14 @@ struct MetricsIntegrationTests {
         let nsdPort = try #require(nsd?.port)
         let directory = try Harness.temporaryDirectory()
         let port = Harness.freePort(), metricsPort = Harness.freePort()
-        let fence = try Background(
-            Harness.dnsfence,
+        let fence = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsdPort)", "--allow",
+                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsdPort)", "--allow",
                 "*.example.test",
                 "--metrics", "127.0.0.1:\(metricsPort)",
-            ], log: directory.appendingPathComponent("dnsfence.log"))
+            ],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        try Harness.waitForDNS(port: port)
         #expect(try httpGet(metricsPort, "/readyz") == (200, #"{"status":"ready"}"#))
         nsd = nil  // stops nsd
         let down = try httpGet(metricsPort, "/readyz")

@@ -262,11 +262,10 @@ struct NftablesFailureTests {
             cache: { max-entries: 0 }
             """
         try config.write(to: directory.appendingPathComponent("f.yaml"), atomically: true, encoding: .utf8)
-        let fence = try Background(
-            Harness.dnsfence, ["serve", "--config", directory.appendingPathComponent("f.yaml").path],
-            log: directory.appendingPathComponent("dnsfence.log"))
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("f.yaml").path],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        try Harness.waitForDNS(port: port)
         let dig = try #require(Harness.tool("dig"))
         func ask(_ name: String) throws -> String {
             try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3", name, "A"]).output

@@ -21,13 +21,12 @@ final class ServeIntegrationTests {
             """
         try rpz.write(to: directory.appendingPathComponent("sandbox.rpz"), atomically: true, encoding: .utf8)
         port = Harness.freePort()
-        server = try Background(
-            Harness.dnsfence,
+        server = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsd.port)",
+                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsd.port)",
                 "--allow", "*.example.test", "--policy", directory.appendingPathComponent("sandbox.rpz").path,
-            ], log: directory.appendingPathComponent("dnsfence.log"))
-        try Harness.waitForDNS(port: port)
+            ],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
     }
 
     deinit { server.stop() }
@@ -72,14 +71,13 @@ final class ServeIntegrationTests {
     @Test func largeAnswerTruncatedOverUDPAndWholeOverTCP() throws {
         // TXT is not an allowed type in this suite's policy, so ask through a policy that allows it.
         let port2 = Harness.freePort()
-        let big = try Background(
-            Harness.dnsfence,
+        let big = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port2)", "--upstream", "127.0.0.1:\(nsd.port)",
+                "--listen", "127.0.0.1:\(port2)", "--upstream", "127.0.0.1:\(nsd.port)",
                 "--config", try writeConfig(port: port2),
-            ], log: directory.appendingPathComponent("big.log"))
+            ],
+            port: port2, log: directory.appendingPathComponent("big.log"))
         defer { big.stop() }
-        try Harness.waitForDNS(port: port2)
         let dig = try #require(Harness.tool("dig"))
         let udp = try Harness.run(
             dig, ["@127.0.0.1", "-p", "\(port2)", "+ignore", "+tries=1", "big.example.test", "TXT"]
@@ -131,14 +129,13 @@ final class ServeIntegrationTests {
         let relay = CountingRelay(relayingTo: nsd.port)
         defer { relay.stop() }
         let port3 = Harness.freePort()
-        let fence = try Background(
-            Harness.dnsfence,
+        let fence = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port3)", "--upstream", "127.0.0.1:\(relay.port)", "--allow",
+                "--listen", "127.0.0.1:\(port3)", "--upstream", "127.0.0.1:\(relay.port)", "--allow",
                 "*.example.test",
-            ], log: directory.appendingPathComponent("relay.log"))
+            ],
+            port: port3, log: directory.appendingPathComponent("relay.log"))
         defer { fence.stop() }
-        try Harness.waitForDNS(port: port3)
         let dig = try #require(Harness.tool("dig"))
         for name in ["secret.exfil.test", "a.example.com", "example.test", "x.other"] {
             let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port3)", "+tries=1", name, "A"]).output

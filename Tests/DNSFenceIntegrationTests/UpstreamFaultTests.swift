@@ -20,13 +20,12 @@ final class UpstreamFaultTests {
             tool, ["-p", "\(testnsPort)", data.path], log: directory.appendingPathComponent("testns.log"))
         try Harness.waitForDNS(port: testnsPort, name: "ok.fault.test")
         port = Harness.freePort()
-        fence = try Background(
-            Harness.dnsfence,
+        fence = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(testnsPort)", "--allow",
+                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(testnsPort)", "--allow",
                 "*.fault.test",
-            ], log: directory.appendingPathComponent("dnsfence.log"))
-        try Harness.waitForDNS(port: port)
+            ],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
     }
 
     deinit {
@@ -110,15 +109,14 @@ struct FailoverAndTCPTests {
         let dead = Harness.freePort()
         let port = Harness.freePort()
         let directory = try Harness.temporaryDirectory()
-        let fence = try Background(
-            Harness.dnsfence,
+        let fence = try Harness.serve(
             [
-                "serve", "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(dead)", "--upstream",
+                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(dead)", "--upstream",
                 "127.0.0.1:\(nsd.port)",
                 "--allow", "*.example.test",
-            ], log: directory.appendingPathComponent("dnsfence.log"))
+            ],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        try Harness.waitForDNS(port: port)
         let dig = try #require(Harness.tool("dig"))
         let out = try Harness.run(
             dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=6", "+short", "www.example.test"])
@@ -141,11 +139,10 @@ struct FailoverAndTCPTests {
             """
         let config = directory.appendingPathComponent("flood.yaml")
         try yaml.write(to: config, atomically: true, encoding: .utf8)
-        let fence = try Background(
-            Harness.dnsfence, ["serve", "--config", config.path],
-            log: directory.appendingPathComponent("dnsfence.log"))
+        let fence = try Harness.serve(
+            ["--config", config.path],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        try Harness.waitForDNS(port: port)
 
         var sockets: [Int32] = []
         defer { sockets.forEach { close($0) } }
