@@ -35,9 +35,13 @@ let package = Package(
             providers: [.apt(["libnftables-dev"])]
         ),
         .target(
+            name: "CNftBatch",
+            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
+        ),
+        .target(
             name: "DNSFenceFirewall",
             dependencies: [
-                "CNftables", "DNSFenceWire",
+                "CNftables", "CNftBatch", "DNSFenceWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -140,7 +144,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DNSFenceFirewallTests",
-            dependencies: ["DNSFenceWire", "DNSFenceFirewall"],
+            dependencies: ["DNSFenceWire", "DNSFenceFirewall", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
@@ -153,6 +157,7 @@ let package = Package(
             dependencies: [
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceFirewall",
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -7,6 +7,9 @@
 # microseconds per answer (from the server's own utime+stime), peak RSS, and ratios.
 #
 # Usage: scripts/bench.sh [SECONDS_PER_RUN]     (root: the nftset runs use a network namespace)
+#   BENCH_SERVERS="dnsfence unbound" BENCH_LOADS="hot cold" narrow the run;
+#   BENCH_PERF=/tmp/p records each server with perf into /tmp/p.SERVER.LOAD;
+#   BENCH_PERF=stat prints perf stat counters (instructions, cycles, switches) per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
@@ -151,13 +154,26 @@ PY
 }
 
 echo "server       load     answers/s  avg_ms   sd_ms  cpu_us/ans  rss_MiB   answers" | tee "$W/results.txt"
-for server in dnsfence dnsfence-nft dnsmasq dnsmasq-nft unbound; do
-    for load in cold hot denied mix; do
+for server in ${BENCH_SERVERS:-dnsfence dnsfence-nft dnsmasq dnsmasq-nft unbound}; do
+    for load in ${BENCH_LOADS:-cold hot denied mix}; do
         start_server $server
         if [ "$load" != cold ]; then  # warm the cache with the hot names
             $X taskset -c 1 dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 -c 5 >/dev/null 2>&1 || true
         fi
+        if [ -n "${BENCH_PERF:-}" ]; then  # profile the server during the run: perf report -i FILE
+            if [ "$BENCH_PERF" = stat ]; then
+                perf stat -e task-clock,instructions,cycles,context-switches,page-faults -p "$(cat "$W/server.pid")" \
+                    -o "$W/perf.$server.$load" >/dev/null 2>&1 &
+            else
+                perf record -q -g -p "$(cat "$W/server.pid")" -o "$BENCH_PERF.$server.$load" >/dev/null 2>&1 &
+            fi
+            echo $! >"$W/perf.pid"; sleep 0.3
+        fi
         run $server $load | tee -a "$W/results.txt"
+        if [ -n "${BENCH_PERF:-}" ]; then
+            kill -INT "$(cat "$W/perf.pid")"; sleep 1
+            [ "$BENCH_PERF" != stat ] || grep -E "instructions|cycles|switches|faults|task-clock" "$W/perf.$server.$load"
+        fi
         if [ "$server" = dnsfence-nft ] && [ "$load" = cold ]; then
             $X curl -s 127.0.0.1:19153/metrics | python3 -c '
 import re, sys

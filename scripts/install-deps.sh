@@ -7,6 +7,6 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     pkg-config libldns-dev ldnsutils \
-    nftables libnftables-dev iproute2 \
+    nftables libnftables-dev libnftnl-dev libmnl-dev iproute2 \
     dnsutils knot-dnsutils nsd publicsuffix \
     prometheus curl python3 >/dev/null

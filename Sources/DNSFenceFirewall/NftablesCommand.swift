@@ -20,20 +20,6 @@ public enum NftablesCommand {
         families.contains(target.family) && isIdentifier(target.table) && isIdentifier(target.set)
     }
 
-    /// `add element` commands, one per set, for one transaction.
-    public static func addElements(_ elements: [SetElement]) -> String {
-        var bySet: [SetTarget: [SetElement]] = [:]
-        var order: [SetTarget] = []
-        for element in elements {
-            if bySet[element.target] == nil { order.append(element.target) }
-            bySet[element.target, default: []].append(element)
-        }
-        return order.map { target in
-            let items = bySet[target]!.map { "\($0.address) timeout \(max($0.timeout, 1))s" }.joined(separator: ", ")
-            return "add element \(target.family) \(target.table) \(target.set) { \(items) }"
-        }.joined(separator: "\n")
-    }
-
     /// Idempotent creation of the table and set (`add` leaves existing ones, and their
     /// elements and rules, untouched).
     public static func create(_ target: SetTarget) -> String {

@@ -1,7 +1,10 @@
-// The only file that imports libnftables. Each target network namespace gets one thread that
-// enters the namespace (setns acts per thread), owns one nft context there, and runs every
-// command for it — contexts are blocking and single-threaded, so they never touch an event loop.
+// The only file that talks to nftables. Each target network namespace gets one thread that
+// enters the namespace (setns acts per thread) and owns there one libnftables context (setup,
+// listing, verification: text commands) and one nfnetlink socket (element additions: binary
+// batches built by libnftnl, no text and no cache refresh per transaction). Both are blocking
+// and single-threaded, so they never touch an event loop.
 
+import CNftBatch
 import CNftables
 import CoreMetrics
 import DNSFenceWire
@@ -12,9 +15,10 @@ import Synchronization
     import Glibc
 #endif
 
-/// Publishes into real nftables sets, batching concurrent requests per namespace into one
-/// transaction: while one commit runs, new requests queue, and the next commit takes them all
-/// (no timer: latency is one commit under light load, batches grow under heavy load).
+/// Publishes into real nftables sets. A commit is one nfnetlink transaction per namespace,
+/// made on the caller's thread (the kernel applies it inside `sendmsg`, so the acknowledgement
+/// is there when the call returns); `publish(batch:)` lets a caller put many requests into one
+/// transaction (the server gathers one event-loop tick's worth).
 public final class NftablesSetPublisher: SetPublisher {
     /// Seconds on a monotonic clock.
     public typealias Clock = @Sendable () -> UInt64
@@ -145,63 +149,69 @@ public final class NftablesSetPublisher: SetPublisher {
         return shadow.withLock { shadow in elements.contains { shadow.plan($0, now: now) != nil } }
     }
 
+    /// Commits on the calling thread: the kernel applies an nfnetlink batch while `sendmsg`
+    /// runs, so its acknowledgements are waiting when the call returns and a commit costs one
+    /// send and one receive — no thread hand-off, no wake-up. `completion` runs before return.
     public func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
-        let now = clock()
-        let planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
-        guard !planned.isEmpty else { return completion(nil) }
-        var byNamespace: [String: [SetElement]] = [:]
-        for element in planned { byNamespace[element.target.netns ?? "", default: []].append(element) }
-        let remaining = Atomic<Int>(byNamespace.count)
-        let firstError = Mutex<PublishError?>(nil)
-        let shadow = self.shadow
-        let clock = self.clock
-        for (netns, items) in byNamespace {
-            guard let worker = workers[netns] else {
-                firstError.withLock { $0 = $0 ?? .unavailable("no worker for namespace \(netns)") }
-                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                    completion(firstError.withLock { $0 })
-                }
-                continue
-            }
-            worker.enqueue(items) { result in
-                switch result {
-                case .success:
-                    let committedAt = clock()
-                    shadow.withLock { s in for item in items { s.committed(item, now: min(now, committedAt)) } }
-                case .failure(let error):
-                    shadow.withLock { s in for target in Set(items.map(\.target)) { s.forget(target) } }
-                    firstError.withLock { $0 = $0 ?? error }
-                }
-                if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 {
-                    completion(firstError.withLock { $0 })
-                }
-            }
-        }
+        completion(commit(elements))
     }
 
     public func publish(_ elements: [SetElement]) async throws(PublishError) {
+        if let error = commit(elements) { throw error }
+    }
+
+    /// All requests in one transaction per namespace; if that fails, each request alone.
+    public func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void) {
+        guard requests.count > 1 else { return completion(requests.map { commit($0) }) }
+        if commit(requests.flatMap { $0 }) == nil { return completion(Array(repeating: nil, count: requests.count)) }
+        completion(requests.map { commit($0) })
+    }
+
+    /// Plans against the shadow, commits what changes anything (one transaction per
+    /// namespace), and records the outcome in the shadow.
+    func commit(_ elements: [SetElement]) -> PublishError? {
         let now = clock()
-        let planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
-        guard !planned.isEmpty else { return }
+        var planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
+        guard !planned.isEmpty else { return nil }
+        if planned.count > 1 {
+            // Once per set and address (the longest timeout): concurrent answers often share one.
+            var longest: [SetElementKey: Int] = [:]
+            var unique: [SetElement] = []
+            for element in planned {
+                let key = SetElementKey(target: element.target, address: element.address)
+                if let at = longest[key] {
+                    unique[at].timeout = max(unique[at].timeout, element.timeout)
+                } else {
+                    longest[key] = unique.count
+                    unique.append(element)
+                }
+            }
+            planned = unique
+        }
         var byNamespace: [String: [SetElement]] = [:]
         for element in planned { byNamespace[element.target.netns ?? "", default: []].append(element) }
+        var firstError: PublishError? = nil
         for (netns, items) in byNamespace {
-            guard let worker = workers[netns] else { throw .unavailable("no worker for namespace \(netns)") }
-            let result = await worker.commit(items)
-            switch result {
+            guard let worker = workers[netns] else {
+                firstError = firstError ?? .unavailable("no worker for namespace \(netns)")
+                continue
+            }
+            switch worker.commit(items) {
             case .success:
                 let committedAt = clock()
-                shadow.withLock { shadow in
-                    for item in items { shadow.committed(item, now: min(now, committedAt)) }
-                }
+                shadow.withLock { s in for item in items { s.committed(item, now: min(now, committedAt)) } }
             case .failure(let error):
-                shadow.withLock { shadow in
-                    for target in Set(items.map(\.target)) { shadow.forget(target) }
-                }
-                throw error
+                shadow.withLock { s in for target in Set(items.map(\.target)) { s.forget(target) } }
+                firstError = firstError ?? error
             }
         }
+        return firstError
     }
+}
+
+struct SetElementKey: Hashable {
+    var target: SetTarget
+    var address: IPAddress
 }
 
 /// The shadow behind a lock, shared by the publisher and its monitors.
@@ -244,15 +254,16 @@ public final class NetnsWorker: Sendable {
         public var failures = 0
     }
 
-    enum Job {
-        case command(String, CheckedContinuation<Result<String, PublishError>, Never>)
-        case publish([SetElement], @Sendable (Result<Void, PublishError>) -> Void)
-    }
+    typealias Job = (command: String, continuation: CheckedContinuation<Result<String, PublishError>, Never>)
 
     struct State {
         var jobs: [Job] = []
         var statistics = Statistics()
     }
+
+    /// The nfnetlink socket the thread opened inside the namespace (a socket stays in the
+    /// namespace it was created in, whichever thread uses it), or why there is none yet.
+    private let netlink = Mutex<Result<NetlinkSocket, PublishError>>(.failure(.unavailable("starting")))
 
     let netns: String?
     let logger: Logger
@@ -284,32 +295,47 @@ public final class NetnsWorker: Sendable {
 
     var statistics: Statistics { state.withLock { $0.statistics } }
 
-    /// Runs one command alone (setup and verification).
+    /// Runs one command on the worker thread (setup and verification).
     func run(_ command: String) async -> Result<String, PublishError> {
         await withCheckedContinuation { continuation in
-            state.withLock { $0.jobs.append(.command(command, continuation)) }
+            state.withLock { $0.jobs.append((command, continuation)) }
             wakeup.signal()
         }
     }
 
-    /// Commits `elements`, batched with whatever else is queued.
-    func commit(_ elements: [SetElement]) async -> Result<Void, PublishError> {
-        await withCheckedContinuation { continuation in
-            enqueue(elements) { continuation.resume(returning: $0) }
+    /// Commits `elements` as one transaction on the calling thread.
+    func commit(_ elements: [SetElement]) -> Result<Void, PublishError> {
+        let started = ContinuousClock.now
+        let result = netlink.withLock { socket in socket.flatMap { Self.add(elements, through: $0.pointer) } }
+        let elapsed = (ContinuousClock.now - started).components
+        batchTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        switch result {
+        case .success:
+            state.withLock {
+                $0.statistics.batches += 1
+                $0.statistics.elements += elements.count
+            }
+            batchCounter.increment()
+            elementCounter.increment(by: elements.count)
+        case .failure(let error):
+            state.withLock { $0.statistics.failures += 1 }
+            failureCounters[error.reasonLabel]?.increment()
         }
-    }
-
-    /// Queues `elements` for the next transaction; `completion` runs on the worker thread.
-    func enqueue(_ elements: [SetElement], completion: @escaping @Sendable (Result<Void, PublishError>) -> Void) {
-        state.withLock { $0.jobs.append(.publish(elements, completion)) }
-        wakeup.signal()
+        return result
     }
 
     private func main() {
         if let netns, dnsfence_enter_netns(netns) != 0 {
             let reason = "cannot enter network namespace \(netns): \(String(cString: strerror(errno)))"
             logger.error("nftables worker failed", metadata: ["netns": "\(netns)", "error": "\(reason)"])
+            netlink.withLock { $0 = .failure(.unavailable(reason)) }
             serveForever { _ in .failure(.unavailable(reason)) }
+        }
+        if let socket = dnsfence_nft_batch_open() {
+            netlink.withLock { $0 = .success(NetlinkSocket(pointer: socket)) }
+        } else {
+            let reason = "cannot open a netfilter netlink socket: \(String(cString: strerror(errno)))"
+            netlink.withLock { $0 = .failure(.unavailable(reason)) }
         }
         guard let ctx = nft_ctx_new(0) else {
             serveForever { _ in .failure(.unavailable("nft_ctx_new failed")) }
@@ -326,9 +352,83 @@ public final class NetnsWorker: Sendable {
         }
     }
 
-    /// The worker loop: wait, take every queued job, run commands one by one and all publish
-    /// jobs as one transaction (retried one job at a time if the batch fails, so one bad
-    /// request cannot fail the others).
+    /// Commits `elements` as one nfnetlink transaction.
+    static func add(_ elements: [SetElement], through batch: OpaquePointer) -> Result<Void, PublishError> {
+        var groups: [(target: SetTarget, keys: [UInt8], timeouts: [UInt64])] = []
+        var index: [SetTarget: Int] = [:]
+        for element in elements {
+            let slot: Int
+            if let known = index[element.target] {
+                slot = known
+            } else {
+                slot = groups.count
+                index[element.target] = slot
+                groups.append((element.target, [], []))
+            }
+            groups[slot].keys.append(contentsOf: element.address.bytes)
+            groups[slot].timeouts.append(UInt64(max(element.timeout, 1)) * 1000)
+        }
+        for group in groups where group.keys.count != group.timeouts.count * (group.target.isIPv6 ? 16 : 4) {
+            return .failure(.rejected("set \(group.target): an address of the wrong family"))
+        }
+        // Keep every buffer and C string alive while the C structures point into them.
+        let tables = groups.map { strdup($0.target.table) }
+        let sets = groups.map { strdup($0.target.set) }
+        defer {
+            tables.forEach { free($0) }
+            sets.forEach { free($0) }
+        }
+        let keyBuffers = groups.map { group in
+            let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(group.keys.count, 1))
+            _ = buffer.initialize(from: group.keys)
+            return buffer
+        }
+        let timeoutBuffers = groups.map { group in
+            let buffer = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(group.timeouts.count, 1))
+            _ = buffer.initialize(from: group.timeouts)
+            return buffer
+        }
+        defer {
+            keyBuffers.forEach { $0.deallocate() }
+            timeoutBuffers.forEach { $0.deallocate() }
+        }
+        var specs: [dnsfence_nft_set_elements] = []
+        for (i, group) in groups.enumerated() {
+            specs.append(
+                dnsfence_nft_set_elements(
+                    family: familyNumber(group.target.family), table: tables[i], set: sets[i],
+                    key_length: group.target.isIPv6 ? 16 : 4, count: UInt32(group.timeouts.count),
+                    keys: keyBuffers[i].baseAddress, timeouts_ms: timeoutBuffers[i].baseAddress))
+        }
+        let rc = specs.withUnsafeBufferPointer { dnsfence_nft_batch_add(batch, $0.baseAddress, UInt32($0.count), 1000) }
+        switch rc {
+        case 0:
+            return .success(())
+        case -1:
+            return .failure(.unavailable("netlink: \(String(cString: strerror(errno)))"))
+        default:
+            let names = groups.map { "\($0.target.family) \($0.target.table) \($0.target.set)" }.joined(separator: ", ")
+            let why =
+                switch rc {
+                case ENOENT: "no such table or set"
+                case ENFILE, ENOSPC: "set is full"
+                case EINVAL: "element does not match the set's type"
+                default: String(cString: strerror(rc))
+                }
+            return .failure(.rejected("\(names): \(why)"))
+        }
+    }
+
+    /// nfproto numbers of the families `NftablesCommand` accepts.
+    static func familyNumber(_ family: String) -> UInt8 {
+        switch family {
+        case "ip": return 2  // NFPROTO_IPV4
+        case "ip6": return 10  // NFPROTO_IPV6
+        default: return 1  // NFPROTO_INET
+        }
+    }
+
+    /// The worker loop: wait, run queued commands one by one.
     private func serveForever(_ execute: (String) -> Result<String, PublishError>) -> Never {
         while true {
             wakeup.wait()
@@ -336,55 +436,15 @@ public final class NetnsWorker: Sendable {
                 defer { state.jobs = [] }
                 return state.jobs
             }
-            var publishes: [([SetElement], @Sendable (Result<Void, PublishError>) -> Void)] = []
-            for job in jobs {
-                switch job {
-                case .command(let text, let continuation): continuation.resume(returning: execute(text))
-                case .publish(let elements, let continuation): publishes.append((elements, continuation))
-                }
-            }
-            guard !publishes.isEmpty else { continue }
-            let all = publishes.flatMap(\.0)
-            let started = ContinuousClock.now
-            let result = execute(NftablesCommand.addElements(all))
-            let elapsed = (ContinuousClock.now - started).components
-            batchTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
-            switch result {
-            case .success:
-                state.withLock {
-                    $0.statistics.batches += 1
-                    $0.statistics.elements += all.count
-                }
-                batchCounter.increment()
-                elementCounter.increment(by: all.count)
-                for (_, completion) in publishes { completion(.success(())) }
-            case .failure(let error) where publishes.count == 1:
-                state.withLock { $0.statistics.failures += 1 }
-                failureCounters[error.reasonLabel]?.increment()
-                publishes[0].1(.failure(error))
-            case .failure:
-                for (elements, completion) in publishes {
-                    let result = execute(NftablesCommand.addElements(elements))
-                    state.withLock {
-                        if case .success = result {
-                            $0.statistics.batches += 1
-                            $0.statistics.elements += elements.count
-                        } else {
-                            $0.statistics.failures += 1
-                        }
-                    }
-                    switch result {
-                    case .success:
-                        batchCounter.increment()
-                        elementCounter.increment(by: elements.count)
-                    case .failure(let error):
-                        failureCounters[error.reasonLabel]?.increment()
-                    }
-                    completion(result.map { _ in () })
-                }
-            }
+            for job in jobs { job.continuation.resume(returning: execute(job.command)) }
         }
     }
+}
+
+/// An open nfnetlink socket (used only under its worker's lock).
+struct NetlinkSocket: @unchecked Sendable {
+    // @unchecked Sendable: the pointer is only dereferenced inside NetnsWorker.netlink's lock.
+    let pointer: OpaquePointer
 }
 
 /// Follows nftables change notifications in one namespace: a thread runs libnftables'

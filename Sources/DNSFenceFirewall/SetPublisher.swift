@@ -3,6 +3,7 @@
 // addresses and timeouts.
 
 public import DNSFenceWire
+import Synchronization
 
 /// One nftables set: where it lives and what it is called. Names are validated at
 /// configuration time; ``NftablesCommand`` still refuses anything but identifiers.
@@ -80,6 +81,11 @@ public protocol SetPublisher: Sendable {
     /// The same as `publish`, reporting through `completion` (nil: committed) on any thread,
     /// so a caller can race it against a timer without creating tasks.
     func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void)
+
+    /// Several requests at once, committed together where the publisher can (one transaction;
+    /// if it fails, each request alone, so one bad request cannot fail the others).
+    /// `completion` gets one outcome per request, in order.
+    func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void)
 }
 
 extension SetPublisher {
@@ -90,6 +96,22 @@ extension SetPublisher {
                 completion(nil)
             } catch {
                 completion(error)
+            }
+        }
+    }
+
+    public func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void) {
+        let results = Mutex<(left: Int, outcomes: [PublishError?])>(
+            (requests.count, Array(repeating: nil, count: requests.count)))
+        guard !requests.isEmpty else { return completion([]) }
+        for (index, request) in requests.enumerated() {
+            publish(request) { error in
+                let finished = results.withLock { state -> [PublishError?]? in
+                    state.outcomes[index] = error
+                    state.left -= 1
+                    return state.left == 0 ? state.outcomes : nil
+                }
+                if let finished { completion(finished) }
             }
         }
     }

@@ -44,9 +44,9 @@ public final class UpstreamForwarder: Sendable {
     }
 
     let settings: Settings
-    let group: any EventLoopGroup
+    public let group: any EventLoopGroup
     let logger: Logger
-    private let inflight = Mutex<[CacheKey: Task<DNSMessage, any Error>]>([:])
+    private let inflight = Mutex<[CacheKey: EventLoopFuture<DNSMessage>]>([:])
     private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
     private let counters = Mutex(Counters())
     private let metrics: UpstreamMetrics
@@ -82,20 +82,90 @@ public final class UpstreamForwarder: Sendable {
     /// `verdict` is the policy action that sent the question upstream; it labels
     /// `dnsfence_upstream_queries_total`, whose `verdict="deny"` series must stay 0.
     public func resolve(_ question: DNSQuestion, key: CacheKey, verdict: String = "pass") async throws -> DNSMessage {
+        try await resolve(question, key: key, verdict: verdict, on: group.next()).get()
+    }
+
+    /// The same on `loop`: the exchange continues as future callbacks there (the pool prefers
+    /// sockets on `loop`), so a query costs no task and no thread switch.
+    public func resolve(_ question: DNSQuestion, key: CacheKey, verdict: String = "pass", on loop: any EventLoop)
+        -> EventLoopFuture<DNSMessage>
+    {
         metrics.queries(verdict: verdict)
-        let (task, joined) = inflight.withLock { table -> (Task<DNSMessage, any Error>, Bool) in
-            if let running = table[key] { return (running, true) }
-            let task = Task {
-                try await self.resolveUncoalesced(question, dnssecOK: key.dnssecOK, cd: key.checkingDisabled)
+        let (future, fresh) = inflight.withLock {
+            table -> (EventLoopFuture<DNSMessage>, EventLoopPromise<DNSMessage>?) in
+            if let running = table[key] { return (running, nil) }
+            let promise = loop.makePromise(of: DNSMessage.self)
+            table[key] = promise.futureResult
+            return (promise.futureResult, promise)
+        }
+        guard let promise = fresh else {
+            counters.withLock { $0.coalesced += 1 }
+            return future.hop(to: loop)
+        }
+        future.whenComplete { _ in _ = self.inflight.withLock { $0.removeValue(forKey: key) } }
+        attempt(question, key: key, plan: order(), step: 0, lastFailure: .unreachable, on: loop, promise: promise)
+        return future
+    }
+
+    /// Attempt `step` of the plan (each upstream `attemptsPerUpstream` times, in order); the
+    /// next attempt starts from this one's failure callback.
+    private func attempt(
+        _ question: DNSQuestion, key: CacheKey, plan: [Int], step: Int, lastFailure: ForwardError,
+        on loop: any EventLoop, promise: EventLoopPromise<DNSMessage>
+    ) {
+        guard step < plan.count * settings.attemptsPerUpstream else { return promise.fail(lastFailure) }
+        let index = plan[step / settings.attemptsPerUpstream]
+        let upstream = settings.upstreams[index]
+        let query = DNSMessage(
+            id: UInt16.random(in: 0...UInt16.max), recursionDesired: true, checkingDisabled: key.checkingDisabled,
+            questions: [question], edns: EDNS(udpPayloadSize: 1232, dnssecOK: key.dnssecOK)
+        )
+        counters.withLock { $0.sent += 1 }
+        exchange(query, with: upstream, on: loop).whenComplete { result in
+            var failure = lastFailure
+            switch result {
+            case .success(let reply):
+                self.metrics.response(upstream: index, result: Self.resultLabel(reply.rcode))
+                switch reply.rcode {
+                case .noError, .nxDomain:
+                    self.record(index, ok: true)
+                    self.counters.withLock { $0.answered += 1 }
+                    return promise.succeed(reply)
+                default:
+                    self.logger.debug(
+                        "upstream answered with failure",
+                        metadata: ["upstream": "\(upstream)", "rcode": "\(reply.rcode)"])
+                    failure = .failed(reply.rcode)
+                }
+            case .failure(let error as UpstreamTimeout):
+                _ = error
+                self.counters.withLock { $0.timeouts += 1 }
+                self.metrics.response(upstream: index, result: "timeout")
+            case .failure(let error):
+                self.metrics.response(upstream: index, result: "error")
+                self.logger.debug(
+                    "upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
             }
-            table[key] = task
-            return (task, false)
+            self.record(index, ok: false)
+            self.attempt(
+                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, promise: promise)
         }
-        if joined { counters.withLock { $0.coalesced += 1 } }
-        defer {
-            if !joined { _ = inflight.withLock { $0.removeValue(forKey: key) } }
+    }
+
+    /// One exchange with one upstream: UDP from the socket pool (a socket of its own when the
+    /// pool is not started), then TCP if the reply is truncated.
+    func exchange(_ query: DNSMessage, with upstream: SocketAddress, on loop: any EventLoop)
+        -> EventLoopFuture<DNSMessage>
+    {
+        let pool = pools.withLock { upstream.protocol == .inet6 ? $0.v6 : $0.v4 }
+        let udp =
+            pool?.exchange(query, upstream: upstream, timeout: settings.timeout, on: loop)
+            ?? loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }
+        return udp.flatMap { reply in
+            guard reply.truncated else { return loop.makeSucceededFuture(reply) }
+            self.counters.withLock { $0.tcpRetries += 1 }
+            return loop.makeFutureWithTask { try await self.exchangeTCP(query, with: upstream) }
         }
-        return try await task.value
     }
 
     /// Upstream order for this resolution: healthy ones first (in configured order), then the
@@ -119,58 +189,6 @@ public final class UpstreamForwarder: Sendable {
                 table[index] = (failures, .now() + .seconds(seconds))
             }
         }
-    }
-
-    func resolveUncoalesced(_ question: DNSQuestion, dnssecOK: Bool, cd: Bool) async throws -> DNSMessage {
-        var lastFailure: ForwardError = .unreachable
-        for index in order() {
-            let upstream = settings.upstreams[index]
-            for _ in 0..<settings.attemptsPerUpstream {
-                let query = DNSMessage(
-                    id: UInt16.random(in: 0...UInt16.max), recursionDesired: true, checkingDisabled: cd,
-                    questions: [question], edns: EDNS(udpPayloadSize: 1232, dnssecOK: dnssecOK)
-                )
-                counters.withLock { $0.sent += 1 }
-                do {
-                    let pool = pools.withLock { upstream.protocol == .inet6 ? $0.v6 : $0.v4 }
-                    var reply =
-                        if let pool {
-                            try await pool.exchange(query, upstream: upstream, timeout: settings.timeout)
-                        } else {
-                            try await exchangeUDP(query, with: upstream)
-                        }
-                    if reply.truncated {
-                        counters.withLock { $0.tcpRetries += 1 }
-                        reply = try await exchangeTCP(query, with: upstream)
-                    }
-                    metrics.response(upstream: index, result: Self.resultLabel(reply.rcode))
-                    switch reply.rcode {
-                    case .noError, .nxDomain:
-                        record(index, ok: true)
-                        counters.withLock { $0.answered += 1 }
-                        return reply
-                    default:
-                        logger.debug(
-                            "upstream answered with failure",
-                            metadata: [
-                                "upstream": "\(upstream)", "rcode": "\(reply.rcode)",
-                            ])
-                        record(index, ok: false)
-                        lastFailure = .failed(reply.rcode)
-                    }
-                } catch is UpstreamTimeout {
-                    counters.withLock { $0.timeouts += 1 }
-                    metrics.response(upstream: index, result: "timeout")
-                    record(index, ok: false)
-                } catch {
-                    metrics.response(upstream: index, result: "error")
-                    logger.debug(
-                        "upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
-                    record(index, ok: false)
-                }
-            }
-        }
-        throw lastFailure
     }
 
     static func resultLabel(_ rcode: DNSRCode) -> String {

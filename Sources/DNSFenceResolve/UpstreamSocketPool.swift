@@ -22,11 +22,18 @@ final class UpstreamSocketPool: Sendable {
     }
 
     let channels: [any Channel]
+    /// Indices into `channels` by the event loop each socket is registered on.
+    private let socketsByLoop: [ObjectIdentifier: [Int]]
     private let pending = Mutex<[Key: Pending]>([:])
     private let rejected = Atomic<Int>(0)
 
     private init(channels: [any Channel]) {
         self.channels = channels
+        var byLoop: [ObjectIdentifier: [Int]] = [:]
+        for (index, channel) in channels.enumerated() {
+            byLoop[ObjectIdentifier(channel.eventLoop), default: []].append(index)
+        }
+        socketsByLoop = byLoop
     }
 
     /// Binds `count` sockets for each address family the upstreams use.
@@ -52,9 +59,12 @@ final class UpstreamSocketPool: Sendable {
 
     var rejectedReplies: Int { rejected.load(ordering: .relaxed) }
 
-    /// Sends `query` (its ID is replaced) to `upstream` and waits for the matching reply.
-    func exchange(_ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount) async throws -> DNSMessage {
-        let socket = Int.random(in: 0..<channels.count)
+    /// Sends `query` (its ID is replaced) to `upstream` from a random socket, preferably one
+    /// on `loop`; the future completes with the matching reply or fails with a timeout.
+    func exchange(_ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, on loop: any EventLoop)
+        -> EventLoopFuture<DNSMessage>
+    {
+        let socket = socketsByLoop[ObjectIdentifier(loop)]?.randomElement() ?? Int.random(in: 0..<channels.count)
         let channel = channels[socket]
         let promise = channel.eventLoop.makePromise(of: DNSMessage.self)
         var query = query
@@ -76,8 +86,8 @@ final class UpstreamSocketPool: Sendable {
         channel.writeAndFlush(envelope).whenFailure { [self] error in
             if let entry = pending.withLock({ $0.removeValue(forKey: key) }) { entry.promise.fail(error) }
         }
-        defer { timer.cancel() }
-        return try await promise.futureResult.get()
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        return promise.futureResult
     }
 
     /// A datagram arrived on socket `socket`: complete the matching query, or count a rejection.

@@ -5,8 +5,8 @@ import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve
 public import DNSFenceWire
-import Dispatch
 public import Logging
+public import NIOCore
 import Synchronization
 
 /// Where a query arrived.
@@ -77,6 +77,7 @@ public final class QueryPipeline: Sendable {
     let metrics: QueryMetrics
     let queryLog: (any QueryLogSink)?
     private let inflight = Atomic<Int>(0)
+    private let batcher = PublishBatcher()
 
     /// Queries waiting for an upstream right now.
     public var inflightCount: Int { inflight.load(ordering: .relaxed) }
@@ -101,18 +102,22 @@ public final class QueryPipeline: Sendable {
 
     /// The asynchronous stage for whatever the synchronous one left open.
     public func complete(_ outcome: ImmediateOutcome) async -> [UInt8]? {
+        (try? await complete(outcome, on: forwarder.group.next()).get()) ?? nil
+    }
+
+    /// The asynchronous stage on `loop`: upstream replies, publish completions and timers all
+    /// continue there as future callbacks (no task, no executor hop), and the returned future
+    /// completes on `loop`, so a listener on it writes the answer without a thread switch.
+    public func complete(_ outcome: ImmediateOutcome, on loop: any EventLoop) -> EventLoopFuture<[UInt8]?> {
+        let done: EventLoopFuture<(QueryRecord, [UInt8])>
         switch outcome {
-        case .respond(let response): return response
-        case .drop: return nil
-        case .forward(let pending):
-            var record = pending.record
-            let response = await forward(pending, &record)
-            finish(record, response)
-            return response
-        case .publish(let pending):
-            var record = pending.record
-            let response = await publish(pending, &record)
-            finish(record, response)
+        case .respond(let response): return loop.makeSucceededFuture(response)
+        case .drop: return loop.makeSucceededFuture(nil)
+        case .forward(let pending): done = forward(pending, on: loop)
+        case .publish(let pending): done = publish(pending, on: loop)
+        }
+        return done.hop(to: loop).map { record, response in
+            self.finish(record, response)
             return response
         }
     }
@@ -236,26 +241,30 @@ public final class QueryPipeline: Sendable {
     }
 
     /// The asynchronous stage: ask upstream, cache, publish, answer.
-    func forward(_ pending: PendingForward, _ record: inout QueryRecord) async -> [UInt8] {
-        record.upstream = true
+    func forward(_ pending: PendingForward, on loop: any EventLoop) -> EventLoopFuture<(QueryRecord, [UInt8])> {
+        var asked = pending.record
+        asked.upstream = true
+        let record = asked
         inflight.add(1, ordering: .relaxed)
-        defer { inflight.subtract(1, ordering: .relaxed) }
-        do {
-            let reply = try await forwarder.resolve(pending.question, key: pending.key, verdict: record.action)
+        let resolved = forwarder.resolve(pending.question, key: pending.key, verdict: record.action, on: loop)
+        return resolved.flatMap { reply -> EventLoopFuture<(QueryRecord, [UInt8])> in
             let cached = CachedAnswer(
                 rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
                 authorities: reply.authorities, additionals: reply.additionals)
-            cache.store(cached, for: pending.key)
+            self.cache.store(cached, for: pending.key)
             let message = Self.response(to: pending.query, from: cached)
-            guard let binding = pending.binding else { return Self.fit(message, maxUDP: pending.maxUDPSize) }
+            guard let binding = pending.binding else {
+                return loop.makeSucceededFuture((record, Self.fit(message, maxUDP: pending.maxUDPSize)))
+            }
             let plan = Self.guarded(message, binding: binding)
-            record.published = plan.elements.map(\.address)
-            return await publish(
+            var publishing = record
+            publishing.published = plan.elements.map(\.address)
+            return self.publish(
                 PendingPublish(
-                    record: record, plan: plan, binding: binding, query: pending.query,
+                    record: publishing, plan: plan, binding: binding, query: pending.query,
                     maxUDPSize: pending.maxUDPSize),
-                &record)
-        } catch {
+                on: loop)
+        }.flatMapErrorThrowing { error -> (QueryRecord, [UInt8]) in
             let ede: ExtendedDNSError
             switch error as? ForwardError {
             case .failed(let rcode)?:
@@ -264,35 +273,48 @@ public final class QueryPipeline: Sendable {
             default:
                 ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
             }
-            record.ede = ede
-            return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+            var failed = record
+            failed.ede = ede
+            let response = Self.fit(
+                Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+            return (failed, response)
+        }.always { _ in
+            self.inflight.subtract(1, ordering: .relaxed)
         }
     }
 
     /// Commits the plan's elements (bounded by the binding's timeout), then releases the
     /// answer; on failure the client gets SERVFAIL and never the addresses (fail closed).
-    func publish(_ pending: PendingPublish, _ record: inout QueryRecord) async -> [UInt8] {
-        let publisher = pending.binding.publisher
-        let elements = pending.plan.elements
-        let timeout = pending.binding.commitTimeout.components
-        let nanoseconds = Int(timeout.seconds) * 1_000_000_000 + Int(timeout.attoseconds / 1_000_000_000)
-        // Publish and a timer race for one continuation: no child tasks on this path.
-        let outcome: PublishError? = await withCheckedContinuation { continuation in
-            let once = ResumeOnce(continuation)
-            // The timer is not cancelled: once the publish has resumed, its firing is a no-op.
-            DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(nanoseconds)) { once.resume(.timedOut) }
-            publisher.publish(elements) { error in once.resume(error) }
+    func publish(_ pending: PendingPublish, on loop: any EventLoop) -> EventLoopFuture<(QueryRecord, [UInt8])> {
+        let promise = loop.makePromise(of: PublishError?.self)
+        let once = Once()
+        // The publish and a timer race; whichever is first completes the promise.
+        let timer = loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(pending.binding.commitTimeout))) {
+            if once.claim() { promise.succeed(.timedOut) }
         }
-        if let error = outcome {
-            logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
+        batcher.submit(pending.plan.elements, to: pending.binding.publisher, on: loop) { error in
+            if once.claim() { promise.succeed(error) }
+        }
+        return promise.futureResult.map { error in
+            timer.cancel()
+            var record = pending.record
+            guard let error else { return (record, Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)) }
+            self.logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
             let ede = ExtendedDNSError(
                 ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
             record.ede = ede
             record.published = []
-            if error == .timedOut { metrics.publishTimeouts.increment() }
-            return Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+            if error == .timedOut { self.metrics.publishTimeouts.increment() }
+            return (
+                record,
+                Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+            )
         }
-        return Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)
+    }
+
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let parts = duration.components
+        return parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
     }
 
     static func guarded(_ message: DNSMessage, binding: FirewallBinding) -> AnswerPlan {
@@ -411,19 +433,11 @@ public final class QueryPipeline: Sendable {
     }
 }
 
-/// Resumes a continuation once; later calls are ignored.
-final class ResumeOnce: Sendable {
-    private let continuation: Mutex<CheckedContinuation<PublishError?, Never>?>
+/// Lets exactly one of several racing callers through.
+final class Once: Sendable {
+    private let taken = Atomic<Bool>(false)
 
-    init(_ continuation: CheckedContinuation<PublishError?, Never>) {
-        self.continuation = Mutex(continuation)
-    }
-
-    func resume(_ value: PublishError?) {
-        let taken = continuation.withLock { c -> CheckedContinuation<PublishError?, Never>? in
-            defer { c = nil }
-            return c
-        }
-        taken?.resume(returning: value)
+    func claim() -> Bool {
+        taken.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 }

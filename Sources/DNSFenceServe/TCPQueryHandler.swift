@@ -80,9 +80,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
             registry.activity(context.channel, busyDelta: 1)
             let registry = self.registry
             let pipeline = self.pipeline
-            let promise = context.eventLoop.makePromise(of: [UInt8]?.self)
-            promise.completeWithTask { await pipeline.complete(outcome) }
-            promise.futureResult.assumeIsolated().whenSuccess { response in
+            pipeline.complete(outcome, on: context.eventLoop).assumeIsolated().whenSuccess { response in
                 self.outstanding -= 1
                 registry.activity(context.channel, busyDelta: -1)
                 guard let response else { return }

@@ -11,6 +11,7 @@ final class UDPQueryHandler: ChannelInboundHandler {
     let pipeline: QueryPipeline
     let listenerPolicy: String?
     private var pendingFlush = false
+    private var laterFlushScheduled = false
 
     init(pipeline: QueryPipeline, listenerPolicy: String?) {
         self.pipeline = pipeline
@@ -35,15 +36,20 @@ final class UDPQueryHandler: ChannelInboundHandler {
                 promise: nil)
             pendingFlush = true
         case .forward, .publish:
-            let outcome = outcome
-            let channel = context.channel
+            // Everything after this runs on this event loop (future callbacks, no task); answers
+            // completed in one loop tick (one burst of upstream replies) leave in one flush.
             let remote = envelope.remoteAddress
-            let pipeline = self.pipeline
-            Task {
-                guard let response = await pipeline.complete(outcome) else { return }
-                channel.writeAndFlush(
-                    AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response)),
+            pipeline.complete(outcome, on: context.eventLoop).assumeIsolated().whenSuccess { response in
+                guard let response else { return }
+                context.write(
+                    self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response))),
                     promise: nil)
+                guard !self.laterFlushScheduled else { return }
+                self.laterFlushScheduled = true
+                context.eventLoop.assumeIsolated().execute {
+                    self.laterFlushScheduled = false
+                    context.flush()
+                }
             }
         }
     }

@@ -1,0 +1,101 @@
+import DNSFenceFirewall
+import DNSFenceWire
+import Foundation
+import Logging
+import Testing
+
+/// The netlink path against the kernel: real sets in a network namespace the test creates.
+/// Needs root (CI runs as root); skipped elsewhere because namespaces and nftables need
+/// CAP_SYS_ADMIN and CAP_NET_ADMIN.
+@Suite(
+    "nftables publishing over netlink", .enabled(if: getuid() == 0, "needs root for network namespaces and nftables"))
+struct NetlinkPublishTests {
+    /// Runs a shell command and returns its output; throws if it fails.
+    @discardableResult
+    static func sh(_ script: String) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/sh")
+        process.arguments = ["-c", script]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw ScriptFailed(script: script, output: output) }
+        return output
+    }
+
+    struct ScriptFailed: Error { var script: String, output: String }
+
+    /// Seconds left for `address` in `set`, from `nft list set`.
+    static func expiresIn(_ netns: String, _ set: String, _ address: String) throws -> UInt32? {
+        let listing = NftablesCommand.parseListing(try sh("ip netns exec \(netns) nft list set inet t \(set)"))
+        return listing.elements.first { $0.address == IPAddress(address) }?.expiresIn
+    }
+
+    @Test("elements land with their timeouts, are extended, and refusals are specific")
+    func publish() async throws {
+        let netns = "dfp-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
+        try Self.sh("ip netns add \(netns)")
+        defer { _ = try? Self.sh("ip netns del \(netns)") }
+        let path = "/run/netns/\(netns)"
+        let v4 = SetTarget(netns: path, family: "inet", table: "t", set: "a4", isIPv6: false)
+        let v6 = SetTarget(netns: path, family: "inet", table: "t", set: "a6", isIPv6: true)
+        let publisher = NftablesSetPublisher(
+            namespaces: [path], clock: { UInt64(Date().timeIntervalSince1970) }, logger: Logger(label: "test"))
+        try await publisher.prepare([v4, v6], create: true)
+
+        try await publisher.publish([
+            SetElement(target: v4, address: IPAddress("192.0.2.1")!, timeout: 100),
+            SetElement(target: v4, address: IPAddress("192.0.2.2")!, timeout: 100),
+            SetElement(target: v6, address: IPAddress("2001:db8::1")!, timeout: 100),
+        ])
+        let first = try #require(try Self.expiresIn(netns, "a4", "192.0.2.1"))
+        #expect((95...100).contains(first))
+        #expect(try Self.expiresIn(netns, "a4", "192.0.2.2") != nil)
+        #expect(try #require(try Self.expiresIn(netns, "a6", "2001:db8::1")) > 95)
+
+        // A longer timeout for an element that is there restarts its timer with the new one.
+        try await publisher.publish([SetElement(target: v4, address: IPAddress("192.0.2.1")!, timeout: 300)])
+        #expect(try #require(try Self.expiresIn(netns, "a4", "192.0.2.1")) > 290)
+
+        // A set that does not exist: the kernel refuses, and says so.
+        let missing = SetTarget(netns: path, family: "inet", table: "t", set: "gone", isIPv6: false)
+        await #expect(throws: PublishError.rejected("inet t gone: no such table or set")) {
+            try await publisher.publish([SetElement(target: missing, address: IPAddress("192.0.2.3")!, timeout: 10)])
+        }
+
+        // A full set refuses the whole transaction: no element of it lands.
+        try Self.sh("ip netns exec \(netns) nft 'add set inet t small { type ipv4_addr; size 1; flags timeout; }'")
+        let small = SetTarget(netns: path, family: "inet", table: "t", set: "small", isIPv6: false)
+        await #expect(throws: PublishError.rejected("inet t small: set is full")) {
+            try await publisher.publish([
+                SetElement(target: small, address: IPAddress("192.0.2.4")!, timeout: 10),
+                SetElement(target: small, address: IPAddress("192.0.2.5")!, timeout: 10),
+            ])
+        }
+        #expect(try Self.expiresIn(netns, "small", "192.0.2.4") == nil)
+        #expect(publisher.statistics.batches == 2)
+
+        // A batch is one transaction; when one request in it is refused, the others still land.
+        let outcomes = await withCheckedContinuation { continuation in
+            publisher.publish(batch: [
+                [SetElement(target: v4, address: IPAddress("192.0.2.6")!, timeout: 50)],
+                [SetElement(target: missing, address: IPAddress("192.0.2.7")!, timeout: 50)],
+                [SetElement(target: v6, address: IPAddress("2001:db8::6")!, timeout: 50)],
+            ]) { continuation.resume(returning: $0) }
+        }
+        #expect(outcomes == [nil, .rejected("inet t gone: no such table or set"), nil])
+        #expect(try Self.expiresIn(netns, "a4", "192.0.2.6") != nil)
+        #expect(try Self.expiresIn(netns, "a6", "2001:db8::6") != nil)
+        let before = publisher.statistics.batches
+        _ = await withCheckedContinuation { continuation in
+            publisher.publish(batch: [
+                [SetElement(target: v4, address: IPAddress("192.0.2.8")!, timeout: 50)],
+                [SetElement(target: v6, address: IPAddress("2001:db8::8")!, timeout: 50)],
+            ]) { continuation.resume(returning: $0) }
+        }
+        #expect(publisher.statistics.batches == before + 1)  // both in one transaction
+    }
+}

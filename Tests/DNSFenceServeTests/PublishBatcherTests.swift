@@ -1,0 +1,65 @@
+import DNSFenceFirewall
+import DNSFenceWire
+import NIOEmbedded
+import Synchronization
+import Testing
+
+@testable import DNSFenceServe
+
+/// Records how requests reach it: one call per batch.
+final class RecordingPublisher: SetPublisher {
+    let batches = Mutex<[[[SetElement]]]>([])
+    let refuse: IPAddress?
+
+    init(refuse: IPAddress? = nil) { self.refuse = refuse }
+
+    func needsCommit(_ elements: [SetElement]) -> Bool { true }
+
+    func publish(_ elements: [SetElement]) async throws(PublishError) {
+        if elements.contains(where: { $0.address == refuse }) { throw .rejected("refused") }
+    }
+
+    func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
+        publish(batch: [elements]) { completion($0[0]) }
+    }
+
+    func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void) {
+        batches.withLock { $0.append(requests) }
+        completion(requests.map { $0.contains { $0.address == refuse } ? .rejected("refused") : nil })
+    }
+}
+
+@Suite("publish batching per event-loop tick")
+struct PublishBatcherTests {
+    static let target = SetTarget(netns: nil, family: "inet", table: "t", set: "a4", isIPv6: false)
+
+    static func element(_ text: String) -> SetElement {
+        SetElement(target: target, address: IPAddress(text)!, timeout: 60)
+    }
+
+    @Test("requests of one tick share one batch; each gets its own outcome, in order")
+    func oneTickOneBatch() {
+        let loop = EmbeddedEventLoop()
+        let publisher = RecordingPublisher(refuse: IPAddress("192.0.2.2"))
+        let batcher = PublishBatcher()
+        let outcomes = Mutex<[String: PublishError?]>([:])
+        for address in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+            batcher.submit([Self.element(address)], to: publisher, on: loop) { error in
+                outcomes.withLock { $0[address] = error }
+            }
+        }
+        #expect(publisher.batches.withLock { $0.isEmpty })  // nothing before the tick ends
+        loop.run()
+        #expect(publisher.batches.withLock { $0.map(\.count) } == [3])
+        let results = outcomes.withLock { $0 }
+        #expect(results.count == 3)
+        #expect(results["192.0.2.1"] == .some(nil))
+        #expect(results["192.0.2.2"] == .some(.rejected("refused")))
+        #expect(results["192.0.2.3"] == .some(nil))
+
+        // The next tick starts a new batch.
+        batcher.submit([Self.element("192.0.2.4")], to: publisher, on: loop) { _ in }
+        loop.run()
+        #expect(publisher.batches.withLock { $0.map(\.count) } == [3, 1])
+    }
+}
