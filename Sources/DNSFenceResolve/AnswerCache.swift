@@ -30,16 +30,20 @@ public struct CachedAnswer: Sendable, Hashable {
     public var answers: [DNSRecord]
     public var authorities: [DNSRecord]
     public var additionals: [DNSRecord]
+    /// The same answer in wire form, as the caller shapes responses for this key (set by
+    /// `store`'s `template` closure; TTLs are as stored and aged on use).
+    public var template: ResponseTemplate?
 
     public init(
         rcode: DNSRCode, authenticData: Bool, answers: [DNSRecord], authorities: [DNSRecord],
-        additionals: [DNSRecord]
+        additionals: [DNSRecord], template: ResponseTemplate? = nil
     ) {
         self.rcode = rcode
         self.authenticData = authenticData
         self.answers = answers
         self.authorities = authorities
         self.additionals = additionals
+        self.template = template
     }
 
     /// The same answer with every TTL reduced by `elapsed` seconds.
@@ -158,6 +162,13 @@ public final class AnswerCache: Sendable {
 
     /// The answer for `key` with TTLs counted down, or nil (expired entries are dropped).
     public func lookup(_ key: CacheKey) -> CachedAnswer? {
+        guard let (answer, elapsed) = lookupEntry(key) else { return nil }
+        return elapsed == 0 ? answer : answer.aged(by: elapsed)
+    }
+
+    /// The answer for `key` as stored and the seconds since it was stored (the caller ages it,
+    /// or uses its template), or nil (expired entries are dropped).
+    public func lookupEntry(_ key: CacheKey) -> (answer: CachedAnswer, elapsed: UInt32)? {
         let time = now()
         return state.withLock { state in
             guard let i = state.index[key] else {
@@ -178,8 +189,7 @@ public final class AnswerCache: Sendable {
             }
             state.hits += 1
             hitCounter.increment()
-            let elapsed = time - state.nodes[i].stored
-            return elapsed == 0 ? state.nodes[i].answer : state.nodes[i].answer.aged(by: UInt32(elapsed))
+            return (state.nodes[i].answer, UInt32(clamping: time - state.nodes[i].stored))
         }
     }
 
@@ -204,7 +214,10 @@ public final class AnswerCache: Sendable {
     }
 
     /// Stores `answer` (if cacheable), evicting the least recently used entry when full.
-    public func store(_ answer: CachedAnswer, for key: CacheKey) {
+    /// `template` makes the wire form of the answer as stored (TTLs clamped).
+    public func store(
+        _ answer: CachedAnswer, for key: CacheKey, template: ((CachedAnswer) -> ResponseTemplate?)? = nil
+    ) {
         guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return }
         let time = now()
         var stored = answer
@@ -220,6 +233,7 @@ public final class AnswerCache: Sendable {
             }
         }
         stored.authorities = clamp(stored.authorities)
+        stored.template = template?(stored)
         state.withLock { state in
             if let existing = state.index[key] {
                 state.remove(existing)

@@ -222,7 +222,16 @@ public final class QueryPipeline: Sendable {
             let key = CacheKey(
                 policy: policy.name, name: question.name, type: question.type,
                 dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
-            if let cached = cache.lookup(key) {
+            if let (stored, elapsed) = cache.lookupEntry(key) {
+                // Wire-level hit: the stored sections after a copy of the question, TTLs patched.
+                if binding == nil, let template = stored.template,
+                    let fast = template.response(
+                        to: query, bytes: bytes, elapsed: elapsed, maxSize: maxUDP,
+                        ednsPayload: UInt16(Self.maxUDPPayload))
+                {
+                    return .respond(fast)
+                }
+                let cached = elapsed == 0 ? stored : stored.aged(by: elapsed)
                 let message = Self.response(to: query, from: cached)
                 guard let binding else { return respond(message) }
                 let plan = Self.guarded(message, binding: binding)
@@ -251,7 +260,10 @@ public final class QueryPipeline: Sendable {
             let cached = CachedAnswer(
                 rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
                 authorities: reply.authorities, additionals: reply.additionals)
-            self.cache.store(cached, for: pending.key)
+            let question = pending.question
+            self.cache.store(cached, for: pending.key) { stored in
+                Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK)
+            }
             let message = Self.response(to: pending.query, from: cached)
             guard let binding = pending.binding else {
                 return loop.makeSucceededFuture((record, Self.fit(message, maxUDP: pending.maxUDPSize)))
@@ -315,6 +327,16 @@ public final class QueryPipeline: Sendable {
     static func nanoseconds(_ duration: Duration) -> Int64 {
         let parts = duration.components
         return parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
+    }
+
+    /// The wire form of `stored` as `response(to:from:)` shapes it for a client with this DO
+    /// bit (header and OPT are made per query).
+    static func template(for stored: CachedAnswer, question: DNSQuestion, dnssecOK: Bool) -> ResponseTemplate? {
+        let query = DNSMessage(id: 0, questions: [question], edns: dnssecOK ? EDNS(dnssecOK: true) : nil)
+        var message = response(to: query, from: stored)
+        message.edns = nil
+        message.authenticData = stored.authenticData
+        return ResponseTemplate(message)
     }
 
     static func guarded(_ message: DNSMessage, binding: FirewallBinding) -> AnswerPlan {

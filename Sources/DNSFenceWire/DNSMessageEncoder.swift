@@ -6,6 +6,8 @@
 /// The encoder never truncates: fitting an answer into a UDP size is the caller's job.
 public struct DNSMessageEncoder {
     private(set) var bytes: [UInt8] = []
+    /// Where each record's TTL was written (for ``ResponseTemplate``).
+    private(set) var ttlOffsets: [Int] = []
     /// Names already written, lower-cased, with the offset where each was written.
     private var written: [(name: [UInt8], offset: Int)] = []
 
@@ -46,6 +48,7 @@ public struct DNSMessageEncoder {
         writeName(r.name.wire, compress: true)
         appendU16(r.type.rawValue)
         appendU16(r.rrClass.rawValue)
+        ttlOffsets.append(bytes.count)
         appendU32(r.ttl)
         let lengthAt = bytes.count
         appendU16(0)

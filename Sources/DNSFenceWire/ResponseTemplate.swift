@@ -1,0 +1,92 @@
+/// A cached answer already in wire form: the sections that follow the question, encoded once
+/// when the answer is stored, so a cache hit is a copy and a few patches instead of building and
+/// encoding a message (DESIGN.md, "Performance notes": wire-level cache hits).
+///
+/// The sections were encoded after a question of `questionLength` bytes at offset 12, so their
+/// compression pointers (into the question name, or between records) stay valid after any copy
+/// of that question — whatever its letter case, which a client's 0x20 bits may vary.
+public struct ResponseTemplate: Sendable, Hashable {
+    /// Question name wire length + 4 (type and class).
+    public let questionLength: Int
+    public let rcode: DNSRCode
+    public let authenticData: Bool
+    public let answerCount: UInt16
+    public let authorityCount: UInt16
+    public let additionalCount: UInt16
+    /// Answer, authority and additional records (no OPT).
+    public let sections: [UInt8]
+    /// Offsets in `sections` of each record's TTL, and the TTL stored there.
+    let ttlOffsets: [UInt16]
+    let ttls: [UInt32]
+
+    /// The template for `message`'s records after its single question; nil for messages it
+    /// cannot stand for (not one question, an OPT, an extended RCODE, over 65,535 bytes).
+    public init?(_ message: DNSMessage) {
+        guard message.questions.count == 1, message.edns == nil, message.rcode.rawValue <= 0x0F else { return nil }
+        var encoder = DNSMessageEncoder()
+        encoder.write(message)
+        let start = 12 + message.questions[0].name.wire.count + 4
+        guard encoder.bytes.count <= 65535, encoder.bytes.count >= start else { return nil }
+        questionLength = start - 12
+        rcode = message.rcode
+        authenticData = message.authenticData
+        answerCount = UInt16(message.answers.count)
+        authorityCount = UInt16(message.authorities.count)
+        additionalCount = UInt16(message.additionals.count)
+        sections = Array(encoder.bytes[start...])
+        ttlOffsets = encoder.ttlOffsets.map { UInt16($0 - start) }
+        var ttls: [UInt32] = []
+        for offset in encoder.ttlOffsets {
+            ttls.append(encoder.bytes[offset..<(offset + 4)].reduce(0) { $0 << 8 | UInt32($1) })
+        }
+        self.ttls = ttls
+    }
+
+    /// The response to `query` (whose bytes are `bytes`): ID, RD and CD from the query, RA set,
+    /// AD only for clients that asked for it (RFC 6840 5.8), the question copied as asked, TTLs
+    /// reduced by `elapsed`, and an OPT record (payload `ednsPayload`, DO echoed) for EDNS
+    /// clients. Nil when the query's question is not stored uncompressed at offset 12 with this
+    /// length, or the response would exceed `maxSize` (the caller truncates the slow way).
+    public func response(to query: DNSMessage, bytes: [UInt8], elapsed: UInt32, maxSize: Int, ednsPayload: UInt16)
+        -> [UInt8]?
+    {
+        guard let question = query.questions.first, query.questions.count == 1,
+            question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength
+        else { return nil }
+        let total = 12 + questionLength + sections.count + (query.edns == nil ? 0 : 11)
+        guard total <= maxSize, bytes[12..<(12 + question.name.wire.count)].elementsEqual(question.name.wire) else {
+            return nil
+        }
+        var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)  // QR, RA
+        if query.recursionDesired { flags |= 0x0100 }
+        if query.checkingDisabled { flags |= 0x0010 }
+        if authenticData && (query.authenticData || query.edns?.dnssecOK == true) { flags |= 0x0020 }
+        let additional = additionalCount + (query.edns == nil ? 0 : 1)
+        var out = [UInt8]()
+        out.reserveCapacity(total)
+        out.append(contentsOf: [
+            UInt8(query.id >> 8), UInt8(query.id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF), 0, 1,
+            UInt8(answerCount >> 8), UInt8(answerCount & 0xFF), UInt8(authorityCount >> 8),
+            UInt8(authorityCount & 0xFF), UInt8(additional >> 8), UInt8(additional & 0xFF),
+        ])
+        out.append(contentsOf: bytes[12..<(12 + questionLength)])
+        let base = out.count
+        out.append(contentsOf: sections)
+        if elapsed > 0 {
+            for (offset, ttl) in zip(ttlOffsets, ttls) {
+                let aged = ttl > elapsed ? ttl - elapsed : 0
+                let at = base + Int(offset)
+                out[at] = UInt8(aged >> 24)
+                out[at + 1] = UInt8((aged >> 16) & 0xFF)
+                out[at + 2] = UInt8((aged >> 8) & 0xFF)
+                out[at + 3] = UInt8(aged & 0xFF)
+            }
+        }
+        if let edns = query.edns {
+            out.append(contentsOf: [
+                0, 0, 41, UInt8(ednsPayload >> 8), UInt8(ednsPayload & 0xFF), 0, 0, edns.dnssecOK ? 0x80 : 0, 0, 0, 0,
+            ])
+        }
+        return out
+    }
+}
