@@ -19,6 +19,9 @@ public struct ClientPolicySelector: Sendable {
 
     public let entries: [String: Entry]
     private let byPrefix: [(IPPrefix, String)]
+    /// The entries in order, for a linear scan when there are few (cheaper than hashing the
+    /// name on every query).
+    private let list: [(name: String, entry: Entry)]
 
     public init(_ entries: [Entry]) {
         var map: [String: Entry] = [:]
@@ -28,6 +31,7 @@ public struct ClientPolicySelector: Sendable {
             for prefix in entry.clients { prefixes.append((prefix, entry.policy.name)) }
         }
         self.entries = map
+        self.list = entries.map { ($0.policy.name, $0) }
         // Longest prefix first; ties keep configuration order.
         self.byPrefix = prefixes.enumerated().sorted {
             $0.element.0.length != $1.element.0.length
@@ -38,7 +42,9 @@ public struct ClientPolicySelector: Sendable {
     /// The policy for `client` on a listener bound to `listenerPolicy` (or to none).
     public func select(client: IPAddress, listenerPolicy: String?) -> Policy? {
         if let listenerPolicy {
-            guard let entry = entries[listenerPolicy] else { return nil }
+            let found =
+                list.count <= 8 ? list.first(where: { $0.name == listenerPolicy })?.entry : entries[listenerPolicy]
+            guard let entry = found else { return nil }
             if entry.clients.isEmpty || entry.clients.contains(where: { $0.contains(client) }) {
                 return entry.policy
             }

@@ -8,6 +8,13 @@ import Synchronization
 /// What identifies a cached answer: the policy that allowed it and the question, lower-cased,
 /// plus the DO and CD bits that change what an upstream returns.
 public struct CacheKey: Hashable, Sendable {
+    /// The name, type and bits (not the policy: one name rarely sits in several policies, and
+    /// `==` still tells them apart), so a lookup hashes no string.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(name)
+        hasher.combine(UInt32(type.rawValue) | (dnssecOK ? 0x1_0000 : 0) | (checkingDisabled ? 0x2_0000 : 0))
+    }
+
     public var policy: String
     public var name: DNSName
     public var type: DNSType

@@ -11,12 +11,14 @@ final class QueryMetrics: Sendable {
 
     /// [transport][qtype index][policy index][action index], so recording builds no strings.
     private let queries: [[[[Counter]]]]
-    private let policyIndex: [String: Int]
+    private let policyNames: [String]
     private let typeIndex: [UInt16: Int]
-    private let responses: [UInt16: Counter]
+    /// By RCODE 0…15 (the other-counter where an RCODE has no series of its own).
+    private let responses: [Counter]
     private let responsesOther: Counter
     private let dropped: Counter
-    private let latency: [String: Timer]
+    /// By action index.
+    private let latency: [Timer]
     private let ede: [UInt16: Counter]
     private let edeOther: Counter
     /// Commits the pipeline gave up waiting for (the publisher counts its own failures).
@@ -38,21 +40,20 @@ final class QueryMetrics: Sendable {
                 }
             }
         }
-        policyIndex = Dictionary(uniqueKeysWithValues: policyNames.enumerated().map { ($1, $0) })
+        self.policyNames = policyNames
         typeIndex = Dictionary(uniqueKeysWithValues: Self.qtypes.enumerated().map { ($1.rawValue, $0) })
-        var responses: [UInt16: Counter] = [:]
-        for rcode in Self.rcodes {
-            responses[rcode.rawValue] = Counter(
+        let other = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "other")])
+        var responses = Array(repeating: other, count: 16)
+        for rcode in Self.rcodes where rcode.rawValue < 16 {
+            responses[Int(rcode.rawValue)] = Counter(
                 label: "dnsfence_responses_total", dimensions: [("rcode", rcode.description)])
         }
         self.responses = responses
-        responsesOther = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "other")])
+        responsesOther = other
         dropped = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "dropped")])
-        var latency: [String: Timer] = [:]
-        for action in Self.actions {
-            latency[action] = Timer(label: "dnsfence_query_duration_seconds", dimensions: [("action", action)])
+        latency = Self.actions.map {
+            Timer(label: "dnsfence_query_duration_seconds", dimensions: [("action", $0)])
         }
-        self.latency = latency
         var ede: [UInt16: Counter] = [:]
         for code in Self.edeCodes {
             ede[code] = Counter(label: "dnsfence_ede_total", dimensions: [("code", String(code))])
@@ -68,16 +69,16 @@ final class QueryMetrics: Sendable {
     ) {
         let t = transport == .udp ? 0 : 1
         let q = qtype.flatMap { typeIndex[$0.rawValue] } ?? Self.qtypes.count
-        let p = policy.flatMap { policyIndex[$0] } ?? policyIndex.count - 1
+        // Few policies and actions: a scan of short strings beats hashing one.
+        let p = policy.flatMap { name in policyNames.firstIndex(of: name) } ?? policyNames.count - 1
         let a = Self.actions.firstIndex(of: action) ?? Self.actions.count - 1
         queries[t][q][p][a].increment()
-        latency[action]?.recordInterval(since: started)
+        if Self.actions.indices.contains(a) { latency[a].recordInterval(since: started) }
         guard let response, response.count >= 12 else {
             dropped.increment()
             return
         }
-        let rcode = UInt16(response[3] & 0x0F)
-        (responses[rcode] ?? responsesOther).increment()
+        responses[Int(response[3] & 0x0F)].increment()
     }
 
     /// Counts an Extended DNS Error sent.

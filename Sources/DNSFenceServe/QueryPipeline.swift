@@ -331,7 +331,7 @@ public final class QueryPipeline: Sendable {
 
     /// The wire form of `stored` as `response(to:from:)` shapes it for a client with this DO
     /// bit (header and OPT are made per query).
-    static func template(for stored: CachedAnswer, question: DNSQuestion, dnssecOK: Bool) -> ResponseTemplate? {
+    public static func template(for stored: CachedAnswer, question: DNSQuestion, dnssecOK: Bool) -> ResponseTemplate? {
         let query = DNSMessage(id: 0, questions: [question], edns: dnssecOK ? EDNS(dnssecOK: true) : nil)
         var message = response(to: query, from: stored)
         message.edns = nil

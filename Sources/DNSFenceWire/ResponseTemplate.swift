@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A cached answer already in wire form: the sections that follow the question, encoded once
 /// when the answer is stored, so a cache hit is a copy and a few patches instead of building and
 /// encoding a message (DESIGN.md, "Performance notes": wire-level cache hits).
@@ -54,39 +58,55 @@ public struct ResponseTemplate: Sendable, Hashable {
             question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength
         else { return nil }
         let total = 12 + questionLength + sections.count + (query.edns == nil ? 0 : 11)
-        guard total <= maxSize, bytes[12..<(12 + question.name.wire.count)].elementsEqual(question.name.wire) else {
-            return nil
+        guard total <= maxSize else { return nil }
+        let nameLength = question.name.wire.count
+        let sameName = bytes.withUnsafeBytes { raw in
+            question.name.wire.withUnsafeBytes { memcmp(raw.baseAddress! + 12, $0.baseAddress!, nameLength) == 0 }
         }
+        guard sameName else { return nil }
         var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)  // QR, RA
         if query.recursionDesired { flags |= 0x0100 }
         if query.checkingDisabled { flags |= 0x0010 }
         if authenticData && (query.authenticData || query.edns?.dnssecOK == true) { flags |= 0x0020 }
         let additional = additionalCount + (query.edns == nil ? 0 : 1)
-        var out = [UInt8]()
-        out.reserveCapacity(total)
-        out.append(contentsOf: [
-            UInt8(query.id >> 8), UInt8(query.id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF), 0, 1,
-            UInt8(answerCount >> 8), UInt8(answerCount & 0xFF), UInt8(authorityCount >> 8),
-            UInt8(authorityCount & 0xFF), UInt8(additional >> 8), UInt8(additional & 0xFF),
-        ])
-        out.append(contentsOf: bytes[12..<(12 + questionLength)])
-        let base = out.count
-        out.append(contentsOf: sections)
-        if elapsed > 0 {
-            for (offset, ttl) in zip(ttlOffsets, ttls) {
-                let aged = ttl > elapsed ? ttl - elapsed : 0
-                let at = base + Int(offset)
-                out[at] = UInt8(aged >> 24)
-                out[at + 1] = UInt8((aged >> 16) & 0xFF)
-                out[at + 2] = UInt8((aged >> 8) & 0xFF)
-                out[at + 3] = UInt8(aged & 0xFF)
+        let base = 12 + questionLength
+        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+            let header: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) = (
+                query.id, flags, 1, answerCount, authorityCount, additional
+            )
+            withUnsafeBytes(of: header) { raw in
+                for i in 0..<6 {
+                    let word = raw.load(fromByteOffset: i * 2, as: UInt16.self)
+                    out[i * 2] = UInt8(word >> 8)
+                    out[i * 2 + 1] = UInt8(word & 0xFF)
+                }
             }
+            bytes.withUnsafeBytes { raw in
+                _ = memcpy(out.baseAddress! + 12, raw.baseAddress! + 12, questionLength)
+            }
+            sections.withUnsafeBytes { raw in
+                _ = memcpy(out.baseAddress! + base, raw.baseAddress!, raw.count)
+            }
+            if elapsed > 0 {
+                for (offset, ttl) in zip(ttlOffsets, ttls) {
+                    let aged = ttl > elapsed ? ttl - elapsed : 0
+                    let at = base + Int(offset)
+                    out[at] = UInt8(aged >> 24)
+                    out[at + 1] = UInt8((aged >> 16) & 0xFF)
+                    out[at + 2] = UInt8((aged >> 8) & 0xFF)
+                    out[at + 3] = UInt8(aged & 0xFF)
+                }
+            }
+            if let edns = query.edns {
+                let opt: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (
+                    0, 0, 41, UInt8(ednsPayload >> 8), UInt8(ednsPayload & 0xFF), 0, 0, edns.dnssecOK ? 0x80 : 0, 0, 0,
+                    0
+                )
+                withUnsafeBytes(of: opt) { raw in
+                    _ = memcpy(out.baseAddress! + base + sections.count, raw.baseAddress!, 11)
+                }
+            }
+            count = total
         }
-        if let edns = query.edns {
-            out.append(contentsOf: [
-                0, 0, 41, UInt8(ednsPayload >> 8), UInt8(ednsPayload & 0xFF), 0, 0, edns.dnssecOK ? 0x80 : 0, 0, 0, 0,
-            ])
-        }
-        return out
     }
 }

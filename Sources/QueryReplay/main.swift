@@ -35,7 +35,10 @@ for i in 0..<100 {
             CachedAnswer(
                 rcode: .noError, authenticData: false,
                 answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i)))],
-                authorities: [], additionals: []), for: key)
+                authorities: [], additionals: []), for: key
+        ) { stored in
+            QueryPipeline.template(for: stored, question: DNSQuestion(name: name, type: .a), dnssecOK: false)
+        }
     }
     queries.append(DNSMessage.query(id: UInt16(i), DNSQuestion(name: name, type: .a), edns: EDNS()).encoded())
 }
