@@ -221,9 +221,12 @@ public final class AnswerCache: Sendable {
     }
 
     /// Stores `answer` (if cacheable), evicting the least recently used entry when full.
-    /// `template` makes the wire form of the answer as stored (TTLs clamped).
+    /// `template` makes the wire form of the answer as stored (TTLs clamped); with
+    /// `keepRecords: false` an answer that has one is kept in that form only (its record arrays
+    /// are dropped: about half the memory of an entry).
     public func store(
-        _ answer: CachedAnswer, for key: CacheKey, template: ((CachedAnswer) -> ResponseTemplate?)? = nil
+        _ answer: CachedAnswer, for key: CacheKey, keepRecords: Bool = true,
+        template: ((CachedAnswer) -> ResponseTemplate?)? = nil
     ) {
         guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return }
         let time = now()
@@ -241,6 +244,11 @@ public final class AnswerCache: Sendable {
         }
         stored.authorities = clamp(stored.authorities)
         stored.template = template?(stored)
+        if !keepRecords, stored.template != nil {
+            stored.answers = []
+            stored.authorities = []
+            stored.additionals = []
+        }
         state.withLock { state in
             if let existing = state.index[key] {
                 state.remove(existing)

@@ -222,15 +222,30 @@ public final class QueryPipeline: Sendable {
             let key = CacheKey(
                 policy: policy.name, name: question.name, type: question.type,
                 dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
-            if let (stored, elapsed) = cache.lookupEntry(key) {
+            var hit = cache.lookupEntry(key)
+            if let (stored, elapsed) = hit, binding == nil, let template = stored.template {
                 // Wire-level hit: the stored sections after a copy of the question, TTLs patched.
-                if binding == nil, let template = stored.template,
-                    let fast = template.response(
-                        to: query, bytes: bytes, elapsed: elapsed, maxSize: maxUDP,
-                        ednsPayload: UInt16(Self.maxUDPPayload))
+                if let fast = template.response(
+                    to: query, bytes: bytes, elapsed: elapsed, maxSize: maxUDP, ednsPayload: UInt16(Self.maxUDPPayload))
                 {
                     return .respond(fast)
                 }
+                if template.size(questionLength: question.name.wire.count + 4, edns: query.edns != nil) > maxUDP {
+                    // Too big for this client's UDP size: TC, no records (RFC 7766 section 5).
+                    var truncated = Self.response(to: query, rcode: template.rcode)
+                    truncated.truncated = true
+                    truncated.authenticData =
+                        template.authenticData && (query.authenticData || query.edns?.dnssecOK == true)
+                    return .respond(truncated.encoded())
+                }
+                // Kept in wire form only and not usable for this query: ask upstream again.
+                if stored.answers.isEmpty && stored.authorities.isEmpty && stored.additionals.isEmpty
+                    && template.recordCount > 0
+                {
+                    hit = nil
+                }
+            }
+            if let (stored, elapsed) = hit {
                 let cached = elapsed == 0 ? stored : stored.aged(by: elapsed)
                 let message = Self.response(to: query, from: cached)
                 guard let binding else { return respond(message) }
@@ -257,11 +272,17 @@ public final class QueryPipeline: Sendable {
         inflight.add(1, ordering: .relaxed)
         let resolved = forwarder.resolve(pending.question, key: pending.key, verdict: record.action, on: loop)
         return resolved.flatMap { reply -> EventLoopFuture<(QueryRecord, [UInt8])> in
+            // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
+            // answer section only; the NS and glue an authoritative server adds are of no use to
+            // a stub and cost cache memory and bytes on every hit. Negative answers keep their
+            // SOA (RFC 2308), and DNSSEC-aware clients get everything (wildcard proofs).
+            let minimal = reply.rcode == .noError && !reply.answers.isEmpty && !pending.key.dnssecOK
             let cached = CachedAnswer(
                 rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
-                authorities: reply.authorities, additionals: reply.additionals)
+                authorities: minimal ? [] : reply.authorities, additionals: minimal ? [] : reply.additionals)
             let question = pending.question
-            self.cache.store(cached, for: pending.key) { stored in
+            // Without a firewall a hit never needs the records, only their wire form.
+            self.cache.store(cached, for: pending.key, keepRecords: pending.binding != nil) { stored in
                 Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK)
             }
             let message = Self.response(to: pending.query, from: cached)

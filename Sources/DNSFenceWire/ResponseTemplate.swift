@@ -17,11 +17,20 @@ public struct ResponseTemplate: Sendable, Hashable {
     public let answerCount: UInt16
     public let authorityCount: UInt16
     public let additionalCount: UInt16
+    /// Answer, authority and additional records (no OPT), then the offset of each record's
+    /// TTL in them (two bytes each): one allocation per cached answer.
+    let storage: [UInt8]
+    let sectionsLength: Int
+
     /// Answer, authority and additional records (no OPT).
-    public let sections: [UInt8]
-    /// Offsets in `sections` of each record's TTL, and the TTL stored there.
-    let ttlOffsets: [UInt16]
-    let ttls: [UInt32]
+    public var sections: ArraySlice<UInt8> { storage[0..<sectionsLength] }
+
+    public var recordCount: Int { Int(answerCount) + Int(authorityCount) + Int(additionalCount) }
+
+    /// Bytes of the response to a question of `questionLength` bytes, with or without OPT.
+    public func size(questionLength: Int, edns: Bool) -> Int {
+        12 + questionLength + sectionsLength + (edns ? 11 : 0)
+    }
 
     /// The template for `message`'s records after its single question; nil for messages it
     /// cannot stand for (not one question, an OPT, an extended RCODE, over 65,535 bytes).
@@ -37,13 +46,13 @@ public struct ResponseTemplate: Sendable, Hashable {
         answerCount = UInt16(message.answers.count)
         authorityCount = UInt16(message.authorities.count)
         additionalCount = UInt16(message.additionals.count)
-        sections = Array(encoder.bytes[start...])
-        ttlOffsets = encoder.ttlOffsets.map { UInt16($0 - start) }
-        var ttls: [UInt32] = []
+        var storage = Array(encoder.bytes[start...])
+        sectionsLength = storage.count
         for offset in encoder.ttlOffsets {
-            ttls.append(encoder.bytes[offset..<(offset + 4)].reduce(0) { $0 << 8 | UInt32($1) })
+            storage.append(UInt8((offset - start) >> 8))
+            storage.append(UInt8((offset - start) & 0xFF))
         }
-        self.ttls = ttls
+        self.storage = storage
     }
 
     /// The response to `query` (whose bytes are `bytes`): ID, RD and CD from the query, RA set,
@@ -57,7 +66,7 @@ public struct ResponseTemplate: Sendable, Hashable {
         guard let question = query.questions.first, query.questions.count == 1,
             question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength
         else { return nil }
-        let total = 12 + questionLength + sections.count + (query.edns == nil ? 0 : 11)
+        let total = 12 + questionLength + sectionsLength + (query.edns == nil ? 0 : 11)
         guard total <= maxSize else { return nil }
         let nameLength = question.name.wire.count
         let sameName = bytes.withUnsafeBytes { raw in
@@ -84,13 +93,16 @@ public struct ResponseTemplate: Sendable, Hashable {
             bytes.withUnsafeBytes { raw in
                 _ = memcpy(out.baseAddress! + 12, raw.baseAddress! + 12, questionLength)
             }
-            sections.withUnsafeBytes { raw in
-                _ = memcpy(out.baseAddress! + base, raw.baseAddress!, raw.count)
+            storage.withUnsafeBytes { raw in
+                _ = memcpy(out.baseAddress! + base, raw.baseAddress!, sectionsLength)
             }
             if elapsed > 0 {
-                for (offset, ttl) in zip(ttlOffsets, ttls) {
+                for index in stride(from: sectionsLength, to: storage.count, by: 2) {
+                    let at = base + (Int(storage[index]) << 8 | Int(storage[index + 1]))
+                    let ttl =
+                        UInt32(out[at]) << 24 | UInt32(out[at + 1]) << 16 | UInt32(out[at + 2]) << 8
+                        | UInt32(out[at + 3])
                     let aged = ttl > elapsed ? ttl - elapsed : 0
-                    let at = base + Int(offset)
                     out[at] = UInt8(aged >> 24)
                     out[at + 1] = UInt8((aged >> 16) & 0xFF)
                     out[at + 2] = UInt8((aged >> 8) & 0xFF)
@@ -103,7 +115,7 @@ public struct ResponseTemplate: Sendable, Hashable {
                     0
                 )
                 withUnsafeBytes(of: opt) { raw in
-                    _ = memcpy(out.baseAddress! + base + sections.count, raw.baseAddress!, 11)
+                    _ = memcpy(out.baseAddress! + base + sectionsLength, raw.baseAddress!, 11)
                 }
             }
             count = total

@@ -1,12 +1,13 @@
 // A fixed, socket-free replay of the query pipeline's synchronous path, for repeatable
 // instruction counts under callgrind (scripts/callgrind.sh): hot cache hits and denials.
 //
-// Usage: QueryReplay hot|denied ITERATIONS
+// Usage: QueryReplay hot|denied|memory ITERATIONS
 
 import DNSFencePolicy
 import DNSFenceResolve
 import DNSFenceServe
 import DNSFenceWire
+import Foundation
 import Logging
 import NIOPosix
 
@@ -41,6 +42,34 @@ for i in 0..<100 {
         }
     }
     queries.append(DNSMessage.query(id: UInt16(i), DNSQuestion(name: name, type: .a), edns: EDNS()).encoded())
+}
+if workload == "memory" {
+    // Memory per cached answer: `iterations` answers (one A record each, with their wire
+    // templates) stored in a cache of that size; resident memory before and after.
+    func residentKiB() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0
+    }
+    let big = AnswerCache(limits: .init(maxEntries: iterations, minTTL: 0, maxTTL: 86400), clock: { 1000 })
+    let before = residentKiB()
+    for i in 0..<iterations {
+        let name = try DNSName("host-\(i).allowed.test")
+        let question = DNSQuestion(name: name, type: .a)
+        big.store(
+            CachedAnswer(
+                rcode: .noError, authenticData: false,
+                answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i & 0xFFFF)))],
+                authorities: [], additionals: []),
+            for: CacheKey(policy: "replay", name: name, type: .a, dnssecOK: false, checkingDisabled: false),
+            keepRecords: false
+        ) { QueryPipeline.template(for: $0, question: question, dnssecOK: false) }
+    }
+    let after = residentKiB()
+    print(
+        "memory: \(big.statistics.entries) cached answers, resident \(before / 1024) -> \(after / 1024) MiB, "
+            + "\((after - before) * 1024 / max(iterations, 1)) bytes per answer")
+    exit(0)
 }
 let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "replay", transport: .udp)
 var answered = 0

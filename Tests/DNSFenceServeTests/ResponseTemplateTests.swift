@@ -104,4 +104,23 @@ struct ResponseTemplateTests {
         #expect(
             template.response(to: other, bytes: other.encoded(), elapsed: 0, maxSize: 512, ednsPayload: 1232) == nil)
     }
+
+    @Test("an answer kept in wire form only: whole when it fits, TC without records when it does not")
+    func wireOnlyEntries() throws {
+        let f = try PipelineFixture()
+        let name = try DNSName("ok.test")
+        let question = DNSQuestion(name: name, type: .a)
+        let many = (1...40).map { DNSRecord(name: name, ttl: 60, address: .v4(0xC000_0200 + UInt32($0))) }
+        let key = CacheKey(policy: "p", name: name, type: .a, dnssecOK: false, checkingDisabled: false)
+        f.pipeline.cache.store(
+            CachedAnswer(rcode: .noError, authenticData: false, answers: many, authorities: [], additionals: []),
+            for: key, keepRecords: false
+        ) { QueryPipeline.template(for: $0, question: question, dnssecOK: false) }
+        #expect(f.pipeline.cache.lookup(key)?.answers.isEmpty == true)  // records really dropped
+
+        let whole = try #require(f.answer(try PipelineFixture.query("ok.test")))  // EDNS, 1232 bytes
+        #expect(whole.answers.count == 40 && !whole.truncated)
+        let small = try #require(f.answer(try PipelineFixture.query("ok.test", edns: nil)))  // 512 bytes
+        #expect(small.truncated && small.answers.isEmpty && small.rcode == .noError)
+    }
 }
