@@ -94,45 +94,100 @@ public final class AnswerCache: Sendable {
     struct Node {
         var key: CacheKey
         var answer: CachedAnswer
+        var hash: Int
         var stored: UInt64
         var expires: UInt64
-        var previous: Int
-        var next: Int
+        var previous: Int32
+        var next: Int32
     }
 
-    /// A dictionary from key to node index and an array-backed doubly linked list, newest
-    /// first: one hash lookup per query, the list updates are array writes.
+    /// An open-addressing index (linear probing, 4-byte slots holding node indices, at most
+    /// half full) over an array-backed doubly linked list, newest first: one probe sequence per
+    /// query, and about 10 bytes of index per entry where a `Dictionary` of keys costs ~100.
     struct State {
-        var index: [CacheKey: Int] = [:]
+        var slots: [Int32] = Array(repeating: -1, count: 16)
         var nodes: [Node] = []
         var free: [Int] = []
         var newest = -1
         var oldest = -1
+        var count = 0
         var hits = 0
         var misses = 0
         var evictions = 0
 
-        var count: Int { index.count }
+        init(reserving capacity: Int) {
+            // Untouched capacity is not resident: reserving avoids the copies (and the double
+            // footprint while copying) of growing a large node array.
+            nodes.reserveCapacity(min(capacity, 1 << 20))
+        }
+
+        var mask: Int { slots.count - 1 }
+
+        func find(_ key: CacheKey, hash: Int) -> Int? {
+            var slot = hash & mask
+            while slots[slot] >= 0 {
+                let i = Int(slots[slot])
+                if nodes[i].hash == hash && nodes[i].key == key { return i }
+                slot = (slot + 1) & mask
+            }
+            return nil
+        }
+
+        mutating func place(_ i: Int) {
+            var slot = nodes[i].hash & mask
+            while slots[slot] >= 0 { slot = (slot + 1) & mask }
+            slots[slot] = Int32(i)
+        }
+
+        /// Removes node `i` from the index, shifting later members of its probe run back so
+        /// no lookup ever stops early (no tombstones).
+        mutating func unindex(_ i: Int) {
+            var hole = nodes[i].hash & mask
+            while Int(slots[hole]) != i { hole = (hole + 1) & mask }
+            var next = (hole + 1) & mask
+            while slots[next] >= 0 {
+                let home = nodes[Int(slots[next])].hash & mask
+                // Move the entry into the hole unless its home lies cyclically in (hole, next].
+                let stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next)
+                if !stays {
+                    slots[hole] = slots[next]
+                    hole = next
+                }
+                next = (next + 1) & mask
+            }
+            slots[hole] = -1
+        }
+
+        mutating func growIfNeeded() {
+            guard (count + 1) * 2 > slots.count else { return }
+            slots = Array(repeating: -1, count: slots.count * 2)
+            var i = newest
+            while i >= 0 {
+                place(i)
+                i = Int(nodes[i].next)
+            }
+        }
 
         mutating func unlink(_ i: Int) {
-            let (p, n) = (nodes[i].previous, nodes[i].next)
-            if p >= 0 { nodes[p].next = n } else { newest = n }
-            if n >= 0 { nodes[n].previous = p } else { oldest = p }
+            let (p, n) = (Int(nodes[i].previous), Int(nodes[i].next))
+            if p >= 0 { nodes[p].next = Int32(n) } else { newest = n }
+            if n >= 0 { nodes[n].previous = Int32(p) } else { oldest = p }
             nodes[i].previous = -1
             nodes[i].next = -1
         }
 
         mutating func pushFront(_ i: Int) {
-            nodes[i].next = newest
+            nodes[i].next = Int32(newest)
             nodes[i].previous = -1
-            if newest >= 0 { nodes[newest].previous = i }
+            if newest >= 0 { nodes[newest].previous = Int32(i) }
             newest = i
             if oldest < 0 { oldest = i }
         }
 
         mutating func remove(_ i: Int) {
+            unindex(i)
             unlink(i)
-            index[nodes[i].key] = nil
+            count -= 1
             nodes[i].answer = CachedAnswer(
                 rcode: .noError, authenticData: false, answers: [], authorities: [],
                 additionals: [])
@@ -140,6 +195,7 @@ public final class AnswerCache: Sendable {
         }
 
         mutating func insert(_ node: Node) -> Int {
+            growIfNeeded()
             let i: Int
             if let reused = free.popLast() {
                 nodes[reused] = node
@@ -148,13 +204,14 @@ public final class AnswerCache: Sendable {
                 nodes.append(node)
                 i = nodes.count - 1
             }
-            index[node.key] = i
+            place(i)
+            count += 1
             pushFront(i)
             return i
         }
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     public let limits: Limits
     private let now: Clock
     private let hitCounter = Counter(label: "dnsfence_cache_hits_total")
@@ -165,6 +222,7 @@ public final class AnswerCache: Sendable {
     public init(limits: Limits, clock: @escaping Clock) {
         self.limits = limits
         self.now = clock
+        self.state = Mutex(State(reserving: limits.maxEntries))
     }
 
     /// The answer for `key` with TTLs counted down, or nil (expired entries are dropped).
@@ -177,8 +235,9 @@ public final class AnswerCache: Sendable {
     /// or uses its template), or nil (expired entries are dropped).
     public func lookupEntry(_ key: CacheKey) -> (answer: CachedAnswer, elapsed: UInt32)? {
         let time = now()
+        let hash = key.hashValue
         return state.withLock { state in
-            guard let i = state.index[key] else {
+            guard let i = state.find(key, hash: hash) else {
                 state.misses += 1
                 missCounter.increment()
                 return nil
@@ -230,6 +289,7 @@ public final class AnswerCache: Sendable {
     ) {
         guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return }
         let time = now()
+        let hash = key.hashValue
         var stored = answer
         // Clamp record TTLs so what we hand out never exceeds the cache lifetime.
         func clamp(_ records: [DNSRecord]) -> [DNSRecord] {
@@ -250,7 +310,7 @@ public final class AnswerCache: Sendable {
             stored.additionals = []
         }
         state.withLock { state in
-            if let existing = state.index[key] {
+            if let existing = state.find(key, hash: hash) {
                 state.remove(existing)
             } else if state.count >= limits.maxEntries, state.oldest >= 0 {
                 state.remove(state.oldest)
@@ -258,7 +318,9 @@ public final class AnswerCache: Sendable {
                 evictionCounter.increment()
             }
             _ = state.insert(
-                Node(key: key, answer: stored, stored: time, expires: time + UInt64(ttl), previous: -1, next: -1))
+                Node(
+                    key: key, answer: stored, hash: hash, stored: time, expires: time + UInt64(ttl), previous: -1,
+                    next: -1))
             entriesGauge.record(state.count)
         }
     }

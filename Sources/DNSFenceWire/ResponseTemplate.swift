@@ -11,7 +11,8 @@
 /// of that question — whatever its letter case, which a client's 0x20 bits may vary.
 public struct ResponseTemplate: Sendable, Hashable {
     /// Question name wire length + 4 (type and class).
-    public let questionLength: Int
+    public var questionLength: Int { Int(questionBytes) }
+    private let questionBytes: UInt16
     public let rcode: DNSRCode
     public let authenticData: Bool
     public let answerCount: UInt16
@@ -20,7 +21,8 @@ public struct ResponseTemplate: Sendable, Hashable {
     /// Answer, authority and additional records (no OPT), then the offset of each record's
     /// TTL in them (two bytes each): one allocation per cached answer.
     let storage: [UInt8]
-    let sectionsLength: Int
+    var sectionsLength: Int { Int(sectionsBytes) }
+    private let sectionsBytes: UInt16
 
     /// Answer, authority and additional records (no OPT).
     public var sections: ArraySlice<UInt8> { storage[0..<sectionsLength] }
@@ -40,14 +42,14 @@ public struct ResponseTemplate: Sendable, Hashable {
         encoder.write(message)
         let start = 12 + message.questions[0].name.wire.count + 4
         guard encoder.bytes.count <= 65535, encoder.bytes.count >= start else { return nil }
-        questionLength = start - 12
+        questionBytes = UInt16(start - 12)
         rcode = message.rcode
         authenticData = message.authenticData
         answerCount = UInt16(message.answers.count)
         authorityCount = UInt16(message.authorities.count)
         additionalCount = UInt16(message.additionals.count)
         var storage = Array(encoder.bytes[start...])
-        sectionsLength = storage.count
+        sectionsBytes = UInt16(storage.count)
         for offset in encoder.ttlOffsets {
             storage.append(UInt8((offset - start) >> 8))
             storage.append(UInt8((offset - start) & 0xFF))
