@@ -110,10 +110,15 @@ policies:
 EOF2
 
 start_server() {  # name → pid in $W/server.pid
+    # Every run starts from empty sets (an element already present is cheaper to add).
+    $X nft flush set inet fence allow4 2>/dev/null || true
+    $X nft flush set inet fence allow6 2>/dev/null || true
     local common="--no-resolv --no-hosts --server=/allowed.test/127.0.0.1#$AUTH --address=/#/ --cache-size=100000 --user=root"
     case $1 in
     dnsfence) $X taskset -c 0 $BIN serve --listen 127.0.0.1:$PORT --upstream 127.0.0.1:$AUTH --allow '*.allowed.test' \
                   --threads 1 --query-log off --log-level warning >"$W/srv.log" 2>&1 & ;;
+    dnsfence-metrics) $X taskset -c 0 $BIN serve --listen 127.0.0.1:$PORT --upstream 127.0.0.1:$AUTH --allow '*.allowed.test' \
+                  --threads 1 --query-log off --log-level warning --metrics 127.0.0.1:19153 >"$W/srv.log" 2>&1 & ;;
     dnsfence-nft) $X taskset -c 0 $BIN serve --config "$W/fence.yaml" --threads 1 --query-log off --log-level warning \
                       --metrics 127.0.0.1:19153 >"$W/srv.log" 2>&1 & ;;
     dnsmasq) $X taskset -c 0 dnsmasq -k -p $PORT --listen-address=127.0.0.1 --bind-interfaces $common >"$W/srv.log" 2>&1 & ;;

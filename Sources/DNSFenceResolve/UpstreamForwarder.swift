@@ -46,7 +46,16 @@ public final class UpstreamForwarder: Sendable {
     let settings: Settings
     public let group: any EventLoopGroup
     let logger: Logger
-    private let inflight = Mutex<[CacheKey: EventLoopFuture<DNSMessage>]>([:])
+    /// Where a resolution's outcome goes: called once, on the event loop the caller named.
+    public typealias Completion = @Sendable (Result<DNSMessage, any Error>) -> Void
+
+    struct Waiter {
+        var loop: any EventLoop
+        var completion: Completion
+    }
+
+    /// Questions in flight, with everyone waiting for each.
+    private let inflight = Mutex<[CacheKey: [Waiter]]>([:])
     private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
     private let counters = Mutex(Counters())
     private let metrics: UpstreamMetrics
@@ -82,38 +91,50 @@ public final class UpstreamForwarder: Sendable {
     /// `verdict` is the policy action that sent the question upstream; it labels
     /// `dnsfence_upstream_queries_total`, whose `verdict="deny"` series must stay 0.
     public func resolve(_ question: DNSQuestion, key: CacheKey, verdict: String = "pass") async throws -> DNSMessage {
-        try await resolve(question, key: key, verdict: verdict, on: group.next()).get()
+        let loop = group.next()
+        return try await withCheckedThrowingContinuation { continuation in
+            resolve(question, key: key, verdict: verdict, on: loop) { continuation.resume(with: $0) }
+        }
     }
 
-    /// The same on `loop`: the exchange continues as future callbacks there (the pool prefers
-    /// sockets on `loop`), so a query costs no task and no thread switch.
-    public func resolve(_ question: DNSQuestion, key: CacheKey, verdict: String = "pass", on loop: any EventLoop)
-        -> EventLoopFuture<DNSMessage>
-    {
+    /// The same on `loop`: the exchange continues as callbacks there (the pool prefers sockets
+    /// on `loop`), so a query costs no task, no future chain and no thread switch.
+    public func resolve(
+        _ question: DNSQuestion, key: CacheKey, verdict: String = "pass", on loop: any EventLoop,
+        completion: @escaping Completion
+    ) {
         metrics.queries(verdict: verdict)
-        let (future, fresh) = inflight.withLock {
-            table -> (EventLoopFuture<DNSMessage>, EventLoopPromise<DNSMessage>?) in
-            if let running = table[key] { return (running, nil) }
-            let promise = loop.makePromise(of: DNSMessage.self)
-            table[key] = promise.futureResult
-            return (promise.futureResult, promise)
+        let first = inflight.withLock { table -> Bool in
+            if table[key] != nil {
+                table[key]!.append(Waiter(loop: loop, completion: completion))
+                return false
+            }
+            table[key] = [Waiter(loop: loop, completion: completion)]
+            return true
         }
-        guard let promise = fresh else {
+        guard first else {
             counters.withLock { $0.coalesced += 1 }
-            return future.hop(to: loop)
+            return
         }
-        future.whenComplete { _ in _ = self.inflight.withLock { $0.removeValue(forKey: key) } }
-        attempt(question, key: key, plan: order(), step: 0, lastFailure: .unreachable, on: loop, promise: promise)
-        return future
+        attempt(question, key: key, plan: order(), step: 0, lastFailure: .unreachable, on: loop) { result in
+            let waiters = self.inflight.withLock { $0.removeValue(forKey: key) ?? [] }
+            for waiter in waiters {
+                if waiter.loop.inEventLoop {
+                    waiter.completion(result)
+                } else {
+                    waiter.loop.execute { waiter.completion(result) }
+                }
+            }
+        }
     }
 
     /// Attempt `step` of the plan (each upstream `attemptsPerUpstream` times, in order); the
-    /// next attempt starts from this one's failure callback.
+    /// next attempt starts from this one's failure.
     private func attempt(
         _ question: DNSQuestion, key: CacheKey, plan: [Int], step: Int, lastFailure: ForwardError,
-        on loop: any EventLoop, promise: EventLoopPromise<DNSMessage>
+        on loop: any EventLoop, finish: @escaping Completion
     ) {
-        guard step < plan.count * settings.attemptsPerUpstream else { return promise.fail(lastFailure) }
+        guard step < plan.count * settings.attemptsPerUpstream else { return finish(.failure(lastFailure)) }
         let index = plan[step / settings.attemptsPerUpstream]
         let upstream = settings.upstreams[index]
         let query = DNSMessage(
@@ -121,7 +142,7 @@ public final class UpstreamForwarder: Sendable {
             questions: [question], edns: EDNS(udpPayloadSize: 1232, dnssecOK: key.dnssecOK)
         )
         counters.withLock { $0.sent += 1 }
-        exchange(query, with: upstream, on: loop).whenComplete { result in
+        exchange(query, with: upstream, on: loop) { result in
             var failure = lastFailure
             switch result {
             case .success(let reply):
@@ -130,7 +151,7 @@ public final class UpstreamForwarder: Sendable {
                 case .noError, .nxDomain:
                     self.record(index, ok: true)
                     self.counters.withLock { $0.answered += 1 }
-                    return promise.succeed(reply)
+                    return finish(.success(reply))
                 default:
                     self.logger.debug(
                         "upstream answered with failure",
@@ -148,23 +169,24 @@ public final class UpstreamForwarder: Sendable {
             }
             self.record(index, ok: false)
             self.attempt(
-                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, promise: promise)
+                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, finish: finish)
         }
     }
 
     /// One exchange with one upstream: UDP from the socket pool (a socket of its own when the
-    /// pool is not started), then TCP if the reply is truncated.
-    func exchange(_ query: DNSMessage, with upstream: SocketAddress, on loop: any EventLoop)
-        -> EventLoopFuture<DNSMessage>
-    {
-        let pool = pools.withLock { upstream.protocol == .inet6 ? $0.v6 : $0.v4 }
-        let udp =
-            pool?.exchange(query, upstream: upstream, timeout: settings.timeout, on: loop)
-            ?? loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }
-        return udp.flatMap { reply in
-            guard reply.truncated else { return loop.makeSucceededFuture(reply) }
+    /// pool is not started), then TCP if the reply is truncated. `completion` runs on `loop`.
+    func exchange(
+        _ query: DNSMessage, with upstream: SocketAddress, on loop: any EventLoop, completion: @escaping Completion
+    ) {
+        let udpDone: Completion = { result in
+            guard case .success(let reply) = result, reply.truncated else { return completion(result) }
             self.counters.withLock { $0.tcpRetries += 1 }
-            return loop.makeFutureWithTask { try await self.exchangeTCP(query, with: upstream) }
+            loop.makeFutureWithTask { try await self.exchangeTCP(query, with: upstream) }.whenComplete(completion)
+        }
+        if let pool = pools.withLock({ upstream.protocol == .inet6 ? $0.v6 : $0.v4 }) {
+            pool.exchange(query, upstream: upstream, timeout: settings.timeout, on: loop, completion: udpDone)
+        } else {
+            loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }.whenComplete(udpDone)
         }
     }
 

@@ -17,8 +17,21 @@ final class UpstreamSocketPool: Sendable {
     }
 
     struct Pending {
-        var promise: EventLoopPromise<DNSMessage>
+        var completion: UpstreamForwarder.Completion
         var question: DNSQuestion
+        var loop: any EventLoop
+        var timer: Scheduled<Void>?
+
+        /// Cancels the timer and reports, on the caller's loop.
+        func conclude(_ result: Result<DNSMessage, any Error>) {
+            timer?.cancel()
+            if loop.inEventLoop {
+                completion(result)
+            } else {
+                let completion = self.completion
+                loop.execute { completion(result) }
+            }
+        }
     }
 
     let channels: [any Channel]
@@ -60,34 +73,32 @@ final class UpstreamSocketPool: Sendable {
     var rejectedReplies: Int { rejected.load(ordering: .relaxed) }
 
     /// Sends `query` (its ID is replaced) to `upstream` from a random socket, preferably one
-    /// on `loop`; the future completes with the matching reply or fails with a timeout.
-    func exchange(_ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, on loop: any EventLoop)
-        -> EventLoopFuture<DNSMessage>
-    {
+    /// on `loop`; `completion` gets the matching reply or a timeout, once, on `loop`.
+    func exchange(
+        _ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, on loop: any EventLoop,
+        completion: @escaping UpstreamForwarder.Completion
+    ) {
         let socket = socketsByLoop[ObjectIdentifier(loop)]?.randomElement() ?? Int.random(in: 0..<channels.count)
         let channel = channels[socket]
-        let promise = channel.eventLoop.makePromise(of: DNSMessage.self)
         var query = query
         let key = pending.withLock { table -> Key in
             var draft = Key(socket: socket, upstream: upstream, id: 0)
             repeat {
                 draft.id = UInt16.random(in: 0...UInt16.max)
             } while table[draft] != nil
-            table[draft] = Pending(promise: promise, question: query.questions[0])
+            table[draft] = Pending(completion: completion, question: query.questions[0], loop: loop, timer: nil)
             return draft
         }
         query.id = key.id
-        let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] in
-            if let entry = pending.withLock({ $0.removeValue(forKey: key) }) {
-                entry.promise.fail(UpstreamForwarder.UpstreamTimeout())
-            }
+        let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] () -> Void in
+            pending.withLock { $0.removeValue(forKey: key) }?.conclude(.failure(UpstreamForwarder.UpstreamTimeout()))
         }
+        // If the reply won the race the entry is gone and the timer finds nothing when it fires.
+        pending.withLock { $0[key]?.timer = timer }
         let envelope = AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: query.encoded()))
         channel.writeAndFlush(envelope).whenFailure { [self] error in
-            if let entry = pending.withLock({ $0.removeValue(forKey: key) }) { entry.promise.fail(error) }
+            pending.withLock { $0.removeValue(forKey: key) }?.conclude(.failure(error))
         }
-        promise.futureResult.whenComplete { _ in timer.cancel() }
-        return promise.futureResult
     }
 
     /// A datagram arrived on socket `socket`: complete the matching query, or count a rejection.
@@ -109,7 +120,7 @@ final class UpstreamSocketPool: Sendable {
             rejected.add(1, ordering: .relaxed)
             return
         }
-        entry.promise.succeed(reply)
+        entry.conclude(.success(reply))
     }
 }
 

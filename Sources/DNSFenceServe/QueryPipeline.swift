@@ -102,23 +102,31 @@ public final class QueryPipeline: Sendable {
 
     /// The asynchronous stage for whatever the synchronous one left open.
     public func complete(_ outcome: ImmediateOutcome) async -> [UInt8]? {
-        (try? await complete(outcome, on: forwarder.group.next()).get()) ?? nil
+        let loop = forwarder.group.next()
+        return await withCheckedContinuation { continuation in
+            complete(outcome, on: loop) { continuation.resume(returning: $0) }
+        }
     }
 
     /// The asynchronous stage on `loop`: upstream replies, publish completions and timers all
-    /// continue there as future callbacks (no task, no executor hop), and the returned future
-    /// completes on `loop`, so a listener on it writes the answer without a thread switch.
-    public func complete(_ outcome: ImmediateOutcome, on loop: any EventLoop) -> EventLoopFuture<[UInt8]?> {
-        let done: EventLoopFuture<(QueryRecord, [UInt8])>
-        switch outcome {
-        case .respond(let response): return loop.makeSucceededFuture(response)
-        case .drop: return loop.makeSucceededFuture(nil)
-        case .forward(let pending): done = forward(pending, on: loop)
-        case .publish(let pending): done = publish(pending, on: loop)
-        }
-        return done.hop(to: loop).map { record, response in
+    /// continue there as plain callbacks (no task, no future chain, no executor hop), and
+    /// `completion` runs once, on `loop`, so a listener there writes the answer directly.
+    public func complete(
+        _ outcome: ImmediateOutcome, on loop: any EventLoop, completion: @escaping @Sendable ([UInt8]?) -> Void
+    ) {
+        let done: @Sendable (QueryRecord, [UInt8]) -> Void = { record, response in
             self.finish(record, response)
-            return response
+            if loop.inEventLoop {
+                completion(response)
+            } else {
+                loop.execute { completion(response) }
+            }
+        }
+        switch outcome {
+        case .respond(let response): completion(response)
+        case .drop: completion(nil)
+        case .forward(let pending): forward(pending, on: loop, done: done)
+        case .publish(let pending): publish(pending, on: loop, done: done)
         }
     }
 
@@ -265,83 +273,91 @@ public final class QueryPipeline: Sendable {
     }
 
     /// The asynchronous stage: ask upstream, cache, publish, answer.
-    func forward(_ pending: PendingForward, on loop: any EventLoop) -> EventLoopFuture<(QueryRecord, [UInt8])> {
+    func forward(
+        _ pending: PendingForward, on loop: any EventLoop, done: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
+    ) {
         var asked = pending.record
         asked.upstream = true
         let record = asked
         inflight.add(1, ordering: .relaxed)
-        let resolved = forwarder.resolve(pending.question, key: pending.key, verdict: record.action, on: loop)
-        return resolved.flatMap { reply -> EventLoopFuture<(QueryRecord, [UInt8])> in
-            // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
-            // answer section only; the NS and glue an authoritative server adds are of no use to
-            // a stub and cost cache memory and bytes on every hit. Negative answers keep their
-            // SOA (RFC 2308), and DNSSEC-aware clients get everything (wildcard proofs).
-            let minimal = reply.rcode == .noError && !reply.answers.isEmpty && !pending.key.dnssecOK
-            let cached = CachedAnswer(
-                rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
-                authorities: minimal ? [] : reply.authorities, additionals: minimal ? [] : reply.additionals)
-            let question = pending.question
-            // Without a firewall a hit never needs the records, only their wire form.
-            self.cache.store(cached, for: pending.key, keepRecords: pending.binding != nil) { stored in
-                Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK)
-            }
-            let message = Self.response(to: pending.query, from: cached)
-            guard let binding = pending.binding else {
-                return loop.makeSucceededFuture((record, Self.fit(message, maxUDP: pending.maxUDPSize)))
-            }
-            let plan = Self.guarded(message, binding: binding)
-            var publishing = record
-            publishing.published = plan.elements.map(\.address)
-            return self.publish(
-                PendingPublish(
-                    record: publishing, plan: plan, binding: binding, query: pending.query,
-                    maxUDPSize: pending.maxUDPSize),
-                on: loop)
-        }.flatMapErrorThrowing { error -> (QueryRecord, [UInt8]) in
-            let ede: ExtendedDNSError
-            switch error as? ForwardError {
-            case .failed(let rcode)?:
-                ede = ExtendedDNSError(
-                    ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
-            default:
-                ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
-            }
-            var failed = record
-            failed.ede = ede
-            let response = Self.fit(
-                Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
-            return (failed, response)
-        }.always { _ in
+        let finished: @Sendable (QueryRecord, [UInt8]) -> Void = { record, response in
+            done(record, response)
             self.inflight.subtract(1, ordering: .relaxed)
+        }
+        forwarder.resolve(pending.question, key: pending.key, verdict: record.action, on: loop) { result in
+            switch result {
+            case .success(let reply):
+                // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
+                // answer section only; the NS and glue an authoritative server adds are of no use
+                // to a stub and cost cache memory and bytes on every hit. Negative answers keep
+                // their SOA (RFC 2308), and DNSSEC-aware clients get everything (wildcard proofs).
+                let minimal = reply.rcode == .noError && !reply.answers.isEmpty && !pending.key.dnssecOK
+                let cached = CachedAnswer(
+                    rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
+                    authorities: minimal ? [] : reply.authorities, additionals: minimal ? [] : reply.additionals)
+                let question = pending.question
+                // Without a firewall a hit never needs the records, only their wire form.
+                self.cache.store(cached, for: pending.key, keepRecords: pending.binding != nil) { stored in
+                    Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK)
+                }
+                let message = Self.response(to: pending.query, from: cached)
+                guard let binding = pending.binding else {
+                    return finished(record, Self.fit(message, maxUDP: pending.maxUDPSize))
+                }
+                let plan = Self.guarded(message, binding: binding)
+                var publishing = record
+                publishing.published = plan.elements.map(\.address)
+                self.publish(
+                    PendingPublish(
+                        record: publishing, plan: plan, binding: binding, query: pending.query,
+                        maxUDPSize: pending.maxUDPSize),
+                    on: loop, done: finished)
+            case .failure(let error):
+                let ede: ExtendedDNSError
+                switch error as? ForwardError {
+                case .failed(let rcode)?:
+                    ede = ExtendedDNSError(
+                        ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
+                default:
+                    ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
+                }
+                var failed = record
+                failed.ede = ede
+                finished(
+                    failed,
+                    Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+                )
+            }
         }
     }
 
     /// Commits the plan's elements (bounded by the binding's timeout), then releases the
     /// answer; on failure the client gets SERVFAIL and never the addresses (fail closed).
-    func publish(_ pending: PendingPublish, on loop: any EventLoop) -> EventLoopFuture<(QueryRecord, [UInt8])> {
-        let promise = loop.makePromise(of: PublishError?.self)
-        let once = Once()
-        // The publish and a timer race; whichever is first completes the promise.
-        let timer = loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(pending.binding.commitTimeout))) {
-            if once.claim() { promise.succeed(.timedOut) }
-        }
-        batcher.submit(pending.plan.elements, to: pending.binding.publisher, on: loop) { error in
-            if once.claim() { promise.succeed(error) }
-        }
-        return promise.futureResult.map { error in
-            timer.cancel()
+    func publish(
+        _ pending: PendingPublish, on loop: any EventLoop, done: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
+    ) {
+        let conclude: @Sendable (PublishError?) -> Void = { error in
             var record = pending.record
-            guard let error else { return (record, Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)) }
+            guard let error else { return done(record, Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)) }
             self.logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
             let ede = ExtendedDNSError(
                 ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
             record.ede = ede
             record.published = []
             if error == .timedOut { self.metrics.publishTimeouts.increment() }
-            return (
+            done(
                 record,
-                Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
-            )
+                Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize))
+        }
+        // The publish and a timer race; whichever is first concludes.
+        let once = Once()
+        let timer = loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(pending.binding.commitTimeout))) {
+            if once.claim() { conclude(.timedOut) }
+        }
+        batcher.submit(pending.plan.elements, to: pending.binding.publisher, on: loop) { error in
+            guard once.claim() else { return }
+            timer.cancel()
+            conclude(error)
         }
     }
 

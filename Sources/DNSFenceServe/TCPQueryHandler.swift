@@ -80,11 +80,13 @@ final class TCPQueryHandler: ChannelInboundHandler {
             registry.activity(context.channel, busyDelta: 1)
             let registry = self.registry
             let pipeline = self.pipeline
-            pipeline.complete(outcome, on: context.eventLoop).assumeIsolated().whenSuccess { response in
-                self.outstanding -= 1
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            pipeline.complete(outcome, on: context.eventLoop) { response in
+                let (handler, context) = bound.value
+                handler.outstanding -= 1
                 registry.activity(context.channel, busyDelta: -1)
                 guard let response else { return }
-                context.writeAndFlush(self.wrapOutboundOut(Self.frame(response)), promise: nil)
+                context.writeAndFlush(handler.wrapOutboundOut(Self.frame(response)), promise: nil)
             }
         }
     }

@@ -39,15 +39,18 @@ final class UDPQueryHandler: ChannelInboundHandler {
             // Everything after this runs on this event loop (future callbacks, no task); answers
             // completed in one loop tick (one burst of upstream replies) leave in one flush.
             let remote = envelope.remoteAddress
-            pipeline.complete(outcome, on: context.eventLoop).assumeIsolated().whenSuccess { response in
+            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
+            pipeline.complete(outcome, on: context.eventLoop) { response in
                 guard let response else { return }
+                let (handler, context) = bound.value
                 context.write(
-                    self.wrapOutboundOut(AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response))),
+                    handler.wrapOutboundOut(
+                        AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response))),
                     promise: nil)
-                guard !self.laterFlushScheduled else { return }
-                self.laterFlushScheduled = true
+                guard !handler.laterFlushScheduled else { return }
+                handler.laterFlushScheduled = true
                 context.eventLoop.assumeIsolated().execute {
-                    self.laterFlushScheduled = false
+                    handler.laterFlushScheduled = false
                     context.flush()
                 }
             }
