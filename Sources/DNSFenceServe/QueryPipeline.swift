@@ -9,6 +9,10 @@ public import Logging
 public import NIOCore
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Where a query arrived.
 public enum Transport: String, Sendable {
     case udp
@@ -407,28 +411,50 @@ public final class QueryPipeline: Sendable {
         guard let question = query.questions.first, query.questions.count == 1 else { return nil }
         let nameLength = question.name.wire.count
         let questionEnd = 12 + nameLength + 4
-        guard bytes.count >= questionEnd, bytes[12..<(12 + nameLength)].elementsEqual(question.name.wire) else {
-            return nil
+        guard bytes.count >= questionEnd else { return nil }
+        let sameName = bytes.withUnsafeBytes { raw in
+            question.name.wire.withUnsafeBytes { memcmp(raw.baseAddress! + 12, $0.baseAddress!, nameLength) == 0 }
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(questionEnd + 15 + error.extraText.utf8.count + 8)
+        guard sameName else { return nil }
+        var text = error.extraText
+        let textLength = text.utf8.count
+        let optionLength = 2 + textLength  // INFO-CODE + EXTRA-TEXT
+        let total = questionEnd + (query.edns == nil ? 0 : 11 + 4 + optionLength)
         var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)  // QR, RA
         flags |= UInt16(query.opcode.rawValue) << 11
         if query.recursionDesired { flags |= 0x0100 }
         if query.checkingDisabled { flags |= 0x0010 }
-        out.append(contentsOf: [UInt8(query.id >> 8), UInt8(query.id & 0xFF), UInt8(flags >> 8), UInt8(flags & 0xFF)])
-        out.append(contentsOf: [0, 1, 0, 0, 0, 0, 0, query.edns == nil ? 0 : 1])
-        out.append(contentsOf: bytes[12..<questionEnd])
-        if let edns = query.edns {
-            let option = error.option
-            let length = 4 + option.data.count
-            out.append(contentsOf: [0, 0, 41, UInt8(maxUDPPayload >> 8), UInt8(maxUDPPayload & 0xFF), 0, 0])
-            out.append(contentsOf: [edns.dnssecOK ? 0x80 : 0, 0, UInt8(length >> 8), UInt8(length & 0xFF)])
-            out.append(contentsOf: [UInt8(option.code >> 8), UInt8(option.code & 0xFF)])
-            out.append(contentsOf: [UInt8(option.data.count >> 8), UInt8(option.data.count & 0xFF)])
-            out.append(contentsOf: option.data)
+        // Written in place: header, the question as asked, and for EDNS clients an OPT with the EDE.
+        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+            func put16(_ value: UInt16, at offset: Int) {
+                out[offset] = UInt8(value >> 8)
+                out[offset + 1] = UInt8(value & 0xFF)
+            }
+            put16(query.id, at: 0)
+            put16(flags, at: 2)
+            put16(1, at: 4)
+            put16(0, at: 6)
+            put16(0, at: 8)
+            put16(query.edns == nil ? 0 : 1, at: 10)
+            bytes.withUnsafeBytes { raw in _ = memcpy(out.baseAddress! + 12, raw.baseAddress! + 12, nameLength + 4) }
+            if let edns = query.edns {
+                var at = questionEnd
+                out[at] = 0  // root owner
+                put16(DNSType.opt.rawValue, at: at + 1)
+                put16(UInt16(maxUDPPayload), at: at + 3)
+                put16(0, at: at + 5)  // extended RCODE, version
+                put16(edns.dnssecOK ? 0x8000 : 0, at: at + 7)
+                put16(UInt16(4 + optionLength), at: at + 9)
+                put16(EDNSOption.extendedErrorCode, at: at + 11)
+                put16(UInt16(optionLength), at: at + 13)
+                put16(error.infoCode, at: at + 15)
+                at += 17
+                if textLength > 0 {
+                    text.withUTF8 { utf8 in _ = memcpy(out.baseAddress! + at, utf8.baseAddress!, textLength) }
+                }
+            }
+            count = total
         }
-        return out
     }
 
     static func response(to query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError? = nil) -> DNSMessage {
