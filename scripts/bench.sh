@@ -17,7 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null && command -v unbound >/dev/null || \
     apt-get install -y -qq dnsperf dnsmasq-base unbound nsd >/dev/null
 swift build -c release --product dnsfence >/dev/null
-BIN=$PWD/.build/release/dnsfence
+BIN=${BENCH_BIN:-$PWD/.build/release/dnsfence}
 W=$(mktemp -d /tmp/dnsfence-bench.XXXXXX)
 NS=dfbench$$
 AUTH=15353; PORT=15300

@@ -71,9 +71,12 @@ final class UDPQueryHandler: ChannelInboundHandler {
 }
 
 extension SocketAddress {
-    /// The IP address of an inet/inet6 socket address.
+    /// The IP address of an inet/inet6 socket address (from its bytes, not its text).
     var dnsfenceIP: IPAddress? {
-        guard let ip = self.ipAddress else { return nil }
-        return IPAddress(ip)
+        switch self {
+        case .v4(let address): return .v4(UInt32(bigEndian: address.address.sin_addr.s_addr))
+        case .v6(let address): return withUnsafeBytes(of: address.address.sin6_addr) { IPAddress(bytes: $0) }
+        default: return nil
+        }
     }
 }
