@@ -44,10 +44,18 @@ public enum ImmediateOutcome: Sendable {
 /// An answer waiting for its addresses to be committed.
 public struct PendingPublish: Sendable {
     var record: QueryRecord
-    var plan: AnswerPlan
+    var elements: [SetElement]
+    /// The answer to release once committed: a message to encode, or bytes already made.
+    var answer: Answer
     var binding: FirewallBinding
     var query: DNSMessage
     var maxUDPSize: Int
+}
+
+/// What a pending publish releases.
+enum Answer: Sendable {
+    case message(DNSMessage)
+    case bytes([UInt8])
 }
 
 /// A guarded answer and what to commit first.
@@ -235,12 +243,26 @@ public final class QueryPipeline: Sendable {
                 policy: policy.name, name: question.name, type: question.type,
                 dnssecOK: query.edns?.dnssecOK ?? false, checkingDisabled: query.checkingDisabled)
             var hit = cache.lookupEntry(key)
-            if let (stored, elapsed) = hit, binding == nil, let template = stored.template {
+            if let (stored, elapsed) = hit, let template = stored.template {
                 // Wire-level hit: the stored sections after a copy of the question, TTLs patched.
                 if let fast = template.response(
                     to: query, bytes: bytes, elapsed: elapsed, maxSize: maxUDP, ednsPayload: UInt16(Self.maxUDPPayload))
                 {
-                    return .respond(fast)
+                    guard let binding else { return .respond(fast) }
+                    // The guarded answer's addresses, with timeouts from their aged TTLs.
+                    let elements = template.published.compactMap { published -> SetElement? in
+                        guard let target = published.address.isIPv4 ? binding.ipv4 : binding.ipv6 else { return nil }
+                        let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
+                        return SetElement(
+                            target: target, address: published.address,
+                            timeout: min(max(ttl, binding.minTTL), binding.maxTTL) + binding.grace)
+                    }
+                    record.published = elements.map(\.address)
+                    if elements.isEmpty || !binding.publisher.needsCommit(elements) { return .respond(fast) }
+                    return .publish(
+                        PendingPublish(
+                            record: record, elements: elements, answer: .bytes(fast), binding: binding, query: query,
+                            maxUDPSize: maxUDP))
                 }
                 if template.size(questionLength: question.name.wire.count + 4, edns: query.edns != nil) > maxUDP {
                     // Too big for this client's UDP size: TC, no records (RFC 7766 section 5).
@@ -267,7 +289,9 @@ public final class QueryPipeline: Sendable {
                     return respond(plan.message)
                 }
                 return .publish(
-                    PendingPublish(record: record, plan: plan, binding: binding, query: query, maxUDPSize: maxUDP))
+                    PendingPublish(
+                        record: record, elements: plan.elements, answer: .message(plan.message), binding: binding,
+                        query: query, maxUDPSize: maxUDP))
             }
             return .forward(
                 PendingForward(
@@ -300,9 +324,10 @@ public final class QueryPipeline: Sendable {
                     rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
                     authorities: minimal ? [] : reply.authorities, additionals: minimal ? [] : reply.additionals)
                 let question = pending.question
-                // Without a firewall a hit never needs the records, only their wire form.
-                self.cache.store(cached, for: pending.key, keepRecords: pending.binding != nil) { stored in
-                    Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK)
+                // A hit needs only the wire form (guarded, with its addresses, under a firewall).
+                let binding = pending.binding
+                self.cache.store(cached, for: pending.key, keepRecords: false) { stored in
+                    Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK, binding: binding)
                 }
                 let message = Self.response(to: pending.query, from: cached)
                 guard let binding = pending.binding else {
@@ -313,7 +338,8 @@ public final class QueryPipeline: Sendable {
                 publishing.published = plan.elements.map(\.address)
                 self.publish(
                     PendingPublish(
-                        record: publishing, plan: plan, binding: binding, query: pending.query,
+                        record: publishing, elements: plan.elements, answer: .message(plan.message), binding: binding,
+                        query: pending.query,
                         maxUDPSize: pending.maxUDPSize),
                     on: loop, done: finished)
             case .failure(let error):
@@ -342,7 +368,12 @@ public final class QueryPipeline: Sendable {
     ) {
         let conclude: @Sendable (PublishError?) -> Void = { error in
             var record = pending.record
-            guard let error else { return done(record, Self.fit(pending.plan.message, maxUDP: pending.maxUDPSize)) }
+            guard let error else {
+                switch pending.answer {
+                case .message(let message): return done(record, Self.fit(message, maxUDP: pending.maxUDPSize))
+                case .bytes(let bytes): return done(record, bytes)
+                }
+            }
             self.logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
             let ede = ExtendedDNSError(
                 ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
@@ -358,7 +389,7 @@ public final class QueryPipeline: Sendable {
         let timer = loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(pending.binding.commitTimeout))) {
             if once.claim() { conclude(.timedOut) }
         }
-        batcher.submit(pending.plan.elements, to: pending.binding.publisher, on: loop) { error in
+        batcher.submit(pending.elements, to: pending.binding.publisher, on: loop) { error in
             guard once.claim() else { return }
             timer.cancel()
             conclude(error)
@@ -372,12 +403,23 @@ public final class QueryPipeline: Sendable {
 
     /// The wire form of `stored` as `response(to:from:)` shapes it for a client with this DO
     /// bit (header and OPT are made per query).
-    public static func template(for stored: CachedAnswer, question: DNSQuestion, dnssecOK: Bool) -> ResponseTemplate? {
+    public static func template(
+        for stored: CachedAnswer, question: DNSQuestion, dnssecOK: Bool, binding: FirewallBinding? = nil
+    ) -> ResponseTemplate? {
         let query = DNSMessage(id: 0, questions: [question], edns: dnssecOK ? EDNS(dnssecOK: true) : nil)
         var message = response(to: query, from: stored)
         message.edns = nil
         message.authenticData = stored.authenticData
-        return ResponseTemplate(message)
+        guard let binding else { return ResponseTemplate(message) }
+        // Under a firewall the template is the guarded answer; an answer the guard withheld
+        // addresses from keeps the message path (it may carry an EDE saying so).
+        let plan = AnswerGuard.plan(message, binding: binding)
+        guard plan.withheld == 0 else { return nil }
+        let published = plan.message.answers.compactMap { record -> PublishedAddress? in
+            guard record.type == .a || record.type == .aaaa, let address = record.address else { return nil }
+            return PublishedAddress(address: address, ttl: record.ttl)
+        }
+        return ResponseTemplate(plan.message, published: published)
     }
 
     static func guarded(_ message: DNSMessage, binding: FirewallBinding) -> AnswerPlan {

@@ -18,6 +18,10 @@ public struct ResponseTemplate: Sendable, Hashable {
     public let answerCount: UInt16
     public let authorityCount: UInt16
     public let additionalCount: UInt16
+    /// Addresses this answer hands out, with their TTLs as stored (what a firewall must
+    /// publish before releasing it; empty where no firewall is involved).
+    public let published: [PublishedAddress]
+
     /// Answer, authority and additional records (no OPT), then the offset of each record's
     /// TTL in them (two bytes each): one allocation per cached answer.
     let storage: [UInt8]
@@ -36,7 +40,7 @@ public struct ResponseTemplate: Sendable, Hashable {
 
     /// The template for `message`'s records after its single question; nil for messages it
     /// cannot stand for (not one question, an OPT, an extended RCODE, over 65,535 bytes).
-    public init?(_ message: DNSMessage) {
+    public init?(_ message: DNSMessage, published: [PublishedAddress] = []) {
         guard message.questions.count == 1, message.edns == nil, message.rcode.rawValue <= 0x0F else { return nil }
         var encoder = DNSMessageEncoder()
         encoder.write(message)
@@ -55,6 +59,7 @@ public struct ResponseTemplate: Sendable, Hashable {
             storage.append(UInt8((offset - start) & 0xFF))
         }
         self.storage = storage
+        self.published = published
     }
 
     /// The response to `query` (whose bytes are `bytes`): ID, RD and CD from the query, RA set,
@@ -122,5 +127,16 @@ public struct ResponseTemplate: Sendable, Hashable {
             }
             count = total
         }
+    }
+}
+
+/// An address a cached answer hands out, and its TTL when stored.
+public struct PublishedAddress: Sendable, Hashable {
+    public var address: IPAddress
+    public var ttl: UInt32
+
+    public init(address: IPAddress, ttl: UInt32) {
+        self.address = address
+        self.ttl = ttl
     }
 }

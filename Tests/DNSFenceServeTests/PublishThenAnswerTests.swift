@@ -12,6 +12,7 @@ struct FirewallFixture {
     let pipeline: QueryPipeline
     let cache: AnswerCache
     let publisher: InMemorySetPublisher
+    let binding: FirewallBinding
     static let v4 = SetTarget(netns: nil, family: "inet", table: "t", set: "a4", isIPv6: false)
 
     init(withIPv6: Bool = false, admitPrivate: Bool = true) throws {
@@ -20,7 +21,7 @@ struct FirewallFixture {
         ).policy
         publisher = InMemorySetPublisher(clock: { 1000 })
         cache = AnswerCache(limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 86400), clock: { 1000 })
-        let binding = FirewallBinding(
+        binding = FirewallBinding(
             publisher: publisher, ipv4: Self.v4,
             ipv6: withIPv6 ? SetTarget(netns: nil, family: "inet", table: "t", set: "a6", isIPv6: true) : nil,
             minTTL: 60, maxTTL: 3600, grace: 30, admitPrivate: admitPrivate)
@@ -38,6 +39,16 @@ struct FirewallFixture {
             CachedAnswer(
                 rcode: .noError, authenticData: false, answers: answers, authorities: [],
                 additionals: additionals), for: key)
+    }
+
+    /// Stores the answer the way a forwarded one is stored: guarded wire form only.
+    func primeWire(_ name: String, answers: [DNSRecord]) throws {
+        let question = DNSQuestion(name: try DNSName(name), type: .a)
+        let key = CacheKey(policy: "p", name: question.name, type: .a, dnssecOK: false, checkingDisabled: false)
+        cache.store(
+            CachedAnswer(rcode: .noError, authenticData: false, answers: answers, authorities: [], additionals: []),
+            for: key, keepRecords: false
+        ) { QueryPipeline.template(for: $0, question: question, dnssecOK: false, binding: binding) }
     }
 
     func ask(_ name: String, _ type: DNSType = .a) async throws -> DNSMessage? {
@@ -68,6 +79,32 @@ struct PublishThenAnswerTests {
         #expect(answer.answers.map(\.ttl) == [10, 10])
         #expect(f.publisher.remaining(IPAddress("192.0.2.1")!, in: FirewallFixture.v4) == 90)  // max(10, 60) + 30
         #expect(f.publisher.remaining(IPAddress("192.0.2.2")!, in: FirewallFixture.v4) == 90)
+    }
+
+    @Test("a wire-level hit under a firewall publishes the same elements and answers the same")
+    func wireLevelHit() async throws {
+        let f = try FirewallFixture()
+        try f.primeWire(
+            "www.test", answers: [try a("www.test", "192.0.2.1", ttl: 10), try a("www.test", "192.0.2.2", ttl: 7200)])
+        let key = CacheKey(
+            policy: "p", name: try DNSName("www.test"), type: .a, dnssecOK: false, checkingDisabled: false)
+        #expect(f.cache.lookup(key)?.answers.isEmpty == true)  // only the wire form is kept
+        let answer = try #require(try await f.ask("www.test"))
+        #expect(answer.answers.map(\.ttl) == [10, 10])
+        #expect(answer.answers.compactMap(\.address) == [IPAddress("192.0.2.1")!, IPAddress("192.0.2.2")!])
+        #expect(f.publisher.remaining(IPAddress("192.0.2.1")!, in: FirewallFixture.v4) == 90)
+        #expect(f.publisher.remaining(IPAddress("192.0.2.2")!, in: FirewallFixture.v4) == 90)
+
+        // The guard withholds loopback: no template, the records stay and the message path answers.
+        try f.primeWire("lo.test", answers: [try a("lo.test", "127.0.0.1"), try a("lo.test", "192.0.2.9")])
+        let lo = try #require(try await f.ask("lo.test"))
+        #expect(lo.answers.compactMap(\.address) == [IPAddress("192.0.2.9")!])
+
+        // Fail closed on the wire-level path too.
+        try f.primeWire("fail.test", answers: [try a("fail.test", "192.0.2.77")])
+        f.publisher.state.withLock { $0.failure = .rejected("set full") }
+        let failed = try #require(try await f.ask("fail.test"))
+        #expect(failed.rcode == .servFail && failed.answers.isEmpty)
     }
 
     @Test("a failing publisher gives SERVFAIL and no address")
