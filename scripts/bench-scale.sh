@@ -153,7 +153,32 @@ if [[ " $WHAT " == *" p99 "* ]]; then
     echo "== p99: client latency at 2,000 queries/s, mixed load (80 % cached, 20 % denied), 10 s"
     start "" 1
     $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
-    $X taskset -c 1 python3 scripts/latency.py 127.0.0.1 $PORT "$W/mix.txt" 2000 10
+    echo -n "dnsfence: "; $X taskset -c 1 python3 scripts/latency.py 127.0.0.1 $PORT "$W/mix.txt" 2000 10
+    stop
+    # The same client against Unbound: how much of the tail is this machine and the client.
+    cat > "$W/unbound.conf" <<EOF2
+server:
+  interface: 127.0.0.1@$PORT
+  port: $PORT
+  username: ""
+  chroot: ""
+  directory: "$W"
+  pidfile: "$W/unbound.pid"
+  use-syslog: no
+  num-threads: 1
+  do-not-query-localhost: no
+  access-control: 127.0.0.0/8 allow
+  local-zone: "." always_nxdomain
+  local-zone: "scale.test." transparent
+  module-config: "iterator"
+forward-zone:
+  name: "scale.test."
+  forward-addr: 127.0.0.1@$AUTH
+EOF2
+    $X taskset -c 0 unbound -d -c "$W/unbound.conf" >"$W/unbound.log" 2>&1 &
+    echo $! >"$W/server.pid"; sleep 1.5
+    $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
+    echo -n "unbound:  "; $X taskset -c 1 python3 scripts/latency.py 127.0.0.1 $PORT "$W/mix.txt" 2000 10
     stop
 fi
 echo "(work files in $W)"
