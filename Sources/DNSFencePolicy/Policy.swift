@@ -1,7 +1,8 @@
 public import DNSFenceWire
 
 /// One named policy, compiled and immutable: rules, allowed query types and the deny response.
-public struct Policy: Sendable {
+/// A class, so handing it to each query is one reference count, not a copy of every field.
+public final class Policy: Sendable {
     /// The query types a policy allows by default (DESIGN.md).
     public static let defaultTypes: Set<DNSType> = [.a, .aaaa, .cname, .https]
 

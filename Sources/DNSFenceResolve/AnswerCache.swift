@@ -236,18 +236,21 @@ public final class AnswerCache: Sendable {
     public func lookupEntry(_ key: CacheKey) -> (answer: CachedAnswer, elapsed: UInt32)? {
         let time = now()
         let hash = key.hashValue
-        return state.withLock { state in
+        // Filled inside the lock; the closure returns nothing (a concrete copy, not a generic one).
+        var found: CachedAnswer? = nil
+        var elapsed: UInt32 = 0
+        state.withLock { state in
             guard let i = state.find(key, hash: hash) else {
                 state.misses += 1
                 missCounter.increment()
-                return nil
+                return
             }
             guard state.nodes[i].expires > time else {
                 state.remove(i)
                 state.misses += 1
                 missCounter.increment()
                 entriesGauge.record(state.count)
-                return nil
+                return
             }
             if state.newest != i {
                 state.unlink(i)
@@ -255,8 +258,11 @@ public final class AnswerCache: Sendable {
             }
             state.hits += 1
             hitCounter.increment()
-            return (state.nodes[i].answer, UInt32(clamping: time - state.nodes[i].stored))
+            found = state.nodes[i].answer
+            elapsed = UInt32(clamping: time - state.nodes[i].stored)
         }
+        guard let found else { return nil }
+        return (found, elapsed)
     }
 
     /// How long `answer` may be cached: the smallest answer TTL for a positive answer, the SOA
