@@ -9,6 +9,7 @@
 # Usage: scripts/bench-scale.sh [cache|sets|threads|p99 ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 export DEBIAN_FRONTEND=noninteractive
 command -v dnsperf >/dev/null || apt-get install -y -qq dnsperf nsd >/dev/null
 swift build -c release --product dnsfence >/dev/null
@@ -49,25 +50,7 @@ for n in (1000, 100_000):
             items = ", ".join(f"172.{16 + (i >> 16 & 15)}.{i >> 8 & 255}.{i & 255} timeout 1h" for i in range(start, min(n, start + 5000)))
             f.write(f"add element inet fence allow4 {{ {items} }}\n")
 PY
-cat > "$W/nsd.conf" <<EOF2
-server:
-  ip-address: 127.0.0.1@$AUTH
-  port: $AUTH
-  username: ""
-  zonesdir: "$W"
-  database: ""
-  pidfile: "$W/nsd.pid"
-  xfrdfile: "$W/xfrd.state"
-  zonelistfile: "$W/zone.list"
-  logfile: "$W/nsd.log"
-  server-count: 1
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: scale.test
-  zonefile: scale.test.zone
-EOF2
+nsd_conf "$W" $AUTH scale.test
 ip netns add $NS
 ip -n $NS link set lo up
 $X taskset -c 1 nsd -c "$W/nsd.conf"
@@ -156,25 +139,7 @@ if [[ " $WHAT " == *" p99 "* ]]; then
     echo -n "dnsfence: "; $X taskset -c 1 python3 scripts/latency.py 127.0.0.1 $PORT "$W/mix.txt" 2000 10
     stop
     # The same client against Unbound: how much of the tail is this machine and the client.
-    cat > "$W/unbound.conf" <<EOF2
-server:
-  interface: 127.0.0.1@$PORT
-  port: $PORT
-  username: ""
-  chroot: ""
-  directory: "$W"
-  pidfile: "$W/unbound.pid"
-  use-syslog: no
-  num-threads: 1
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  local-zone: "." always_nxdomain
-  local-zone: "scale.test." transparent
-  module-config: "iterator"
-forward-zone:
-  name: "scale.test."
-  forward-addr: 127.0.0.1@$AUTH
-EOF2
+    unbound_conf "$W" $PORT $AUTH scale.test
     $X taskset -c 0 unbound -d -c "$W/unbound.conf" >"$W/unbound.log" 2>&1 &
     echo $! >"$W/server.pid"; sleep 1.5
     $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null

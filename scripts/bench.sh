@@ -12,6 +12,7 @@
 #   BENCH_PERF=stat prints perf stat counters (instructions, cycles, switches) per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/bench-common.sh
 SECS=${1:-10}
 export DEBIAN_FRONTEND=noninteractive
 command -v dnsperf >/dev/null && command -v dnsmasq >/dev/null && command -v unbound >/dev/null || \
@@ -50,53 +51,14 @@ with open(f"{w}/mix.txt", "w") as f:
     for i in range(1000): f.write(f"{names[i % 100]} A\n" if i % 5 else f"d{random.getrandbits(40):x}.example.net A\n")
 PY
 
-cat > "$W/nsd.conf" <<EOF2
-server:
-  ip-address: 127.0.0.1@$AUTH
-  port: $AUTH
-  username: ""
-  zonesdir: "$W"
-  database: ""
-  pidfile: "$W/nsd.pid"
-  xfrdfile: "$W/xfrd.state"
-  zonelistfile: "$W/zone.list"
-  logfile: "$W/nsd.log"
-  server-count: 1
-  rrl-ratelimit: 0
-remote-control:
-  control-enable: no
-zone:
-  name: allowed.test
-  zonefile: allowed.test.zone
-EOF2
+nsd_conf "$W" $AUTH allowed.test
 ip netns add $NS
 ip -n $NS link set lo up
 X="ip netns exec $NS"     # everything runs inside one namespace: loopback, sets and all
 $X taskset -c 1 nsd -c "$W/nsd.conf"
 sleep 1
 
-cat > "$W/unbound.conf" <<EOF2
-server:
-  interface: 127.0.0.1@$PORT
-  port: $PORT
-  username: ""
-  chroot: ""
-  directory: "$W"
-  pidfile: "$W/unbound.pid"
-  use-syslog: no
-  logfile: "$W/unbound.log"
-  num-threads: 1
-  do-not-query-localhost: no
-  access-control: 127.0.0.0/8 allow
-  local-zone: "." always_nxdomain
-  local-zone: "allowed.test." transparent
-  msg-cache-size: 64m
-  rrset-cache-size: 64m
-  module-config: "iterator"
-forward-zone:
-  name: "allowed.test."
-  forward-addr: 127.0.0.1@$AUTH
-EOF2
+unbound_conf "$W" $PORT $AUTH allowed.test
 
 $X nft 'add table inet fence; add set inet fence allow4 { type ipv4_addr; flags timeout; }; add set inet fence allow6 { type ipv6_addr; flags timeout; }'
 cat > "$W/fence.yaml" <<EOF2
