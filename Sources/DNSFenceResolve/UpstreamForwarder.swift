@@ -138,7 +138,7 @@ public final class UpstreamForwarder: Sendable {
         let index = plan[step / settings.attemptsPerUpstream]
         let upstream = settings.upstreams[index]
         let query = DNSMessage(
-            id: UInt16.random(in: 0...UInt16.max), recursionDesired: true, checkingDisabled: key.checkingDisabled,
+            id: RandomPool.shared.next16(), recursionDesired: true, checkingDisabled: key.checkingDisabled,
             questions: [question], edns: EDNS(udpPayloadSize: 1232, dnssecOK: key.dnssecOK)
         )
         counters.withLock { $0.sent += 1 }

@@ -78,13 +78,15 @@ final class UpstreamSocketPool: Sendable {
         _ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, on loop: any EventLoop,
         completion: @escaping UpstreamForwarder.Completion
     ) {
-        let socket = socketsByLoop[ObjectIdentifier(loop)]?.randomElement() ?? Int.random(in: 0..<channels.count)
+        let local = socketsByLoop[ObjectIdentifier(loop)] ?? []
+        let socket =
+            local.isEmpty ? RandomPool.shared.below(channels.count) : local[RandomPool.shared.below(local.count)]
         let channel = channels[socket]
         var query = query
         let key = pending.withLock { table -> Key in
             var draft = Key(socket: socket, upstream: upstream, id: 0)
             repeat {
-                draft.id = UInt16.random(in: 0...UInt16.max)
+                draft.id = RandomPool.shared.next16()
             } while table[draft] != nil
             table[draft] = Pending(completion: completion, question: query.questions[0], loop: loop, timer: nil)
             return draft
