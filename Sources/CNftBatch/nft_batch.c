@@ -10,9 +10,11 @@
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
 #include <libnftnl/set.h>
+#include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
+#include <linux/netfilter/nfnetlink.h>
 
 struct dnsfence_nft_batch {
     struct mnl_socket *socket;
@@ -156,4 +158,102 @@ int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_ele
     free(buffer);
     if (sent < 0) return -1;
     return await_acks(batch, first_seq, last_seq, messages, timeout_ms);
+}
+
+struct element_keys {
+    uint8_t *keys;
+    uint32_t key_length;
+    uint32_t count;
+    uint32_t capacity;
+};
+
+static int collect_key(struct nftnl_set_elem *element, void *data) {
+    struct element_keys *out = data;
+    uint32_t length = 0;
+    const void *key = nftnl_set_elem_get(element, NFTNL_SET_ELEM_KEY, &length);
+    if (key == NULL || (length != 4 && length != 16)) return 0;
+    if (out->count > 0 && length != out->key_length) return 0;
+    if (out->count == out->capacity) {
+        uint32_t capacity = out->capacity ? out->capacity * 2 : 64;
+        uint8_t *grown = realloc(out->keys, (size_t)capacity * length);
+        if (grown == NULL) return -1;
+        out->keys = grown;
+        out->capacity = capacity;
+    }
+    out->key_length = length;
+    memcpy(out->keys + (size_t)out->count * length, key, length);
+    out->count++;
+    return 0;
+}
+
+static void report(const struct nlmsghdr *header, dnsfence_nft_event_handler handler, void *context) {
+    uint16_t type = NFNL_MSG_TYPE(header->nlmsg_type);
+    if (NFNL_SUBSYS_ID(header->nlmsg_type) != NFNL_SUBSYS_NFTABLES) return;
+    if (type == NFT_MSG_DELSETELEM || type == NFT_MSG_DELSET) {
+        struct nftnl_set *set = nftnl_set_alloc();
+        if (set == NULL) return;
+        int parsed = type == NFT_MSG_DELSET ? nftnl_set_nlmsg_parse(header, set) : nftnl_set_elems_nlmsg_parse(header, set);
+        const char *table = nftnl_set_get_str(set, NFTNL_SET_TABLE);
+        const char *name = nftnl_set_get_str(set, NFTNL_SET_NAME);
+        uint8_t family = (uint8_t)nftnl_set_get_u32(set, NFTNL_SET_FAMILY);
+        if (parsed >= 0 && table != NULL && name != NULL) {
+            if (type == NFT_MSG_DELSET) {
+                handler(context, DNSFENCE_NFT_SET_DELETED, family, table, name, NULL, 0, 0);
+            } else {
+                struct element_keys keys = {0};
+                nftnl_set_elem_foreach(set, collect_key, &keys);
+                if (keys.count > 0) {
+                    handler(context, DNSFENCE_NFT_ELEMENTS_DELETED, family, table, name, keys.keys, keys.key_length,
+                            keys.count);
+                }
+                free(keys.keys);
+            }
+        }
+        nftnl_set_free(set);
+    } else if (type == NFT_MSG_DELTABLE) {
+        struct nftnl_table *table = nftnl_table_alloc();
+        if (table == NULL) return;
+        if (nftnl_table_nlmsg_parse(header, table) >= 0) {
+            const char *name = nftnl_table_get_str(table, NFTNL_TABLE_NAME);
+            uint8_t family = (uint8_t)nftnl_table_get_u32(table, NFTNL_TABLE_FAMILY);
+            if (name != NULL) handler(context, DNSFENCE_NFT_TABLE_DELETED, family, name, NULL, NULL, 0, 0);
+        }
+        nftnl_table_free(table);
+    }
+}
+
+int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context) {
+    struct mnl_socket *socket = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+    if (socket == NULL) return -errno;
+    if (mnl_socket_bind(socket, 1u << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
+        int saved = errno;
+        mnl_socket_close(socket);
+        return -saved;
+    }
+    // A large receive buffer: a flush of a big set arrives as one notification per element.
+    int size = 8 << 20;
+    setsockopt(mnl_socket_get_fd(socket), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+    enum { BUFFER_SIZE = 1 << 16 };
+    char *buffer = malloc(BUFFER_SIZE);  // one per monitor thread
+    if (buffer == NULL) {
+        mnl_socket_close(socket);
+        return -ENOMEM;
+    }
+    for (;;) {
+        ssize_t received = mnl_socket_recvfrom(socket, buffer, BUFFER_SIZE);
+        if (received < 0) {
+            if (errno == EINTR) continue;
+            if (errno == ENOBUFS) {
+                handler(context, DNSFENCE_NFT_EVENTS_LOST, 0, NULL, NULL, NULL, 0, 0);
+                continue;
+            }
+            int saved = errno;
+            free(buffer);
+            mnl_socket_close(socket);
+            return -saved;
+        }
+        int length = (int)received;
+        const struct nlmsghdr *header = (const struct nlmsghdr *)buffer;
+        for (; mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) report(header, handler, context);
+    }
 }

@@ -44,8 +44,8 @@ public final class NftablesSetPublisher: SetPublisher {
         var monitors: [NetnsMonitor] = []
         for netns in namespaces {
             monitors.append(
-                NetnsMonitor(netns: netns, logger: logger) { line in
-                    NftablesSetPublisher.apply(event: line, netns: netns, to: shadow)
+                NetnsMonitor(netns: netns, logger: logger) { event in
+                    NftablesSetPublisher.apply(event, netns: netns, to: shadow)
                 })
         }
         self.monitors = monitors
@@ -53,31 +53,22 @@ public final class NftablesSetPublisher: SetPublisher {
 
     private let monitors: [NetnsMonitor]
 
-    /// Applies one `nft monitor` line to the shadow: deleted elements, sets and tables are no
-    /// longer believed present.
-    static func apply(event line: String, netns: String?, to shadow: ShadowStore) {
-        let words = line.split(separator: " ", maxSplits: 5).map(String.init)
-        guard words.count >= 3, words[0] == "delete" else { return }
-        switch words[1] {
-        case "element" where words.count >= 5:
-            let (family, table, set) = (words[2], words[3], words[4])
-            guard let open = line.firstIndex(of: "{") else { return }
-            let addresses = line[line.index(after: open)...].split(separator: ",").compactMap { item in
-                item.split(separator: " ").first.flatMap { IPAddress(String($0)) }
-            }
+    /// Applies one deletion notification to the shadow: deleted elements, sets and tables are
+    /// no longer believed present (and after lost notifications, nothing in the namespace is).
+    static func apply(_ event: NftablesEvent, netns: String?, to shadow: ShadowStore) {
+        switch event {
+        case .elementsDeleted(let family, let table, let set, let addresses):
             let target = { (t: SetTarget) in t.netns == netns && t.family == family && t.table == table && t.set == set
             }
             shadow.withLock { $0.forget(addresses, inSetsWhere: target) }
-        case "set" where words.count >= 5:
-            let (family, table, set) = (words[2], words[3], words[4])
+        case .setDeleted(let family, let table, let set):
             shadow.withLock { s in
                 s.forgetSets { $0.netns == netns && $0.family == family && $0.table == table && $0.set == set }
             }
-        case "table" where words.count >= 4:
-            let (family, table) = (words[2], words[3])
+        case .tableDeleted(let family, let table):
             shadow.withLock { s in s.forgetSets { $0.netns == netns && $0.family == family && $0.table == table } }
-        default:
-            return
+        case .eventsLost:
+            shadow.withLock { s in s.forgetSets { $0.netns == netns } }
         }
     }
 
@@ -447,73 +438,83 @@ struct NetlinkSocket: @unchecked Sendable {
     let pointer: OpaquePointer
 }
 
-/// Follows nftables change notifications in one namespace: a thread runs libnftables'
-/// `monitor` command with its output sent into a pipe, and a second thread reads the pipe line
-/// by line and hands each line to `onEvent`.
+/// A deletion nf_tables reported (what `nft monitor destroy` shows).
+enum NftablesEvent: Sendable, Equatable {
+    case elementsDeleted(family: String, table: String, set: String, addresses: [IPAddress])
+    case setDeleted(family: String, table: String, set: String)
+    case tableDeleted(family: String, table: String)
+    /// The notification socket overflowed: some deletions were not seen.
+    case eventsLost
+}
+
+/// Follows nf_tables change notifications in one namespace on a thread of its own: a netlink
+/// socket subscribed to the nftables group; deletions are parsed (libnftnl) and handed to
+/// `onEvent`, additions — most of the traffic, our own commits — are skipped by message type.
 final class NetnsMonitor: Sendable {
     let netns: String?
     let logger: Logger
-    let onEvent: @Sendable (String) -> Void
+    let onEvent: @Sendable (NftablesEvent) -> Void
 
-    init(netns: String?, logger: Logger, onEvent: @escaping @Sendable (String) -> Void) {
+    init(netns: String?, logger: Logger, onEvent: @escaping @Sendable (NftablesEvent) -> Void) {
         self.netns = netns
         self.logger = logger
         self.onEvent = onEvent
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else {
-            logger.error("cannot create the nftables monitor pipe")
-            return
-        }
-        let (readEnd, writeEnd) = (fds[0], fds[1])
-        Self.spawn { [self] in runMonitor(writeEnd: writeEnd) }
-        Self.spawn { [self] in readLines(readEnd: readEnd) }
-    }
-
-    private static func spawn(_ body: @escaping @Sendable () -> Void) {
-        final class Box: @unchecked Sendable {
-            // @unchecked Sendable: handed to exactly one new thread, never shared.
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        let box = Unmanaged.passRetained(Box(body))
+        let box = Unmanaged.passRetained(self)
         var thread = pthread_t()
         let rc = pthread_create(
             &thread, nil,
             { raw in
-                Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+                let monitor = Unmanaged<NetnsMonitor>.fromOpaque(raw!).takeRetainedValue()
+                monitor.run()
                 return nil
             }, box.toOpaque())
         if rc == 0 { pthread_detach(thread) } else { box.release() }
     }
 
-    private func runMonitor(writeEnd: Int32) {
-        if let netns, dnsfence_enter_netns(netns) != 0 {
-            logger.error("nftables monitor cannot enter the namespace", metadata: ["netns": "\(netns)"])
-            close(writeEnd)
-            return
+    static func familyName(_ number: UInt8) -> String? {
+        switch number {
+        case 1: return "inet"
+        case 2: return "ip"
+        case 10: return "ip6"
+        default: return nil
         }
-        guard let ctx = nft_ctx_new(0), let output = fdopen(writeEnd, "w") else {
-            close(writeEnd)
-            return
-        }
-        setvbuf(output, nil, _IOLBF, 0)
-        nft_ctx_set_output(ctx, output)
-        nft_ctx_buffer_error(ctx)
-        // Deletions only ("destroy" events: elements, sets, tables; a flush shows as element
-        // deletions): our own additions would otherwise come back as events to format and parse.
-        let rc = nft_run_cmd_from_buffer(ctx, "monitor destroy")  // returns only on error
-        logger.error("nftables monitor stopped", metadata: ["netns": "\(netns ?? "-")", "rc": "\(rc)"])
-        fclose(output)
     }
 
-    private func readLines(readEnd: Int32) {
-        guard let input = fdopen(readEnd, "r") else { return }
-        var buffer = [CChar](repeating: 0, count: 65536)
-        while fgets(&buffer, Int32(buffer.count), input) != nil {
-            let bytes = buffer.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }
-            onEvent(String(decoding: bytes, as: UTF8.self))
+    private func run() {
+        if let netns, dnsfence_enter_netns(netns) != 0 {
+            logger.error("nftables monitor cannot enter the namespace", metadata: ["netns": "\(netns)"])
+            return
         }
-        fclose(input)
+        // The monitor outlives every use of this pointer: the thread never returns while it runs.
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let rc = dnsfence_nft_monitor(
+            { context, kind, family, table, set, keys, keyLength, count in
+                let monitor = Unmanaged<NetnsMonitor>.fromOpaque(context!).takeUnretainedValue()
+                if kind == DNSFENCE_NFT_EVENTS_LOST { return monitor.onEvent(.eventsLost) }
+                guard let family = NetnsMonitor.familyName(family), let table else { return }
+                let tableName = String(cString: table)
+                switch kind {
+                case DNSFENCE_NFT_TABLE_DELETED:
+                    monitor.onEvent(.tableDeleted(family: family, table: tableName))
+                case DNSFENCE_NFT_SET_DELETED:
+                    guard let set else { return }
+                    monitor.onEvent(.setDeleted(family: family, table: tableName, set: String(cString: set)))
+                case DNSFENCE_NFT_ELEMENTS_DELETED:
+                    guard let set, let keys else { return }
+                    let length = Int(keyLength)
+                    let addresses = (0..<Int(count)).compactMap { i in
+                        IPAddress(bytes: UnsafeBufferPointer(start: keys + i * length, count: length))
+                    }
+                    monitor.onEvent(
+                        .elementsDeleted(
+                            family: family, table: tableName, set: String(cString: set), addresses: addresses))
+                default:
+                    return
+                }
+            }, context)
+        logger.error(
+            "nftables monitor stopped",
+            metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-rc)))"])
     }
 }
 

@@ -98,4 +98,44 @@ struct NetlinkPublishTests {
         }
         #expect(publisher.statistics.batches == before + 1)  // both in one transaction
     }
+
+    /// Polls `condition` for up to two seconds.
+    static func eventually(_ condition: () -> Bool) async -> Bool {
+        for _ in 0..<40 {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return condition()
+    }
+
+    @Test("deletions by others are seen: a deleted, flushed or dropped element is published again")
+    func followsDeletions() async throws {
+        let netns = "dfm-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
+        try Self.sh("ip netns add \(netns)")
+        defer { _ = try? Self.sh("ip netns del \(netns)") }
+        let path = "/run/netns/\(netns)"
+        let v4 = SetTarget(netns: path, family: "inet", table: "t", set: "a4", isIPv6: false)
+        let v6 = SetTarget(netns: path, family: "inet", table: "t", set: "a6", isIPv6: true)
+        let publisher = NftablesSetPublisher(
+            namespaces: [path], shadowTrustSeconds: 3600, clock: { UInt64(Date().timeIntervalSince1970) },
+            logger: Logger(label: "test"))
+        try await publisher.prepare([v4, v6], create: true)
+        let one = SetElement(target: v4, address: IPAddress("192.0.2.1")!, timeout: 300)
+        let two = SetElement(target: v4, address: IPAddress("192.0.2.2")!, timeout: 300)
+        let six = SetElement(target: v6, address: IPAddress("2001:db8::1")!, timeout: 300)
+        try await publisher.publish([one, two, six])
+        #expect(!publisher.needsCommit([one]) && !publisher.needsCommit([two]) && !publisher.needsCommit([six]))
+
+        try Self.sh("ip netns exec \(netns) nft delete element inet t a4 '{ 192.0.2.1 }'")
+        #expect(await Self.eventually { publisher.needsCommit([one]) })
+        #expect(!publisher.needsCommit([two]))  // only what was deleted
+
+        try await publisher.publish([one])
+        try Self.sh("ip netns exec \(netns) nft flush set inet t a4")
+        #expect(await Self.eventually { publisher.needsCommit([one]) && publisher.needsCommit([two]) })
+        #expect(!publisher.needsCommit([six]))
+
+        try Self.sh("ip netns exec \(netns) nft delete table inet t")
+        #expect(await Self.eventually { publisher.needsCommit([six]) })
+    }
 }

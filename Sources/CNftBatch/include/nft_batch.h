@@ -34,4 +34,21 @@ void dnsfence_nft_batch_close(dnsfence_nft_batch *batch);
 int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_elements *sets, uint32_t set_count,
                            uint32_t timeout_ms);
 
+/// What a deletion notification removed.
+typedef enum {
+    DNSFENCE_NFT_ELEMENTS_DELETED = 0,  // `count` keys of `key_length` bytes from one set
+    DNSFENCE_NFT_SET_DELETED = 1,
+    DNSFENCE_NFT_TABLE_DELETED = 2,     // `set` is NULL
+    DNSFENCE_NFT_EVENTS_LOST = 3,       // the socket overflowed: assume anything may be gone
+} dnsfence_nft_event_kind;
+
+typedef void (*dnsfence_nft_event_handler)(void *context, dnsfence_nft_event_kind kind, uint8_t family,
+                                           const char *table, const char *set, const uint8_t *keys,
+                                           uint32_t key_length, uint32_t count);
+
+/// Follows nf_tables change notifications in the calling thread's network namespace and reports
+/// deletions of set elements, sets and tables (additions are skipped by message type, never
+/// parsed). Blocks; returns -errno if the socket fails.
+int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context);
+
 #endif
