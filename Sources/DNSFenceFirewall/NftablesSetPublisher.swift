@@ -15,15 +15,16 @@ import Synchronization
     import Glibc
 #endif
 
-/// Publishes into real nftables sets. A commit is one nfnetlink transaction per namespace,
-/// made on the caller's thread (the kernel applies it inside `sendmsg`, so the acknowledgement
-/// is there when the call returns); `publish(batch:)` lets a caller put many requests into one
-/// transaction (the server gathers one event-loop tick's worth).
+/// Publishes into real nftables sets. A commit is one nfnetlink transaction per namespace, made
+/// on a committer thread of its own (the kernel applies it inside `sendmsg`, so the
+/// acknowledgement is there when the call returns); `publish(batch:)` lets a caller put many
+/// requests into one transaction (the server gathers one event-loop tick's worth).
 public final class NftablesSetPublisher: SetPublisher {
     /// Seconds on a monotonic clock.
     public typealias Clock = @Sendable () -> UInt64
 
     private let workers: [String: NetnsWorker]
+    private let committer = SerialThread(name: "nft-commit")
     private let shadow: ShadowStore
     private let clock: Clock
     private let logger: Logger
@@ -140,22 +141,31 @@ public final class NftablesSetPublisher: SetPublisher {
         return shadow.withLock { shadow in elements.contains { shadow.plan($0, now: now) != nil } }
     }
 
-    /// Commits on the calling thread: the kernel applies an nfnetlink batch while `sendmsg`
-    /// runs, so its acknowledgements are waiting when the call returns and a commit costs one
-    /// send and one receive — no thread hand-off, no wake-up. `completion` runs before return.
+    /// Commits on the committer thread; `completion` runs there.
     public func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
-        completion(commit(elements))
+        publish(batch: [elements]) { completion($0[0]) }
     }
 
     public func publish(_ elements: [SetElement]) async throws(PublishError) {
-        if let error = commit(elements) { throw error }
+        let error = await withCheckedContinuation { continuation in
+            publish(elements) { continuation.resume(returning: $0) }
+        }
+        if let error { throw error }
     }
 
-    /// All requests in one transaction per namespace; if that fails, each request alone.
+    /// All requests in one transaction per namespace; if that fails, each request alone. Runs
+    /// on the committer thread, never on the caller's: nf_tables serialises transactions per
+    /// namespace, so a large ruleset load by someone else can hold a commit for seconds, and an
+    /// event loop must not wait for it (cache hits and denials go on; the answers that wait
+    /// for this commit time out into SERVFAIL). `completion` runs on the committer thread.
     public func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void) {
-        guard requests.count > 1 else { return completion(requests.map { commit($0) }) }
-        if commit(requests.flatMap { $0 }) == nil { return completion(Array(repeating: nil, count: requests.count)) }
-        completion(requests.map { commit($0) })
+        committer.submit { [self] in
+            guard requests.count > 1 else { return completion(requests.map { commit($0) }) }
+            if commit(requests.flatMap { $0 }) == nil {
+                return completion(Array(repeating: nil, count: requests.count))
+            }
+            completion(requests.map { commit($0) })
+        }
     }
 
     /// Plans against the shadow, commits what changes anything (one transaction per
@@ -515,6 +525,41 @@ final class NetnsMonitor: Sendable {
         logger.error(
             "nftables monitor stopped",
             metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-rc)))"])
+    }
+}
+
+/// One thread running submitted jobs in order (no Dispatch: it may block in the kernel).
+final class SerialThread: Sendable {
+    private let jobs = Mutex<[@Sendable () -> Void]>([])
+    private let wakeup = Semaphore()
+
+    init(name: String) {
+        let box = Unmanaged.passRetained(self)
+        var thread = pthread_t()
+        let rc = pthread_create(
+            &thread, nil,
+            { raw in
+                Unmanaged<SerialThread>.fromOpaque(raw!).takeRetainedValue().run()
+                return nil
+            }, box.toOpaque())
+        precondition(rc == 0, "cannot start the \(name) thread")
+        pthread_detach(thread)
+    }
+
+    func submit(_ job: @escaping @Sendable () -> Void) {
+        jobs.withLock { $0.append(job) }
+        wakeup.signal()
+    }
+
+    private func run() {
+        while true {
+            wakeup.wait()
+            let batch = jobs.withLock { jobs -> [@Sendable () -> Void] in
+                defer { jobs = [] }
+                return jobs
+            }
+            for job in batch { job() }
+        }
     }
 }
 

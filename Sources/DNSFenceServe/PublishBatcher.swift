@@ -5,9 +5,10 @@ import Synchronization
 /// Gathers the commits one event-loop tick asks for and hands them to the publisher together,
 /// after the tick's I/O is processed (an `execute`d task runs once the ready events of the
 /// iteration are handled): answers from one burst of upstream replies share one kernel
-/// transaction, and an isolated answer waits for no timer.
+/// transaction, and an isolated answer waits for no timer. The outcomes come back to the loop
+/// in one hop per batch.
 final class PublishBatcher: Sendable {
-    struct Waiting {
+    struct Waiting: Sendable {
         var elements: [SetElement]
         var publisher: any SetPublisher
         var done: @Sendable (PublishError?) -> Void
@@ -26,10 +27,10 @@ final class PublishBatcher: Sendable {
             queues[key, default: []].append(Waiting(elements: elements, publisher: publisher, done: done))
             return wasEmpty
         }
-        if first { loop.execute { self.flush(key) } }
+        if first { loop.execute { self.flush(key, on: loop) } }
     }
 
-    private func flush(_ key: ObjectIdentifier) {
+    private func flush(_ key: ObjectIdentifier, on loop: any EventLoop) {
         let waiting = queues.withLock { queues -> [Waiting] in
             defer { queues[key] = [] }
             return queues[key] ?? []
@@ -45,7 +46,9 @@ final class PublishBatcher: Sendable {
         for id in order {
             let items = groups[id]!
             items[0].publisher.publish(batch: items.map(\.elements)) { results in
-                for (item, result) in zip(items, results) { item.done(result) }
+                // Back on the loop once per batch (a publisher may complete on its own thread).
+                let deliver: @Sendable () -> Void = { for (item, result) in zip(items, results) { item.done(result) } }
+                if loop.inEventLoop { deliver() } else { loop.execute(deliver) }
             }
         }
     }
