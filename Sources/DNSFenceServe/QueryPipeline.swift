@@ -264,7 +264,7 @@ public final class QueryPipeline: Sendable {
                             record: record, elements: elements, answer: .bytes(fast), binding: binding, query: query,
                             maxUDPSize: maxUDP))
                 }
-                if template.size(questionLength: question.name.wire.count + 4, edns: query.edns != nil) > maxUDP {
+                if template.size(edns: query.edns != nil) > maxUDP {
                     // Too big for this client's UDP size: TC, no records (RFC 7766 section 5).
                     var truncated = Self.response(to: query, rcode: template.rcode)
                     truncated.truncated = true
@@ -453,44 +453,24 @@ public final class QueryPipeline: Sendable {
         guard let question = query.questions.first, query.questions.count == 1 else { return nil }
         let nameLength = question.name.wire.count
         let questionEnd = 12 + nameLength + 4
-        guard bytes.count >= questionEnd else { return nil }
-        let sameName = bytes.withUnsafeBytes { raw in
-            question.name.wire.withUnsafeBytes { memcmp(raw.baseAddress! + 12, $0.baseAddress!, nameLength) == 0 }
-        }
-        guard sameName else { return nil }
+        guard bytes.count >= questionEnd, question.name.isStored(in: bytes, at: 12) else { return nil }
         var text = error.extraText
         let textLength = text.utf8.count
         let optionLength = 2 + textLength  // INFO-CODE + EXTRA-TEXT
         let total = questionEnd + (query.edns == nil ? 0 : 11 + 4 + optionLength)
-        var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)  // QR, RA
-        flags |= UInt16(query.opcode.rawValue) << 11
-        if query.recursionDesired { flags |= 0x0100 }
-        if query.checkingDisabled { flags |= 0x0010 }
+        let flags = query.responseFlags(rcode: rcode, authenticData: false)
         // Written in place: header, the question as asked, and for EDNS clients an OPT with the EDE.
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            func put16(_ value: UInt16, at offset: Int) {
-                out[offset] = UInt8(value >> 8)
-                out[offset + 1] = UInt8(value & 0xFF)
-            }
-            put16(query.id, at: 0)
-            put16(flags, at: 2)
-            put16(1, at: 4)
-            put16(0, at: 6)
-            put16(0, at: 8)
-            put16(query.edns == nil ? 0 : 1, at: 10)
-            bytes.withUnsafeBytes { raw in _ = memcpy(out.baseAddress! + 12, raw.baseAddress! + 12, nameLength + 4) }
+            out.storeHeader(id: query.id, flags: flags, counts: (1, 0, 0, query.edns == nil ? 0 : 1))
+            out.storeBytes(of: bytes, from: 12, count: nameLength + 4, at: 12)
             if let edns = query.edns {
-                var at = questionEnd
-                out[at] = 0  // root owner
-                put16(DNSType.opt.rawValue, at: at + 1)
-                put16(UInt16(maxUDPPayload), at: at + 3)
-                put16(0, at: at + 5)  // extended RCODE, version
-                put16(edns.dnssecOK ? 0x8000 : 0, at: at + 7)
-                put16(UInt16(4 + optionLength), at: at + 9)
-                put16(EDNSOption.extendedErrorCode, at: at + 11)
-                put16(UInt16(optionLength), at: at + 13)
-                put16(error.infoCode, at: at + 15)
-                at += 17
+                var at = out.storeOPT(
+                    at: questionEnd, payloadSize: UInt16(maxUDPPayload), dnssecOK: edns.dnssecOK,
+                    rdataLength: UInt16(4 + optionLength))
+                out.storeBigEndian(EDNSOption.extendedErrorCode, at: at)
+                out.storeBigEndian(UInt16(optionLength), at: at + 2)
+                out.storeBigEndian(error.infoCode, at: at + 4)
+                at += 6
                 if textLength > 0 {
                     text.withUTF8 { utf8 in _ = memcpy(out.baseAddress! + at, utf8.baseAddress!, textLength) }
                 }

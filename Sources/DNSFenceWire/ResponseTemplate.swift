@@ -1,7 +1,3 @@
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// A cached answer already in wire form: the sections that follow the question, encoded once
 /// when the answer is stored, so a cache hit is a copy and a few patches instead of building and
 /// encoding a message (DESIGN.md, "Performance notes": wire-level cache hits).
@@ -28,13 +24,10 @@ public struct ResponseTemplate: Sendable, Hashable {
     var sectionsLength: Int { Int(sectionsBytes) }
     private let sectionsBytes: UInt16
 
-    /// Answer, authority and additional records (no OPT).
-    public var sections: ArraySlice<UInt8> { storage[0..<sectionsLength] }
-
     public var recordCount: Int { Int(answerCount) + Int(authorityCount) + Int(additionalCount) }
 
-    /// Bytes of the response to a question of `questionLength` bytes, with or without OPT.
-    public func size(questionLength: Int, edns: Bool) -> Int {
+    /// Bytes of the response made from this template, with or without an OPT record.
+    public func size(edns: Bool) -> Int {
         12 + questionLength + sectionsLength + (edns ? 11 : 0)
     }
 
@@ -73,57 +66,26 @@ public struct ResponseTemplate: Sendable, Hashable {
         guard let question = query.questions.first, query.questions.count == 1,
             question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength
         else { return nil }
-        let total = 12 + questionLength + sectionsLength + (query.edns == nil ? 0 : 11)
-        guard total <= maxSize else { return nil }
-        let nameLength = question.name.wire.count
-        let sameName = bytes.withUnsafeBytes { raw in
-            question.name.wire.withUnsafeBytes { memcmp(raw.baseAddress! + 12, $0.baseAddress!, nameLength) == 0 }
-        }
-        guard sameName else { return nil }
-        var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)  // QR, RA
-        if query.recursionDesired { flags |= 0x0100 }
-        if query.checkingDisabled { flags |= 0x0010 }
-        if authenticData && (query.authenticData || query.edns?.dnssecOK == true) { flags |= 0x0020 }
+        let total = size(edns: query.edns != nil)
+        guard total <= maxSize, question.name.isStored(in: bytes, at: 12) else { return nil }
+        let flags = query.responseFlags(
+            rcode: rcode, authenticData: authenticData && (query.authenticData || query.edns?.dnssecOK == true))
         let additional = additionalCount + (query.edns == nil ? 0 : 1)
         let base = 12 + questionLength
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            let header: (UInt16, UInt16, UInt16, UInt16, UInt16, UInt16) = (
-                query.id, flags, 1, answerCount, authorityCount, additional
-            )
-            withUnsafeBytes(of: header) { raw in
-                for i in 0..<6 {
-                    let word = raw.load(fromByteOffset: i * 2, as: UInt16.self)
-                    out[i * 2] = UInt8(word >> 8)
-                    out[i * 2 + 1] = UInt8(word & 0xFF)
-                }
-            }
-            bytes.withUnsafeBytes { raw in
-                _ = memcpy(out.baseAddress! + 12, raw.baseAddress! + 12, questionLength)
-            }
-            storage.withUnsafeBytes { raw in
-                _ = memcpy(out.baseAddress! + base, raw.baseAddress!, sectionsLength)
-            }
+            out.storeHeader(id: query.id, flags: flags, counts: (1, answerCount, authorityCount, additional))
+            out.storeBytes(of: bytes, from: 12, count: questionLength, at: 12)
+            out.storeBytes(of: storage, from: 0, count: sectionsLength, at: base)
             if elapsed > 0 {
                 for index in stride(from: sectionsLength, to: storage.count, by: 2) {
                     let at = base + (Int(storage[index]) << 8 | Int(storage[index + 1]))
-                    let ttl =
-                        UInt32(out[at]) << 24 | UInt32(out[at + 1]) << 16 | UInt32(out[at + 2]) << 8
-                        | UInt32(out[at + 3])
-                    let aged = ttl > elapsed ? ttl - elapsed : 0
-                    out[at] = UInt8(aged >> 24)
-                    out[at + 1] = UInt8((aged >> 16) & 0xFF)
-                    out[at + 2] = UInt8((aged >> 8) & 0xFF)
-                    out[at + 3] = UInt8(aged & 0xFF)
+                    let ttl = out.loadBigEndian32(at: at)
+                    out.storeBigEndian(ttl > elapsed ? ttl - elapsed : 0, at: at)
                 }
             }
             if let edns = query.edns {
-                let opt: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) = (
-                    0, 0, 41, UInt8(ednsPayload >> 8), UInt8(ednsPayload & 0xFF), 0, 0, edns.dnssecOK ? 0x80 : 0, 0, 0,
-                    0
-                )
-                withUnsafeBytes(of: opt) { raw in
-                    _ = memcpy(out.baseAddress! + base + sectionsLength, raw.baseAddress!, 11)
-                }
+                _ = out.storeOPT(
+                    at: base + sectionsLength, payloadSize: ednsPayload, dnssecOK: edns.dnssecOK, rdataLength: 0)
             }
             count = total
         }
