@@ -281,17 +281,7 @@ public final class NetnsWorker: Sendable {
     init(netns: String?, logger: Logger) {
         self.netns = netns
         self.logger = logger
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { raw in
-                let worker = Unmanaged<NetnsWorker>.fromOpaque(raw!).takeRetainedValue()
-                worker.main()
-                return nil
-            }, box.toOpaque())
-        precondition(rc == 0, "cannot start the nftables worker thread")
-        pthread_detach(thread)
+        precondition(startThread { [self] in main() }, "cannot start the nftables worker thread")
     }
 
     var statistics: Statistics { state.withLock { $0.statistics } }
@@ -469,16 +459,7 @@ final class NetnsMonitor: Sendable {
         self.netns = netns
         self.logger = logger
         self.onEvent = onEvent
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { raw in
-                let monitor = Unmanaged<NetnsMonitor>.fromOpaque(raw!).takeRetainedValue()
-                monitor.run()
-                return nil
-            }, box.toOpaque())
-        if rc == 0 { pthread_detach(thread) } else { box.release() }
+        if !startThread({ [self] in run() }) { logger.error("cannot start the nftables monitor thread") }
     }
 
     static func familyName(_ number: UInt8) -> String? {
@@ -528,22 +509,36 @@ final class NetnsMonitor: Sendable {
     }
 }
 
+/// Starts a detached thread running `body` (a plain pthread, not Dispatch: the threads here
+/// enter network namespaces or block in the kernel). False if the thread could not be made.
+func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
+    final class Box: Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body))
+    var thread = pthread_t()
+    let rc = pthread_create(
+        &thread, nil,
+        { raw in
+            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
+            return nil
+        }, box.toOpaque())
+    guard rc == 0 else {
+        box.release()
+        return false
+    }
+    pthread_detach(thread)
+    return true
+}
+
 /// One thread running submitted jobs in order (no Dispatch: it may block in the kernel).
 final class SerialThread: Sendable {
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let wakeup = Semaphore()
 
     init(name: String) {
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(
-            &thread, nil,
-            { raw in
-                Unmanaged<SerialThread>.fromOpaque(raw!).takeRetainedValue().run()
-                return nil
-            }, box.toOpaque())
-        precondition(rc == 0, "cannot start the \(name) thread")
-        pthread_detach(thread)
+        precondition(startThread { [self] in run() }, "cannot start the \(name) thread")
     }
 
     func submit(_ job: @escaping @Sendable () -> Void) {

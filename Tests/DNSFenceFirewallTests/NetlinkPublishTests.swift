@@ -34,17 +34,34 @@ struct NetlinkPublishTests {
         return listing.elements.first { $0.address == IPAddress(address) }?.expiresIn
     }
 
+    /// A fresh namespace (deleted by the caller's `defer`) with the IPv4 and IPv6 sets of table
+    /// `inet t` that `publisher` creates in it.
+    struct Namespace {
+        let name = "dfp-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
+        var path: String { "/run/netns/\(name)" }
+        var v4: SetTarget { SetTarget(netns: path, family: "inet", table: "t", set: "a4", isIPv6: false) }
+        var v6: SetTarget { SetTarget(netns: path, family: "inet", table: "t", set: "a6", isIPv6: true) }
+
+        init() throws { try NetlinkPublishTests.sh("ip netns add \(name)") }
+
+        func delete() { _ = try? NetlinkPublishTests.sh("ip netns del \(name)") }
+
+        func publisher(shadowTrustSeconds: UInt64 = 10, clock: @escaping NftablesSetPublisher.Clock) async throws
+            -> NftablesSetPublisher
+        {
+            let publisher = NftablesSetPublisher(
+                namespaces: [path], shadowTrustSeconds: shadowTrustSeconds, clock: clock, logger: Logger(label: "test"))
+            try await publisher.prepare([v4, v6], create: true)
+            return publisher
+        }
+    }
+
     @Test("elements land with their timeouts, are extended, and refusals are specific")
     func publish() async throws {
-        let netns = "dfp-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
-        try Self.sh("ip netns add \(netns)")
-        defer { _ = try? Self.sh("ip netns del \(netns)") }
-        let path = "/run/netns/\(netns)"
-        let v4 = SetTarget(netns: path, family: "inet", table: "t", set: "a4", isIPv6: false)
-        let v6 = SetTarget(netns: path, family: "inet", table: "t", set: "a6", isIPv6: true)
-        let publisher = NftablesSetPublisher(
-            namespaces: [path], clock: { UInt64(Date().timeIntervalSince1970) }, logger: Logger(label: "test"))
-        try await publisher.prepare([v4, v6], create: true)
+        let namespace = try Namespace()
+        defer { namespace.delete() }
+        let (netns, path, v4, v6) = (namespace.name, namespace.path, namespace.v4, namespace.v6)
+        let publisher = try await namespace.publisher(clock: { UInt64(Date().timeIntervalSince1970) })
 
         // Seconds since `start`, rounded up, plus one: how far a listing may have counted down
         // (CI runs many tests at once, so a listing can come seconds after the commit).
@@ -120,17 +137,12 @@ struct NetlinkPublishTests {
 
     @Test("deletions by others are seen: a deleted, flushed or dropped element is published again")
     func followsDeletions() async throws {
-        let netns = "dfm-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
-        try Self.sh("ip netns add \(netns)")
-        defer { _ = try? Self.sh("ip netns del \(netns)") }
-        let path = "/run/netns/\(netns)"
-        let v4 = SetTarget(netns: path, family: "inet", table: "t", set: "a4", isIPv6: false)
-        let v6 = SetTarget(netns: path, family: "inet", table: "t", set: "a6", isIPv6: true)
+        let namespace = try Namespace()
+        defer { namespace.delete() }
+        let (netns, v4, v6) = (namespace.name, namespace.v4, namespace.v6)
         // A clock that stands still: with a real one, a second passing between a commit and the
         // check would make the next answer extend the timeout (needsCommit true by design).
-        let publisher = NftablesSetPublisher(
-            namespaces: [path], shadowTrustSeconds: 3600, clock: { 1_000_000 }, logger: Logger(label: "test"))
-        try await publisher.prepare([v4, v6], create: true)
+        let publisher = try await namespace.publisher(shadowTrustSeconds: 3600, clock: { 1_000_000 })
         let one = SetElement(target: v4, address: IPAddress("192.0.2.1")!, timeout: 300)
         let two = SetElement(target: v4, address: IPAddress("192.0.2.2")!, timeout: 300)
         let six = SetElement(target: v6, address: IPAddress("2001:db8::1")!, timeout: 300)
