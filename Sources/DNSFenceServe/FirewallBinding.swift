@@ -27,6 +27,11 @@ public struct FirewallBinding: Sendable {
         self.admitPrivate = admitPrivate
         self.commitTimeout = commitTimeout
     }
+
+    /// How long an address from a record with `ttl` seconds left stays in its set.
+    func elementTimeout(ttl: UInt32) -> UInt32 {
+        min(max(ttl, minTTL), maxTTL) + grace
+    }
 }
 
 /// Makes an answer safe to release under a firewall binding: keeps only the addresses of the
@@ -72,8 +77,8 @@ enum AnswerGuard {
                     withheld += 1
                     return nil
                 }
-                let timeout = min(max(record.ttl, binding.minTTL), binding.maxTTL) + binding.grace
-                elements.append(SetElement(target: target, address: address, timeout: timeout))
+                elements.append(
+                    SetElement(target: target, address: address, timeout: binding.elementTimeout(ttl: record.ttl)))
                 return record
             case .https, .svcb:
                 record.rdata = stripAddressHints(record.rdata)

@@ -254,8 +254,7 @@ public final class QueryPipeline: Sendable {
                         guard let target = published.address.isIPv4 ? binding.ipv4 : binding.ipv6 else { return nil }
                         let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
                         return SetElement(
-                            target: target, address: published.address,
-                            timeout: min(max(ttl, binding.minTTL), binding.maxTTL) + binding.grace)
+                            target: target, address: published.address, timeout: binding.elementTimeout(ttl: ttl))
                     }
                     record.published = elements.map(\.address)
                     if elements.isEmpty || !binding.publisher.needsCommit(elements) { return .respond(fast) }
@@ -268,8 +267,7 @@ public final class QueryPipeline: Sendable {
                     // Too big for this client's UDP size: TC, no records (RFC 7766 section 5).
                     var truncated = Self.response(to: query, rcode: template.rcode)
                     truncated.truncated = true
-                    truncated.authenticData =
-                        template.authenticData && (query.authenticData || query.edns?.dnssecOK == true)
+                    truncated.authenticData = template.authenticData && query.asksForAuthenticData
                     return .respond(truncated.encoded())
                 }
                 // Kept in wire form only and not usable for this query: ask upstream again.
@@ -498,7 +496,7 @@ public final class QueryPipeline: Sendable {
         message.authorities = cached.authorities
         message.additionals = cached.additionals
         // AD only to clients that asked for DNSSEC-aware answers (RFC 6840 5.8).
-        message.authenticData = cached.authenticData && (query.authenticData || query.edns?.dnssecOK == true)
+        message.authenticData = cached.authenticData && query.asksForAuthenticData
         if query.edns?.dnssecOK != true {
             let dnssec: Set<DNSType> = [.rrsig, .nsec, .nsec3, .ds, .dnskey]
             message.answers.removeAll { dnssec.contains($0.type) }

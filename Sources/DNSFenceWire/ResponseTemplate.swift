@@ -69,7 +69,7 @@ public struct ResponseTemplate: Sendable, Hashable {
         let total = size(edns: query.edns != nil)
         guard total <= maxSize, question.name.isStored(in: bytes, at: 12) else { return nil }
         let flags = query.responseFlags(
-            rcode: rcode, authenticData: authenticData && (query.authenticData || query.edns?.dnssecOK == true))
+            rcode: rcode, authenticData: authenticData && query.asksForAuthenticData)
         let additional = additionalCount + (query.edns == nil ? 0 : 1)
         let base = 12 + questionLength
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in

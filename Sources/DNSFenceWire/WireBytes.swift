@@ -55,6 +55,9 @@ extension UnsafeMutableBufferPointer where Element == UInt8 {
 }
 
 extension DNSMessage {
+    /// Whether a response to this query may set AD: the client set AD or DO (RFC 6840 5.8).
+    package var asksForAuthenticData: Bool { authenticData || edns?.dnssecOK == true }
+
     /// The flags word of a response to this query: QR and RA set, opcode, RD and CD copied,
     /// AD as given, RCODE's low four bits.
     @inlinable package func responseFlags(rcode: DNSRCode, authenticData: Bool) -> UInt16 {
