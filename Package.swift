@@ -38,10 +38,16 @@ let package = Package(
             name: "CNftBatch",
             linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
         ),
+        .target(name: "CDatagram"),
+        .target(
+            name: "DNSFenceIO",
+            dependencies: ["CDatagram", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
         .target(
             name: "DNSFenceFirewall",
             dependencies: [
-                "CNftables", "CNftBatch", "DNSFenceWire",
+                "CNftables", "CNftBatch", "DNSFenceWire", "DNSFenceIO",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -68,7 +74,7 @@ let package = Package(
         .target(
             name: "DNSFenceResolve",
             dependencies: [
-                "DNSFenceWire",
+                "DNSFenceWire", "DNSFenceIO",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -79,7 +85,7 @@ let package = Package(
         .target(
             name: "DNSFenceServe",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceFirewall",
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceFirewall", "DNSFenceIO",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -102,7 +108,7 @@ let package = Package(
             name: "dnsfence",
             dependencies: [
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig", "DNSFenceResolve", "DNSFenceServe",
-                "DNSFenceFirewall", "DNSFenceObserve",
+                "DNSFenceFirewall", "DNSFenceObserve", "DNSFenceIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -148,8 +154,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DNSFenceIOTests",
+            dependencies: ["DNSFenceIO", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DNSFenceResolveTests",
-            dependencies: ["DNSFenceWire", "DNSFenceResolve"],
+            dependencies: ["DNSFenceWire", "DNSFenceResolve", "DNSFenceIO"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -7,6 +7,7 @@
 import CNftBatch
 import CNftables
 import CoreMetrics
+import DNSFenceIO
 import DNSFenceWire
 public import Logging
 import Synchronization
@@ -24,7 +25,7 @@ public final class NftablesSetPublisher: SetPublisher {
     public typealias Clock = @Sendable () -> UInt64
 
     private let workers: [String: NetnsWorker]
-    private let committer = SerialThread(name: "nft-commit")
+    private let committer = SerialThread(name: "dnsfence-commit")
     private let shadow: ShadowStore
     private let clock: Clock
     private let logger: Logger
@@ -281,7 +282,7 @@ public final class NetnsWorker: Sendable {
     init(netns: String?, logger: Logger) {
         self.netns = netns
         self.logger = logger
-        precondition(startThread { [self] in main() }, "cannot start the nftables worker thread")
+        precondition(startThread(named: "dnsfence-nft") { [self] in main() }, "cannot start the nftables worker thread")
     }
 
     var statistics: Statistics { state.withLock { $0.statistics } }
@@ -459,7 +460,9 @@ final class NetnsMonitor: Sendable {
         self.netns = netns
         self.logger = logger
         self.onEvent = onEvent
-        if !startThread({ [self] in run() }) { logger.error("cannot start the nftables monitor thread") }
+        if !startThread(named: "dnsfence-monitor", { [self] in run() }) {
+            logger.error("cannot start the nftables monitor thread")
+        }
     }
 
     static func familyName(_ number: UInt8) -> String? {
@@ -509,36 +512,13 @@ final class NetnsMonitor: Sendable {
     }
 }
 
-/// Starts a detached thread running `body` (a plain pthread, not Dispatch: the threads here
-/// enter network namespaces or block in the kernel). False if the thread could not be made.
-func startThread(_ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box: Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let box = Unmanaged.passRetained(Box(body))
-    var thread = pthread_t()
-    let rc = pthread_create(
-        &thread, nil,
-        { raw in
-            Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue().body()
-            return nil
-        }, box.toOpaque())
-    guard rc == 0 else {
-        box.release()
-        return false
-    }
-    pthread_detach(thread)
-    return true
-}
-
 /// One thread running submitted jobs in order (no Dispatch: it may block in the kernel).
 final class SerialThread: Sendable {
     private let jobs = Mutex<[@Sendable () -> Void]>([])
     private let wakeup = Semaphore()
 
     init(name: String) {
-        precondition(startThread { [self] in run() }, "cannot start the \(name) thread")
+        precondition(startThread(named: name) { [self] in run() }, "cannot start the \(name) thread")
     }
 
     func submit(_ job: @escaping @Sendable () -> Void) {

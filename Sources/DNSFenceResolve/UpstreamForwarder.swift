@@ -1,4 +1,5 @@
 import CoreMetrics
+public import DNSFenceIO
 public import DNSFenceWire
 public import Logging
 public import NIOCore
@@ -76,15 +77,32 @@ public final class UpstreamForwarder: Sendable {
     public var statistics: Counters { counters.withLock { $0 } }
 
     /// Binds the pool of upstream sockets (`socketsPerFamily` each for the address families the
-    /// upstreams use). Without it every query opens a socket of its own.
-    public func start(socketsPerFamily: Int = 64) async throws {
+    /// upstreams use), spread over `loops`: a query from a loop goes out on one of that loop's
+    /// sockets and its reply is read there. Without a pool every query opens a socket of its own.
+    public func start(socketsPerFamily: Int = 64, loops: [DatagramLoop]) async throws {
         let v4 =
             settings.upstreams.contains { $0.protocol == .inet }
-            ? try await UpstreamSocketPool.make(group: group, count: socketsPerFamily, ipv6: false) : nil
-        let v6 =
-            settings.upstreams.contains { $0.protocol == .inet6 }
-            ? try await UpstreamSocketPool.make(group: group, count: socketsPerFamily, ipv6: true) : nil
+            ? try await UpstreamSocketPool.make(loops: loops, count: socketsPerFamily, ipv6: false) : nil
+        let v6: UpstreamSocketPool?
+        do {
+            v6 =
+                settings.upstreams.contains { $0.protocol == .inet6 }
+                ? try await UpstreamSocketPool.make(loops: loops, count: socketsPerFamily, ipv6: true) : nil
+        } catch {
+            v4?.close()
+            throw error
+        }
         pools.withLock { $0 = (v4, v6) }
+    }
+
+    /// Closes the pool's sockets.
+    public func stop() {
+        let (v4, v6) = pools.withLock { pools in
+            defer { pools = (nil, nil) }
+            return pools
+        }
+        v4?.close()
+        v6?.close()
     }
 
     /// Resolves `question`; identical concurrent questions (same `key`) share one upstream query.

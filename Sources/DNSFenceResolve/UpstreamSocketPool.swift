@@ -1,7 +1,11 @@
+import DNSFenceIO
 import DNSFenceWire
 import NIOCore
-import NIOPosix
 import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 /// A pool of long-lived UDP sockets for upstream queries, each bound to its own random
 /// ephemeral port. A query goes out on a random socket with a random ID that is not in flight
@@ -12,7 +16,7 @@ import Synchronization
 final class UpstreamSocketPool: Sendable {
     struct Key: Hashable {
         var socket: Int
-        var upstream: SocketAddress
+        var upstream: DatagramPeer
         var id: UInt16
     }
 
@@ -34,43 +38,50 @@ final class UpstreamSocketPool: Sendable {
         }
     }
 
-    let channels: [any Channel]
-    /// Indices into `channels` by the event loop each socket is registered on.
+    let sockets: [DatagramSocket]
+    /// Indices into `sockets` by the loop each socket is registered on.
     private let socketsByLoop: [ObjectIdentifier: [Int]]
     private let pending = Mutex<[Key: Pending]>([:])
     private let rejected = Atomic<Int>(0)
 
-    private init(channels: [any Channel]) {
-        self.channels = channels
+    private init(sockets: [DatagramSocket]) {
+        self.sockets = sockets
         var byLoop: [ObjectIdentifier: [Int]] = [:]
-        for (index, channel) in channels.enumerated() {
-            byLoop[ObjectIdentifier(channel.eventLoop), default: []].append(index)
+        for (index, socket) in sockets.enumerated() {
+            byLoop[ObjectIdentifier(socket.loop), default: []].append(index)
         }
         socketsByLoop = byLoop
     }
 
-    /// Binds `count` sockets for each address family the upstreams use.
-    static func make(group: any EventLoopGroup, count: Int, ipv6: Bool) async throws -> UpstreamSocketPool {
-        let handlerBox = HandlerBox()
-        var channels: [any Channel] = []
-        for index in 0..<count {
-            let channel = try await DatagramBootstrap(group: group)
-                .channelOption(.datagramVectorReadMessageCount, value: 16)
-                .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(PoolReplyHandler(socket: index, box: handlerBox))
-                    }
+    /// Binds `count` sockets for one address family, spread over `loops`.
+    static func make(loops: [DatagramLoop], count: Int, ipv6: Bool) async throws -> UpstreamSocketPool {
+        precondition(!loops.isEmpty, "the upstream pool needs a datagram loop")
+        let box = PoolBox()
+        var sockets: [DatagramSocket] = []
+        do {
+            for index in 0..<count {
+                let socket = try await DatagramSocket.bind(
+                    try SocketAddress(ipAddress: ipv6 ? "::" : "0.0.0.0", port: 0), on: loops[index % loops.count]
+                ) { _, bytes, peer in
+                    box.pool.withLock { $0 }?.deliver(socket: index, from: peer, bytes: bytes)
                 }
-                .bind(host: ipv6 ? "::" : "0.0.0.0", port: 0).get()
-            channels.append(channel)
+                sockets.append(socket)
+            }
+        } catch {
+            for socket in sockets { socket.close() }
+            throw error
         }
-        let pool = UpstreamSocketPool(channels: channels)
-        handlerBox.pool.withLock { $0 = pool }
+        let pool = UpstreamSocketPool(sockets: sockets)
+        box.pool.withLock { $0 = pool }
         return pool
     }
 
     var rejectedReplies: Int { rejected.load(ordering: .relaxed) }
+
+    /// Closes every socket (queries in flight time out).
+    func close() {
+        for socket in sockets { socket.close() }
+    }
 
     /// Sends `query` (its ID is replaced) to `upstream` from a random socket, preferably one
     /// on `loop`; `completion` gets the matching reply or a timeout, once, on `loop`.
@@ -78,13 +89,16 @@ final class UpstreamSocketPool: Sendable {
         _ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, on loop: any EventLoop,
         completion: @escaping UpstreamForwarder.Completion
     ) {
+        guard let peer = DatagramPeer(upstream) else {
+            return completion(.failure(DatagramError(operation: "send to \(upstream)", code: EAFNOSUPPORT)))
+        }
         let local = socketsByLoop[ObjectIdentifier(loop)] ?? []
-        let socket =
-            local.isEmpty ? RandomPool.shared.below(channels.count) : local[RandomPool.shared.below(local.count)]
-        let channel = channels[socket]
+        let index =
+            local.isEmpty ? RandomPool.shared.below(sockets.count) : local[RandomPool.shared.below(local.count)]
+        let socket = sockets[index]
         var query = query
         let key = pending.withLock { table -> Key in
-            var draft = Key(socket: socket, upstream: upstream, id: 0)
+            var draft = Key(socket: index, upstream: peer, id: 0)
             repeat {
                 draft.id = RandomPool.shared.next16()
             } while table[draft] != nil
@@ -92,20 +106,22 @@ final class UpstreamSocketPool: Sendable {
             return draft
         }
         query.id = key.id
-        let timer = channel.eventLoop.scheduleTask(in: timeout) { [self] () -> Void in
+        let timer = socket.loop.scheduleTask(in: timeout) { [self] () -> Void in
             pending.withLock { $0.removeValue(forKey: key) }?.conclude(.failure(UpstreamForwarder.UpstreamTimeout()))
         }
         // If the reply won the race the entry is gone and the timer finds nothing when it fires.
         pending.withLock { $0[key]?.timer = timer }
-        let envelope = AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: query.encoded()))
-        channel.writeAndFlush(envelope).whenFailure { [self] error in
-            pending.withLock { $0.removeValue(forKey: key) }?.conclude(.failure(error))
+        let bytes = query.encoded()
+        if socket.loop.inEventLoop {
+            socket.send(bytes, to: peer)
+        } else {
+            socket.loop.execute { socket.send(bytes, to: peer) }
         }
     }
 
     /// A datagram arrived on socket `socket`: complete the matching query, or count a rejection.
-    func deliver(socket: Int, from remote: SocketAddress, bytes: [UInt8]) {
-        guard bytes.count >= 12, let reply = try? DNSMessage(decoding: bytes), reply.isResponse else {
+    func deliver(socket: Int, from remote: DatagramPeer, bytes: UnsafeRawBufferPointer) {
+        guard bytes.count >= 12, let reply = try? DNSMessage(decoding: Array(bytes)), reply.isResponse else {
             rejected.add(1, ordering: .relaxed)
             return
         }
@@ -126,29 +142,7 @@ final class UpstreamSocketPool: Sendable {
     }
 }
 
-/// Lets the handlers reach the pool that owns their channels (set once after binding).
-final class HandlerBox: Sendable {
+/// Lets the sockets' receivers reach the pool that owns them (set once after binding).
+final class PoolBox: Sendable {
     let pool = Mutex<UpstreamSocketPool?>(nil)
-}
-
-final class PoolReplyHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-
-    let socket: Int
-    let box: HandlerBox
-
-    init(socket: Int, box: HandlerBox) {
-        self.socket = socket
-        self.box = box
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        box.pool.withLock { $0 }?.deliver(
-            socket: socket, from: envelope.remoteAddress, bytes: Array(buffer: envelope.data))
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // ICMP errors for an upstream that is down surface here; the query times out.
-    }
 }

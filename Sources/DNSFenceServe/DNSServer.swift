@@ -1,3 +1,4 @@
+public import DNSFenceIO
 public import Logging
 public import NIOCore
 import NIOPosix
@@ -7,8 +8,9 @@ import Synchronization
     import Glibc
 #endif
 
-/// Binds UDP and TCP on every listener address, one UDP socket per event loop sharing the port
-/// (SO_REUSEPORT), and serves until ``shutdown()``.
+/// Binds UDP and TCP on every listener address, and serves until ``shutdown()``: UDP with one
+/// socket per ``DatagramLoop`` sharing the port (SO_REUSEPORT, so the kernel spreads clients
+/// over the loops), TCP on NIO's loops.
 public final class DNSServer: Sendable {
     public struct Listener: Sendable {
         public var address: SocketAddress
@@ -34,12 +36,16 @@ public final class DNSServer: Sendable {
     }
 
     let group: any EventLoopGroup
+    let loops: [DatagramLoop]
     let pipeline: QueryPipeline
     let logger: Logger
     let channels = Mutex<[any Channel]>([])
+    let datagramSockets = Mutex<[DatagramSocket]>([])
 
-    public init(group: any EventLoopGroup, pipeline: QueryPipeline, logger: Logger) {
+    /// TCP is served on `group`, UDP on `loops`.
+    public init(group: any EventLoopGroup, loops: [DatagramLoop], pipeline: QueryPipeline, logger: Logger) {
         self.group = group
+        self.loops = loops
         self.pipeline = pipeline
         self.logger = logger
     }
@@ -52,20 +58,11 @@ public final class DNSServer: Sendable {
                 maxPerClient: limits.tcpMaxPerClient))
         do {
             for listener in listeners {
-                for loop in group.makeIterator() {
-                    let udp = try await DatagramBootstrap(group: loop)
-                        .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                        .channelOption(.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
-                        .channelOption(.datagramVectorReadMessageCount, value: 16)
-                        .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 65536))
-                        .channelInitializer { [pipeline] channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(
-                                    UDPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy))
-                            }
-                        }
-                        .bind(to: listener.address).get()
-                    channels.withLock { $0.append(udp) }
+                for loop in loops {
+                    let udp = try await DatagramSocket.bind(
+                        listener.address, reusePort: true, on: loop,
+                        receiver: UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listener.policy))
+                    datagramSockets.withLock { $0.append(udp) }
                 }
                 let tcp = try await ServerBootstrap(group: group)
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -112,5 +109,10 @@ public final class DNSServer: Sendable {
             return channels
         }
         for channel in all { try? await channel.close() }
+        let sockets = datagramSockets.withLock { sockets in
+            defer { sockets = [] }
+            return sockets
+        }
+        for socket in sockets { socket.close() }
     }
 }

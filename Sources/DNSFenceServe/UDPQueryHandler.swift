@@ -1,72 +1,38 @@
+import DNSFenceIO
 import DNSFenceWire
-import Logging
 import NIOCore
 
-/// Reads datagrams, runs the synchronous pipeline stage inline on the event loop, and writes
-/// the answer; queries that must go upstream continue in a task and write when done.
-final class UDPQueryHandler: ChannelInboundHandler {
-    typealias InboundIn = AddressedEnvelope<ByteBuffer>
-    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
-
-    let pipeline: QueryPipeline
-    let listenerPolicy: String?
-    private var pendingFlush = false
-    private var laterFlushScheduled = false
-
-    init(pipeline: QueryPipeline, listenerPolicy: String?) {
-        self.pipeline = pipeline
-        self.listenerPolicy = listenerPolicy
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let envelope = unwrapInboundIn(data)
-        guard let client = envelope.remoteAddress.dnsfenceIP else { return }
-        let bytes = Array(buffer: envelope.data)
-        let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
-        let outcome = pipeline.process(bytes, context: queryContext)
-        switch outcome {
-        case .drop:
-            return
-        case .respond(let response):
-            // Written now, flushed once per read burst (channelReadComplete): NIO then sends the
-            // whole burst with one sendmmsg instead of one sendmsg per answer.
-            context.write(
-                wrapOutboundOut(
-                    AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: ByteBuffer(bytes: response))),
-                promise: nil)
-            pendingFlush = true
-        case .forward, .publish:
-            // Everything after this runs on this event loop (future callbacks, no task); answers
-            // completed in one loop tick (one burst of upstream replies) leave in one flush.
-            let remote = envelope.remoteAddress
-            let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-            pipeline.complete(outcome, on: context.eventLoop) { response in
-                guard let response else { return }
-                let (handler, context) = bound.value
-                context.write(
-                    handler.wrapOutboundOut(
-                        AddressedEnvelope(remoteAddress: remote, data: ByteBuffer(bytes: response))),
-                    promise: nil)
-                guard !handler.laterFlushScheduled else { return }
-                handler.laterFlushScheduled = true
-                context.eventLoop.assumeIsolated().execute {
-                    handler.laterFlushScheduled = false
-                    context.flush()
+/// The UDP side of a listener: each datagram read on a ``DatagramLoop`` runs the synchronous
+/// pipeline stage inline; an answer made now is queued on the socket and leaves with the rest
+/// of the loop turn's answers in one sendmmsg(2). A query that must go upstream continues as
+/// callbacks on the same loop (its upstream socket is one of that loop's), and its answer
+/// leaves at the end of the turn that completed it.
+enum UDPQueryHandler {
+    static func receiver(pipeline: QueryPipeline, listenerPolicy: String?) -> DatagramSocket.Receiver {
+        { socket, bytes, peer in
+            guard let client = peer.ipAddress else { return }
+            let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
+            let outcome = pipeline.process(Array(bytes), context: queryContext)
+            switch outcome {
+            case .drop:
+                return
+            case .respond(let response):
+                socket.send(response, to: peer)
+            case .forward, .publish:
+                pipeline.complete(outcome, on: socket.loop) { response in
+                    guard let response else { return }
+                    socket.send(response, to: peer)
                 }
             }
         }
     }
+}
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        if pendingFlush {
-            pendingFlush = false
-            context.flush()
-        }
-        context.fireChannelReadComplete()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // ICMP errors for earlier answers surface here; a UDP listener keeps listening.
+extension DatagramPeer {
+    /// The peer's IP address (from the sockaddr bytes, not text).
+    var ipAddress: IPAddress? {
+        if let ipv4 { return .v4(ipv4) }
+        return withIPv6Bytes { IPAddress(bytes: $0) } ?? nil
     }
 }
 

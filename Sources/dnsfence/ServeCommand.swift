@@ -1,6 +1,7 @@
 import ArgumentParser
 import DNSFenceConfig
 import DNSFenceFirewall
+import DNSFenceIO
 import DNSFenceObserve
 import DNSFencePolicy
 import DNSFenceResolve
@@ -60,13 +61,22 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
 
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, threads ?? System.coreCount))
+        // UDP (listeners and upstream sockets) runs on our datagram loops, TCP on NIO's.
+        let threadCount = max(1, threads ?? System.coreCount)
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threadCount)
+        let loops: [DatagramLoop]
+        do {
+            loops = try (0..<threadCount).map { try DatagramLoop(name: "dnsfence-udp-\($0)") }
+        } catch {
+            printError("dnsfence: cannot start the UDP loops: \(error)")
+            throw ExitCode(1)
+        }
         let upstreams = try config.upstreams.map {
             try SocketAddress(ipAddress: $0.address.description, port: Int($0.port))
         }
         let forwarder = UpstreamForwarder(settings: .init(upstreams: upstreams), group: group, logger: logger)
         do {
-            try await forwarder.start()
+            try await forwarder.start(loops: loops)
         } catch {
             printError("dnsfence: cannot open upstream sockets: \(error)")
             throw ExitCode(1)
@@ -80,7 +90,7 @@ struct ServeCommand: AsyncParsableCommand {
         let pipeline = QueryPipeline(
             selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger, firewalls: firewalls,
             queryLog: Observability.queryLog(config.queryLog))
-        let dnsServer = DNSServer(group: group, pipeline: pipeline, logger: logger)
+        let dnsServer = DNSServer(group: group, loops: loops, pipeline: pipeline, logger: logger)
         var limits = DNSServer.Limits()
         limits.tcpMaxConnections = config.tcp.maxConnections
         limits.tcpMaxPerClient = config.tcp.maxPerClient
@@ -95,6 +105,8 @@ struct ServeCommand: AsyncParsableCommand {
                 }, limits: limits)
         } catch {
             printError("dnsfence: cannot listen: \(error)")
+            forwarder.stop()
+            for loop in loops { try? await loop.shutdownGracefully() }
             try? await group.shutdownGracefully()
             throw ExitCode(1)
         }
@@ -127,6 +139,8 @@ struct ServeCommand: AsyncParsableCommand {
         ready.clear()
         await dnsServer.drainAndShutdown()
         await observability?.shutdown()
+        forwarder.stop()
+        for loop in loops { try? await loop.shutdownGracefully() }
         try? await group.shutdownGracefully()
     }
 
