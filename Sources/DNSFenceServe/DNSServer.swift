@@ -64,7 +64,13 @@ public final class DNSServer: Sendable {
                         receiver: UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listener.policy))
                     datagramSockets.withLock { $0.append(udp) }
                 }
-                let tcp = try await ServerBootstrap(group: group)
+                var bootstrap = ServerBootstrap(group: group)
+                if listener.address.protocol == .inet6 {
+                    // IPv6 listeners are IPv6 only, as the UDP sockets are.
+                    bootstrap = bootstrap.serverChannelOption(.socketOption(.ipv6_v6only), value: 1)
+                }
+                let tcp =
+                    try await bootstrap
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(.backlog, value: limits.tcpBacklog)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

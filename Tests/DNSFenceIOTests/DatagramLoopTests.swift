@@ -109,7 +109,7 @@ struct DatagramLoopTests {
                 #expect(eventually { received.withLock { $0.count } == expected }, "\(received.withLock { $0.count })")
             }
             #expect(received.withLock { $0.values.allSatisfy { $0 == 1 } })
-            #expect(echo.dropped == 0)
+            #expect(try await server.submit { echo.dropped }.get() == 0)
         }
     }
 
