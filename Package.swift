@@ -41,7 +41,11 @@ let package = Package(
         .target(name: "CDatagram"),
         .target(
             name: "DNSFenceIO",
-            dependencies: ["CDatagram", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: [
+                "CDatagram",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
             swiftSettings: strict
         ),
         .target(

@@ -64,6 +64,7 @@ public final class DatagramLoop: EventLoop, @unchecked Sendable {
             Glibc.close(wakeFD)
             throw DatagramError(operation: "epoll_ctl", code: -rc)
         }
+        _ = DatagramSocket.metrics
         self.name = name
         self.epoll = epoll
         self.wakeFD = wakeFD

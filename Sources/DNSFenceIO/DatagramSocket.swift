@@ -1,4 +1,5 @@
 import CDatagram
+import CoreMetrics
 public import NIOCore
 
 #if canImport(Glibc)
@@ -99,8 +100,17 @@ public final class DatagramSocket: @unchecked Sendable {
     private var closed = false
     /// Datagrams dropped because the send backlog was full or the kernel refused them.
     public private(set) var dropped = 0
+    /// Datagrams read that did not fit the receive buffer (64 KiB), and were ignored.
     public private(set) var truncated = 0
     public static let backlogLimit = 4096
+
+    /// `dnsfence_udp_dropped_total{reason}`, made when the first loop starts so that every
+    /// series is exported from the start.
+    static let metrics = (
+        backlogFull: Counter(label: "dnsfence_udp_dropped_total", dimensions: [("reason", "send_backlog_full")]),
+        refused: Counter(label: "dnsfence_udp_dropped_total", dimensions: [("reason", "send_refused")]),
+        truncated: Counter(label: "dnsfence_udp_dropped_total", dimensions: [("reason", "receive_truncated")])
+    )
 
     /// Binds a socket to `address` (SO_REUSEPORT if `reusePort`, IPV6_V6ONLY for IPv6) and
     /// registers it on `loop`; `receiver` runs on the loop for every datagram.
@@ -154,6 +164,7 @@ public final class DatagramSocket: @unchecked Sendable {
         guard !closed else { return }
         guard outgoing.count < Self.backlogLimit else {
             dropped += 1
+            Self.metrics.backlogFull.increment()
             return
         }
         if outgoing.isEmpty && !waitingForWritable { loop.markDirty(self) }
@@ -192,6 +203,7 @@ public final class DatagramSocket: @unchecked Sendable {
                 let slot = slots[index]
                 guard slot.truncated == 0 else {
                     truncated += 1
+                    Self.metrics.truncated.increment()
                     continue
                 }
                 receiver(
@@ -230,6 +242,7 @@ public final class DatagramSocket: @unchecked Sendable {
                 } else if rc < 0 {
                     // This datagram is refused (unreachable, filtered, too big): UDP loses it.
                     dropped += 1
+                    Self.metrics.refused.increment()
                     sent += 1
                 } else {
                     sent += rc

@@ -52,6 +52,7 @@ enum Observability {
         "dnsfence_policy_rules": "Rules in each policy.",
         "dnsfence_policy_reloads_total": "Policy reloads, by result.",
         "dnsfence_querylog_dropped_total": "Query log lines dropped because the writer fell behind.",
+        "dnsfence_udp_dropped_total": "UDP datagrams dropped by dnsfence, by reason.",
     ]
 
     /// `# HELP name text\n` lines, as bytes, by family name.

@@ -152,3 +152,29 @@ extension Sequence {
         return result
     }
 }
+
+@Suite("Datagram socket backlog")
+struct DatagramBacklogTests {
+    @Test("a socket queues at most backlogLimit datagrams per turn and counts the rest as dropped")
+    func backlogBound() async throws {
+        try await withLoops("t-backlog") { loops in
+            let loop = loops[0]
+            let received = Atomic<Int>(0)
+            let sink = try await DatagramSocket.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0), on: loop) {
+                _, _, _ in received.add(1, ordering: .relaxed)
+            }
+            let source = try await DatagramSocket.bind(try SocketAddress(ipAddress: "127.0.0.1", port: 0), on: loop) {
+                _, _, _ in
+            }
+            let extra = 3
+            let dropped = try await loop.submit { () -> Int in
+                for _ in 0..<(DatagramSocket.backlogLimit + extra) { source.send([1, 2, 3], to: sink.localAddress) }
+                return source.dropped
+            }.get()
+            #expect(dropped == extra)
+            // What was queued leaves (the kernel may drop some at the receiver: not ours to count).
+            #expect(eventually { received.load(ordering: .relaxed) > 0 })
+            #expect(try await loop.submit { source.dropped }.get() == extra)
+        }
+    }
+}
