@@ -67,7 +67,8 @@ public final class DNSServer: Sendable {
                 var bootstrap = ServerBootstrap(group: group)
                 if listener.address.protocol == .inet6 {
                     // IPv6 listeners are IPv6 only, as the UDP sockets are.
-                    bootstrap = bootstrap.serverChannelOption(.socketOption(.ipv6_v6only), value: 1)
+                    bootstrap = bootstrap.serverChannelOption(
+                        ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
                 }
                 let tcp =
                     try await bootstrap

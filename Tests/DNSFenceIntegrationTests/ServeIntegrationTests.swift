@@ -180,6 +180,34 @@ final class ServeIntegrationTests {
         #expect(relay.received.count == 2)
     }
 
+    @Test("0.0.0.0 and [::] on one port: IPv6 sockets are IPv6 only, so both bind and each family is answered")
+    func dualStackListeners() throws {
+        let port = Harness.freePort()
+        let server = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "0.0.0.0:\(port)", "--listen", "[::]:\(port)", "--upstream",
+                "127.0.0.1:\(nsd.port)", "--allow", "*.example.test",
+            ], log: directory.appendingPathComponent("dual.log"))
+        defer { server.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask(_ server: String, _ transport: String) throws -> String {
+            try Harness.run(
+                dig, ["@\(server)", "-p", "\(port)", transport, "+tries=1", "+time=1", "+short", "www.example.test"]
+            ).output
+        }
+        var answered = ""
+        for _ in 0..<50 {
+            answered = try ask("127.0.0.1", "+notcp")
+            if answered.contains("192.0.2.10") { break }
+            usleep(100_000)
+        }
+        #expect(answered.contains("192.0.2.10"), "\(server.output)")
+        #expect(try ask("::1", "+notcp").contains("192.0.2.10"))
+        #expect(try ask("127.0.0.1", "+tcp").contains("192.0.2.10"))
+        #expect(try ask("::1", "+tcp").contains("192.0.2.10"))
+    }
+
     @Test("IPv6 listener, and mdig pipelining several queries over one TCP connection")
     func ipv6AndMdig() throws {
         let port6 = Harness.freePort()
