@@ -12,7 +12,9 @@ final class QueryMetrics: Sendable {
     /// [transport][qtype index][policy index][action index], so recording builds no strings.
     private let queries: [[[[Counter]]]]
     private let policyNames: [String]
-    private let typeIndex: [UInt16: Int]
+    /// Series index by query type for types below 256 (all the named ones): an array read, not
+    /// a hash per query.
+    private let typeIndex: [Int]
     /// By RCODE 0…15 (the other-counter where an RCODE has no series of its own).
     private let responses: [Counter]
     private let responsesOther: Counter
@@ -41,7 +43,12 @@ final class QueryMetrics: Sendable {
             }
         }
         self.policyNames = policyNames
-        typeIndex = Dictionary(uniqueKeysWithValues: Self.qtypes.enumerated().map { ($1.rawValue, $0) })
+        var typeIndex = Array(repeating: Self.qtypes.count, count: 256)
+        for (index, type) in Self.qtypes.enumerated() {
+            precondition(type.rawValue < 256, "qtype series must be below 256")
+            typeIndex[Int(type.rawValue)] = index
+        }
+        self.typeIndex = typeIndex
         let other = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "other")])
         var responses = Array(repeating: other, count: 16)
         for rcode in Self.rcodes where rcode.rawValue < 16 {
@@ -68,7 +75,7 @@ final class QueryMetrics: Sendable {
         started: ContinuousClock.Instant
     ) {
         let t = transport == .udp ? 0 : 1
-        let q = qtype.flatMap { typeIndex[$0.rawValue] } ?? Self.qtypes.count
+        let q = qtype.map { $0.rawValue < 256 ? typeIndex[Int($0.rawValue)] : Self.qtypes.count } ?? Self.qtypes.count
         // Few policies and actions: a scan of short strings beats hashing one.
         let p = policy.flatMap { name in policyNames.firstIndex(of: name) } ?? policyNames.count - 1
         let a = Self.actions.firstIndex(of: action) ?? Self.actions.count - 1
