@@ -9,19 +9,26 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+/// Points `messages` at the slots' buffers and peers, for receiving (room for a whole buffer and
+/// any peer) or sending (the slot's length and peer).
+static void prepare(struct mmsghdr *messages, struct iovec *vectors, const dnsfence_datagram *slots, int count,
+                    int receiving) {
+    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
+    for (int i = 0; i < count; i++) {
+        vectors[i].iov_base = slots[i].data;
+        vectors[i].iov_len = receiving ? slots[i].capacity : slots[i].length;
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_name = (void *)&slots[i].peer;
+        messages[i].msg_hdr.msg_namelen = receiving ? sizeof(slots[i].peer) : slots[i].peer_length;
+    }
+}
+
 int dnsfence_recv_datagrams(int fd, dnsfence_datagram *slots, int count) {
     struct mmsghdr messages[DNSFENCE_DATAGRAM_BATCH];
     struct iovec vectors[DNSFENCE_DATAGRAM_BATCH];
     if (count > DNSFENCE_DATAGRAM_BATCH) count = DNSFENCE_DATAGRAM_BATCH;
-    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
-    for (int i = 0; i < count; i++) {
-        vectors[i].iov_base = slots[i].data;
-        vectors[i].iov_len = slots[i].capacity;
-        messages[i].msg_hdr.msg_iov = &vectors[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-        messages[i].msg_hdr.msg_name = &slots[i].peer;
-        messages[i].msg_hdr.msg_namelen = sizeof(slots[i].peer);
-    }
+    prepare(messages, vectors, slots, count, 1);
     int n;
     do {
         n = recvmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT, NULL);
@@ -39,15 +46,7 @@ int dnsfence_send_datagrams(int fd, const dnsfence_datagram *slots, int count) {
     struct mmsghdr messages[DNSFENCE_DATAGRAM_BATCH];
     struct iovec vectors[DNSFENCE_DATAGRAM_BATCH];
     if (count > DNSFENCE_DATAGRAM_BATCH) count = DNSFENCE_DATAGRAM_BATCH;
-    memset(messages, 0, sizeof(struct mmsghdr) * (size_t)count);
-    for (int i = 0; i < count; i++) {
-        vectors[i].iov_base = slots[i].data;
-        vectors[i].iov_len = slots[i].length;
-        messages[i].msg_hdr.msg_iov = &vectors[i];
-        messages[i].msg_hdr.msg_iovlen = 1;
-        messages[i].msg_hdr.msg_name = (void *)&slots[i].peer;
-        messages[i].msg_hdr.msg_namelen = slots[i].peer_length;
-    }
+    prepare(messages, vectors, slots, count, 0);
     int n;
     do {
         n = sendmmsg(fd, messages, (unsigned)count, MSG_DONTWAIT);
