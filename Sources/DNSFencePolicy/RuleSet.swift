@@ -7,15 +7,15 @@ public import DNSFenceWire
 /// An immutable index of rules with lookup cost independent of the number of rules.
 ///
 /// Instead of a pointer-linked label trie, every rule is keyed by its lower-cased wire name in
-/// one of two hash tables (exact names, wildcard parents). A lookup probes the exact table
-/// once and then each proper suffix of the query name, longest first: at most one probe per
-/// label (≤ 128), no allocation beyond one lower-cased copy of the name. That gives the trie's
+/// one open-addressing table (``NameIndex``), exact names and wildcard parents apart by a kind
+/// bit. A lookup folds the query name into a stack buffer, hashes every suffix in one pass
+/// from the root label outwards, and probes the exact entry once and then each proper suffix,
+/// longest first: at most one probe per label (≤ 128) and no allocation. That gives the trie's
 /// semantics (exact beats wildcard, longer suffix beats shorter) at a fraction of its memory.
 public struct RuleSet: Sendable {
-    /// All rules in file order; the tables point into it.
+    /// All rules in file order; the index points into it.
     public let rules: [PolicyRule]
-    private let exact: [WireKey: Int32]
-    private let wildcard: [WireKey: Int32]
+    private let index: NameIndex
 
     /// Problems found while indexing (duplicates and conflicts; the first rule wins).
     public struct Conflict: Hashable, Sendable {
@@ -28,23 +28,17 @@ public struct RuleSet: Sendable {
     public init(_ rules: [PolicyRule]) {
         var kept: [PolicyRule] = []
         kept.reserveCapacity(rules.count)
-        var exact: [WireKey: Int32] = [:]
-        var wildcard: [WireKey: Int32] = [:]
-        exact.reserveCapacity(rules.count)
+        var index = NameIndex(capacity: rules.count)
         var conflicts: [Conflict] = []
         for rule in rules {
-            let key = WireKey(rule.name.wire[...])
-            if let existing = rule.isWildcard ? wildcard[key] : exact[key] {
+            if let existing = index.insert(rule.name.wire, wildcard: rule.isWildcard, value: Int32(kept.count)) {
                 conflicts.append(Conflict(kept: kept[Int(existing)], ignored: rule))
                 continue
             }
-            let index = Int32(kept.count)
             kept.append(rule)
-            if rule.isWildcard { wildcard[key] = index } else { exact[key] = index }
         }
         self.rules = kept
-        self.exact = exact
-        self.wildcard = wildcard
+        self.index = index
         self.conflicts = conflicts
     }
 
@@ -55,35 +49,165 @@ public struct RuleSet: Sendable {
 
     /// The best rule for `name`: an exact rule, else the wildcard on the longest proper suffix.
     public func match(_ name: DNSName) -> PolicyRule? {
-        var lower = name.wire
-        DNSName.foldCase(&lower)
-        if let i = exact[WireKey(lower[...])] { return rules[Int(i)] }
-        guard !wildcard.isEmpty else { return nil }
-        var offset = 0
-        while lower[offset] != 0 {
-            offset += 1 + Int(lower[offset])
-            if let i = wildcard[WireKey(lower[offset...])] { return rules[Int(i)] }
-        }
-        return nil
+        index.bestMatch(name.wire).map { rules[Int($0)] }
     }
 }
 
-/// A lower-cased wire name (or a suffix of one) as a hash key, hashed in bulk: Swift's
-/// `ArraySlice` hashes element by element, which dominated lookups with a million rules.
-struct WireKey: Hashable, @unchecked Sendable {
-    // @unchecked Sendable: an immutable slice of an immutable array.
-    let bytes: ArraySlice<UInt8>
-
-    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
-
-    func hash(into hasher: inout Hasher) {
-        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+/// Lower-cased wire names (exact, or wildcard parents) → an Int32, in one open-addressing
+/// table with linear probing at load ≤ 1/2. Names live in one byte pool; a slot holds the
+/// name's hash tag, place in the pool, kind and value (16 bytes).
+///
+/// A name's hash is built label by label from the root outwards (seeded multiply-mix), so one
+/// pass over a query name yields the hash of every suffix. The seed comes from `Hasher`, so it
+/// differs per process (and is fixed under SWIFT_DETERMINISTIC_HASHING): table contents are
+/// configuration, only lookups come from the network, and probe lengths depend on the contents.
+struct NameIndex: Sendable {
+    private struct Slot {
+        var tag: UInt32 = 0
+        var length: UInt16 = 0  // 0: empty (a wire name has at least the root byte)
+        var wildcard: Bool = false
+        var offset: UInt32 = 0
+        var value: Int32 = 0
     }
 
-    static func == (a: WireKey, b: WireKey) -> Bool {
-        guard a.bytes.count == b.bytes.count else { return false }
-        return a.bytes.withUnsafeBytes { x in
-            b.bytes.withUnsafeBytes { y in memcmp(x.baseAddress!, y.baseAddress!, x.count) == 0 }
+    private var slots: [Slot]
+    private var pool: [UInt8] = []
+    private let mask: Int
+    private let seed: UInt64
+
+    init(capacity: Int) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        slots = Array(repeating: Slot(), count: size)
+        mask = size - 1
+        var hasher = Hasher()
+        hasher.combine(0x646E_7366_656E_6365 as UInt64)
+        seed = UInt64(bitPattern: Int64(hasher.finalize()))
+    }
+
+    @inline(__always)
+    private static func mix(_ h: UInt64, _ v: UInt64) -> UInt64 {
+        let product = (h ^ v).multipliedFullWidth(by: 0x9E37_79B9_7F4A_7C15)
+        return product.high ^ product.low
+    }
+
+    /// The hash after adding the label at `start` (its length byte first) to `h`.
+    @inline(__always)
+    private static func addLabel(_ h: UInt64, _ bytes: UnsafePointer<UInt8>, _ start: Int) -> UInt64 {
+        let length = Int(bytes[start])
+        var h = mix(h, UInt64(length) | 0x100)
+        var position = start + 1
+        let end = position + length
+        while position + 8 <= end {
+            h = mix(h, UnsafeRawPointer(bytes + position).loadUnaligned(as: UInt64.self))
+            position += 8
+        }
+        if position < end {
+            var tail: UInt64 = 0
+            var shift: UInt64 = 0
+            while position < end {
+                tail |= UInt64(bytes[position]) << shift
+                shift += 8
+                position += 1
+            }
+            h = mix(h, tail)
+        }
+        return h
+    }
+
+    /// Hashes of every suffix of the name in `bytes` (lower-cased, validated): `visit` gets the
+    /// suffix's start offset and hash, longest suffix first (the whole name), root last.
+    @inline(__always)
+    private func suffixHashes(
+        _ bytes: UnsafePointer<UInt8>, _ visit: (_ start: Int, _ hash: UInt64) -> Bool
+    ) {
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: 128) { starts in
+            var count = 0
+            var position = 0
+            while bytes[position] != 0 {
+                starts[count] = position
+                count += 1
+                position += 1 + Int(bytes[position])
+            }
+            let root = position
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: 129) { hashes in
+                var h = Self.mix(seed, 0)
+                hashes[count] = h
+                var label = count - 1
+                while label >= 0 {
+                    h = Self.addLabel(h, bytes, starts[label])
+                    hashes[label] = h
+                    label -= 1
+                }
+                for label in 0..<count where !visit(starts[label], hashes[label]) { return }
+                _ = visit(root, hashes[count])
+            }
+        }
+    }
+
+    private func find(_ bytes: UnsafePointer<UInt8>, length: Int, hash: UInt64, wildcard: Bool) -> Int32? {
+        let tag = UInt32(truncatingIfNeeded: hash >> 32)
+        var index = Int(truncatingIfNeeded: hash) & mask
+        return slots.withUnsafeBufferPointer { slots in
+            pool.withUnsafeBufferPointer { pool in
+                while true {
+                    let slot = slots[index]
+                    if slot.length == 0 { return nil }
+                    if slot.tag == tag && Int(slot.length) == length && slot.wildcard == wildcard
+                        && memcmp(pool.baseAddress! + Int(slot.offset), bytes, length) == 0
+                    {
+                        return slot.value
+                    }
+                    index = (index + 1) & mask
+                }
+            }
+        }
+    }
+
+    /// Adds a lower-cased wire name; if it is already there (same kind), returns its value and
+    /// changes nothing.
+    mutating func insert(_ wire: [UInt8], wildcard: Bool, value: Int32) -> Int32? {
+        var hash: UInt64 = 0
+        wire.withUnsafeBufferPointer { bytes in
+            suffixHashes(bytes.baseAddress!) { _, h in
+                hash = h
+                return false
+            }
+        }
+        if let existing = wire.withUnsafeBufferPointer({
+            find($0.baseAddress!, length: wire.count, hash: hash, wildcard: wildcard)
+        }) {
+            return existing
+        }
+        var index = Int(truncatingIfNeeded: hash) & mask
+        while slots[index].length != 0 { index = (index + 1) & mask }
+        slots[index] = Slot(
+            tag: UInt32(truncatingIfNeeded: hash >> 32), length: UInt16(wire.count), wildcard: wildcard,
+            offset: UInt32(pool.count), value: value)
+        pool.append(contentsOf: wire)
+        return nil
+    }
+
+    /// The value of the exact entry for `wire` (matched without regard to ASCII case), else of
+    /// the wildcard entry on its longest proper suffix.
+    func bestMatch(_ wire: [UInt8]) -> Int32? {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: DNSName.maxWireLength + 1) { lower in
+            let length = min(wire.count, DNSName.maxWireLength)
+            wire.withUnsafeBufferPointer { source in
+                for i in 0..<length {
+                    let byte = source[i]
+                    lower[i] = byte &- 0x41 < 26 ? byte | 0x20 : byte
+                }
+            }
+            lower[length] = 0
+            let bytes = UnsafePointer(lower.baseAddress!)
+            var found: Int32? = nil
+            suffixHashes(bytes) { start, hash in
+                // The whole name: exact entries only; a proper suffix: wildcards only.
+                found = find(bytes + start, length: length - start, hash: hash, wildcard: start != 0)
+                return found == nil
+            }
+            return found
         }
     }
 }
