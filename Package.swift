@@ -128,6 +128,8 @@ let package = Package(
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),

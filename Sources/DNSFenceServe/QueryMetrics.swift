@@ -20,7 +20,12 @@ final class QueryMetrics: Sendable {
     private let responsesOther: Counter
     private let dropped: Counter
     /// By action index.
-    private let latency: [Timer]
+    private let latency: [LatencyHistogram]
+    /// Bucket bounds of `dnsfence_query_duration_seconds`: 50 µs … 2.5 s.
+    static let latencyBounds: [Int64] = [
+        50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 25_000_000, 50_000_000,
+        100_000_000, 250_000_000, 500_000_000, 1_000_000_000, 2_500_000_000,
+    ]
     private let ede: [UInt16: Counter]
     private let edeOther: Counter
     /// Commits the pipeline gave up waiting for (the publisher counts its own failures).
@@ -59,7 +64,8 @@ final class QueryMetrics: Sendable {
         responsesOther = other
         dropped = Counter(label: "dnsfence_responses_total", dimensions: [("rcode", "dropped")])
         latency = Self.actions.map {
-            Timer(label: "dnsfence_query_duration_seconds", dimensions: [("action", $0)])
+            LatencyHistogram(
+                name: "dnsfence_query_duration_seconds", labels: "action=\"\($0)\"", bounds: Self.latencyBounds)
         }
         var ede: [UInt16: Counter] = [:]
         for code in Self.edeCodes {
@@ -80,7 +86,10 @@ final class QueryMetrics: Sendable {
         let p = policy.flatMap { name in policyNames.firstIndex(of: name) } ?? policyNames.count - 1
         let a = Self.actions.firstIndex(of: action) ?? Self.actions.count - 1
         queries[t][q][p][a].increment()
-        if Self.actions.indices.contains(a) { latency[a].recordInterval(since: started) }
+        if Self.actions.indices.contains(a) {
+            let (seconds, attoseconds) = (ContinuousClock.now - started).components
+            latency[a].record(nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        }
         guard let response, response.count >= 12 else {
             dropped.increment()
             return
@@ -88,16 +97,15 @@ final class QueryMetrics: Sendable {
         responses[Int(response[3] & 0x0F)].increment()
     }
 
+    /// `dnsfence_query_duration_seconds` in Prometheus text (with its `# TYPE` line).
+    func latencyExposition() -> String {
+        var out = "# TYPE dnsfence_query_duration_seconds histogram\n"
+        for histogram in latency { histogram.render(into: &out) }
+        return out
+    }
+
     /// Counts an Extended DNS Error sent.
     func recordEDE(_ code: UInt16) {
         (ede[code] ?? edeOther).increment()
-    }
-}
-
-extension Timer {
-    func recordInterval(since start: ContinuousClock.Instant) {
-        let elapsed = ContinuousClock.now - start
-        let (seconds, attoseconds) = elapsed.components
-        recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

@@ -142,6 +142,10 @@ public final class QueryPipeline: Sendable {
         }
     }
 
+    /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus
+    /// text, for the `/metrics` endpoint to append.
+    public func metricsExposition() -> String { metrics.latencyExposition() }
+
     /// Metrics and the query log, once per query, when its answer (or silence) is known.
     func finish(_ record: QueryRecord, _ response: [UInt8]?) {
         metrics.record(

@@ -9,7 +9,12 @@ import DNSFenceServe
 import DNSFenceWire
 import Foundation
 import Logging
+import Metrics
 import NIOPosix
+import Prometheus
+
+// The metrics backend the server runs with, so that recording costs what it costs there.
+MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
 
 let arguments = CommandLine.arguments
 let workload = arguments.count > 1 ? arguments[1] : "hot"

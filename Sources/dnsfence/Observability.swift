@@ -18,7 +18,8 @@ import Synchronization
 enum Observability {
     static let version = "0.1.0"
 
-    /// Prometheus as the swift-metrics backend, with histogram buckets that suit DNS latencies.
+    /// Prometheus as the swift-metrics backend, with histogram buckets that suit DNS latencies
+    /// (the query latency histogram itself is the pipeline's own, lock-free).
     static func bootstrapMetrics() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
@@ -60,10 +61,11 @@ enum Observability {
         out[entry.key] = Array("# HELP \(entry.key) \(help[entry.key] ?? "")\n".utf8)
     }
 
-    /// The registry's exposition with a `# HELP` line before each family's `# TYPE` line,
+    /// The registry's exposition (and `extra` families rendered elsewhere, such as the query
+    /// latency histogram) with a `# HELP` line before each family's `# TYPE` line,
     /// worked on bytes (a scrape must stay cheap: it shares the CPU with DNS serving).
-    static func exposition(_ registry: PrometheusCollectorRegistry) -> [UInt8] {
-        let text = registry.emitToBuffer()
+    static func exposition(_ registry: PrometheusCollectorRegistry, extra: String = "") -> [UInt8] {
+        let text = registry.emitToBuffer() + Array(extra.utf8)
         var out: [UInt8] = []
         out.reserveCapacity(text.count + 4096)
         let marker = Array("# TYPE ".utf8)

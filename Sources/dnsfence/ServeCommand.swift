@@ -114,7 +114,8 @@ struct ServeCommand: AsyncParsableCommand {
         var observability: ObservabilityServer? = nil
         if let metricsAddress = config.metrics {
             let server = ObservabilityServer(
-                group: MultiThreadedEventLoopGroup(numberOfThreads: 1), metrics: { Observability.exposition(registry) },
+                group: MultiThreadedEventLoopGroup(numberOfThreads: 1),
+                metrics: { Observability.exposition(registry, extra: pipeline.metricsExposition()) },
                 readiness: { await Observability.readiness(ready: ready, forwarder: forwarder, firewalls: firewalls) })
             do {
                 try await server.start(
