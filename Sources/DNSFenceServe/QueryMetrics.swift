@@ -78,7 +78,7 @@ final class QueryMetrics: Sendable {
     /// Records one finished query.
     func record(
         transport: Transport, qtype: DNSType?, policy: String?, action: String, response: [UInt8]?,
-        started: ContinuousClock.Instant
+        started: UInt64
     ) {
         let t = transport == .udp ? 0 : 1
         let q = qtype.map { $0.rawValue < 256 ? typeIndex[Int($0.rawValue)] : Self.qtypes.count } ?? Self.qtypes.count
@@ -87,8 +87,8 @@ final class QueryMetrics: Sendable {
         let a = Self.actions.firstIndex(of: action) ?? Self.actions.count - 1
         queries[t][q][p][a].increment()
         if Self.actions.indices.contains(a) {
-            let (seconds, attoseconds) = (ContinuousClock.now - started).components
-            latency[a].record(nanoseconds: seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+            let now = QueryRecord.monotonicNow()
+            latency[a].record(nanoseconds: Int64(now > started ? now - started : 0))
         }
         guard let response, response.count >= 12 else {
             dropped.increment()

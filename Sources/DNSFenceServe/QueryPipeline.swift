@@ -158,7 +158,8 @@ public final class QueryPipeline: Sendable {
     /// The synchronous stage: answers what needs no I/O, hands the rest on.
     public func process(_ bytes: [UInt8], context: QueryContext) -> ImmediateOutcome {
         var record = QueryRecord(
-            started: .now, client: context.client, transport: context.transport, listenerPolicy: context.listenerPolicy)
+            started: QueryRecord.monotonicNow(), client: context.client, transport: context.transport,
+            listenerPolicy: context.listenerPolicy)
         let outcome = decide(bytes, context: context, record: &record)
         switch outcome {
         case .respond(let response): finish(record, response)

@@ -135,7 +135,7 @@ struct JSONQueryLog: QueryLogSink {
 
     func record(_ record: QueryRecord, response: [UInt8]?) {
         if deniedOnly && record.action == "pass" || deniedOnly && record.action == "local" { return }
-        writer.write(record.jsonLine(response: response, now: .now, wallClock: Self.timestamp()))
+        writer.write(record.jsonLine(response: response, now: QueryRecord.monotonicNow(), wallClock: Self.timestamp()))
     }
 
     /// RFC 3339 UTC time with microseconds.
