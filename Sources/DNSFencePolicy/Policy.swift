@@ -33,27 +33,12 @@ public final class Policy: Sendable {
     /// - Local data answers with the records of the asked type, or with a CNAME the name has;
     ///   no record of that type means NODATA, not NXDOMAIN.
     public func decide(_ question: DNSQuestion) -> PolicyDecision {
-        guard let rule = rules.match(question.name) else {
-            return .deny(response: denyResponse, error: notAllowlisted, rule: nil)
-        }
+        guard let rule = rules.match(question.name) else { return defaultDeny }
         switch rule.action {
         case .deny(let response):
-            return .deny(
-                response: response ?? denyResponse,
-                error: ExtendedDNSError(ExtendedDNSError.blocked, "dnsfence: policy \(name): denied by \(rule.id)"),
-                rule: rule.id
-            )
+            return deniedByRule(rule, response: response)
         case .pass, .localData:
-            guard allowedTypes.contains(question.type) else {
-                return .deny(
-                    response: .nodata,
-                    error: ExtendedDNSError(
-                        ExtendedDNSError.filtered,
-                        "dnsfence: policy \(name): type \(question.type) not allowed (\(rule.id))"
-                    ),
-                    rule: rule.id
-                )
-            }
+            guard allowedTypes.contains(question.type) else { return filtered(rule, type: question.type) }
             guard case .localData(let records) = rule.action else { return .pass(rule: rule.id) }
             let cname = records.filter { $0.type == .cname }
             let chosen = cname.isEmpty ? records.filter { $0.type == question.type } : cname
@@ -64,5 +49,36 @@ public final class Policy: Sendable {
             }
             return .localData(records: answers, rule: rule.id)
         }
+    }
+
+    /// ``decide(_:)`` for a name given as wire bytes (any letter case), with no ``DNSName``
+    /// made, for the byte-level fast path: a denial or a pass. Nil for local data (its records
+    /// carry the name as asked: the caller takes the full path).
+    public func quickDecision(wire: UnsafeRawBufferPointer, type: DNSType) -> PolicyDecision? {
+        guard let rule = rules.match(wire: wire) else { return defaultDeny }
+        switch rule.action {
+        case .deny(let response): return deniedByRule(rule, response: response)
+        case .pass, .localData:
+            guard allowedTypes.contains(type) else { return filtered(rule, type: type) }
+            guard case .pass = rule.action else { return nil }
+            return .pass(rule: rule.id)
+        }
+    }
+
+    private var defaultDeny: PolicyDecision { .deny(response: denyResponse, error: notAllowlisted, rule: nil) }
+
+    private func deniedByRule(_ rule: PolicyRule, response: DenyResponse?) -> PolicyDecision {
+        .deny(
+            response: response ?? denyResponse,
+            error: ExtendedDNSError(ExtendedDNSError.blocked, "dnsfence: policy \(name): denied by \(rule.id)"),
+            rule: rule.id)
+    }
+
+    private func filtered(_ rule: PolicyRule, type: DNSType) -> PolicyDecision {
+        .deny(
+            response: .nodata,
+            error: ExtendedDNSError(
+                ExtendedDNSError.filtered, "dnsfence: policy \(name): type \(type) not allowed (\(rule.id))"),
+            rule: rule.id)
     }
 }

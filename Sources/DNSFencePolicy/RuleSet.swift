@@ -49,7 +49,15 @@ public struct RuleSet: Sendable {
 
     /// The best rule for `name`: an exact rule, else the wildcard on the longest proper suffix.
     public func match(_ name: DNSName) -> PolicyRule? {
-        index.bestMatch(name.wire).map { rules[Int($0)] }
+        name.wire.withUnsafeBufferPointer { index.bestMatch($0.baseAddress!, count: $0.count) }.map { rules[Int($0)] }
+    }
+
+    /// The same for a name as wire bytes (uncompressed, any letter case, validated by the
+    /// caller: labels ≤ 63, ≤ 255 bytes, ending with the root label).
+    public func match(wire: UnsafeRawBufferPointer) -> PolicyRule? {
+        index.bestMatch(wire.baseAddress!.assumingMemoryBound(to: UInt8.self), count: wire.count).map {
+            rules[Int($0)]
+        }
     }
 }
 
@@ -190,14 +198,13 @@ struct NameIndex: Sendable {
 
     /// The value of the exact entry for `wire` (matched without regard to ASCII case), else of
     /// the wildcard entry on its longest proper suffix.
-    func bestMatch(_ wire: [UInt8]) -> Int32? {
+    @inline(__always)
+    func bestMatch(_ wire: UnsafePointer<UInt8>, count: Int) -> Int32? {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: DNSName.maxWireLength + 1) { lower in
-            let length = min(wire.count, DNSName.maxWireLength)
-            wire.withUnsafeBufferPointer { source in
-                for i in 0..<length {
-                    let byte = source[i]
-                    lower[i] = byte &- 0x41 < 26 ? byte | 0x20 : byte
-                }
+            let length = min(count, DNSName.maxWireLength)
+            for i in 0..<length {
+                let byte = wire[i]
+                lower[i] = byte &- 0x41 < 26 ? byte | 0x20 : byte
             }
             lower[length] = 0
             let bytes = UnsafePointer(lower.baseAddress!)

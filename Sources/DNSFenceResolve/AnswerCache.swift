@@ -22,8 +22,15 @@ public struct CacheKey: Hashable, Sendable {
     public var checkingDisabled: Bool
 
     public init(policy: String, name: DNSName, type: DNSType, dnssecOK: Bool, checkingDisabled: Bool) {
+        self.init(
+            policy: policy, lowercasedName: name.lowercased(), type: type, dnssecOK: dnssecOK,
+            checkingDisabled: checkingDisabled)
+    }
+
+    /// The same for a name already in lower case (the byte-level path folds it once).
+    package init(policy: String, lowercasedName: DNSName, type: DNSType, dnssecOK: Bool, checkingDisabled: Bool) {
         self.policy = policy
-        self.name = name.lowercased()
+        self.name = lowercasedName
         self.type = type
         self.dnssecOK = dnssecOK
         self.checkingDisabled = checkingDisabled
@@ -233,7 +240,9 @@ public final class AnswerCache: Sendable {
 
     /// The answer for `key` as stored and the seconds since it was stored (the caller ages it,
     /// or uses its template), or nil (expired entries are dropped).
-    public func lookupEntry(_ key: CacheKey) -> (answer: CachedAnswer, elapsed: UInt32)? {
+    /// `counting: false` looks without counting a hit or a miss (a caller that may still hand
+    /// the query to a path that looks again counts once, with ``recordHit()`` or that lookup).
+    public func lookupEntry(_ key: CacheKey, counting: Bool = true) -> (answer: CachedAnswer, elapsed: UInt32)? {
         let time = now()
         let hash = key.hashValue
         // Filled inside the lock; the closure returns nothing (a concrete copy, not a generic one).
@@ -241,14 +250,18 @@ public final class AnswerCache: Sendable {
         var elapsed: UInt32 = 0
         state.withLock { state in
             guard let i = state.find(key, hash: hash) else {
-                state.misses += 1
-                missCounter.increment()
+                if counting {
+                    state.misses += 1
+                    missCounter.increment()
+                }
                 return
             }
             guard state.nodes[i].expires > time else {
                 state.remove(i)
-                state.misses += 1
-                missCounter.increment()
+                if counting {
+                    state.misses += 1
+                    missCounter.increment()
+                }
                 entriesGauge.record(state.count)
                 return
             }
@@ -256,13 +269,21 @@ public final class AnswerCache: Sendable {
                 state.unlink(i)
                 state.pushFront(i)
             }
-            state.hits += 1
-            hitCounter.increment()
+            if counting {
+                state.hits += 1
+                hitCounter.increment()
+            }
             found = state.nodes[i].answer
             elapsed = UInt32(clamping: time - state.nodes[i].stored)
         }
         guard let found else { return nil }
         return (found, elapsed)
+    }
+
+    /// Counts a hit found by an uncounted ``lookupEntry(_:counting:)``.
+    public func recordHit() {
+        state.withLock { $0.hits += 1 }
+        hitCounter.increment()
     }
 
     /// How long `answer` may be cached: the smallest answer TTL for a positive answer, the SOA

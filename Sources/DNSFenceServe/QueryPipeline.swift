@@ -454,21 +454,33 @@ public final class QueryPipeline: Sendable {
     /// uncompressed at offset 12.
     static func denial(bytes: [UInt8], query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError) -> [UInt8]? {
         guard let question = query.questions.first, query.questions.count == 1 else { return nil }
-        let nameLength = question.name.wire.count
-        let questionEnd = 12 + nameLength + 4
+        let questionEnd = 12 + question.name.wire.count + 4
         guard bytes.count >= questionEnd, question.name.isStored(in: bytes, at: 12) else { return nil }
+        return bytes.withUnsafeBytes { raw in
+            denialBytes(
+                id: query.id, flags: query.responseFlags(rcode: rcode, authenticData: false),
+                question: UnsafeRawBufferPointer(rebasing: raw[12..<questionEnd]), dnssecOK: query.edns?.dnssecOK,
+                error: error)
+        }
+    }
+
+    /// A denial written in place: the header, `question` (name, type and class as the client
+    /// sent them), and for EDNS clients (`dnssecOK` not nil) an OPT record carrying the EDE.
+    static func denialBytes(
+        id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError
+    ) -> [UInt8] {
         var text = error.extraText
         let textLength = text.utf8.count
         let optionLength = 2 + textLength  // INFO-CODE + EXTRA-TEXT
-        let total = questionEnd + (query.edns == nil ? 0 : 11 + 4 + optionLength)
-        let flags = query.responseFlags(rcode: rcode, authenticData: false)
-        // Written in place: header, the question as asked, and for EDNS clients an OPT with the EDE.
+        let questionEnd = 12 + question.count
+        let total = questionEnd + (dnssecOK == nil ? 0 : 11 + 4 + optionLength)
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            out.storeHeader(id: query.id, flags: flags, counts: (1, 0, 0, query.edns == nil ? 0 : 1))
-            out.storeBytes(of: bytes, from: 12, count: nameLength + 4, at: 12)
-            if let edns = query.edns {
+            out.storeHeader(id: id, flags: flags, counts: (1, 0, 0, dnssecOK == nil ? 0 : 1))
+            UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: question.count).copyMemory(
+                from: question)
+            if let dnssecOK {
                 var at = out.storeOPT(
-                    at: questionEnd, payloadSize: UInt16(maxUDPPayload), dnssecOK: edns.dnssecOK,
+                    at: questionEnd, payloadSize: UInt16(maxUDPPayload), dnssecOK: dnssecOK,
                     rdataLength: UInt16(4 + optionLength))
                 out.storeBigEndian(EDNSOption.extendedErrorCode, at: at)
                 out.storeBigEndian(UInt16(optionLength), at: at + 2)

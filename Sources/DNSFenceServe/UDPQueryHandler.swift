@@ -12,7 +12,7 @@ enum UDPQueryHandler {
         { socket, bytes, peer in
             guard let client = peer.ipAddress else { return }
             let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
-            let outcome = pipeline.process(Array(bytes), context: queryContext)
+            let outcome = pipeline.process(bytes: bytes, context: queryContext)
             switch outcome {
             case .drop:
                 return

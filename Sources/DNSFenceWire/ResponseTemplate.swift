@@ -64,17 +64,32 @@ public struct ResponseTemplate: Sendable, Hashable {
         -> [UInt8]?
     {
         guard let question = query.questions.first, query.questions.count == 1,
-            question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength
+            question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength,
+            question.name.isStored(in: bytes, at: 12)
         else { return nil }
-        let total = size(edns: query.edns != nil)
-        guard total <= maxSize, question.name.isStored(in: bytes, at: 12) else { return nil }
-        let flags = query.responseFlags(
-            rcode: rcode, authenticData: authenticData && query.asksForAuthenticData)
-        let additional = additionalCount + (query.edns == nil ? 0 : 1)
+        let flags = query.responseFlags(rcode: rcode, authenticData: authenticData && query.asksForAuthenticData)
+        return bytes.withUnsafeBytes { raw in
+            response(
+                id: query.id, flags: flags, question: UnsafeRawBufferPointer(rebasing: raw[12..<(12 + questionLength)]),
+                dnssecOK: query.edns?.dnssecOK, elapsed: elapsed, maxSize: maxSize, ednsPayload: ednsPayload)
+        }
+    }
+
+    /// The same from raw parts: the response's ID and flags (AD already decided), the question
+    /// as the client sent it (name, type, class: `questionLength` bytes) and, for an EDNS
+    /// client, its DO bit. Nil when the response would exceed `maxSize`.
+    public func response(
+        id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer, dnssecOK: Bool?, elapsed: UInt32, maxSize: Int,
+        ednsPayload: UInt16
+    ) -> [UInt8]? {
+        let total = size(edns: dnssecOK != nil)
+        guard question.count == questionLength, total <= maxSize else { return nil }
+        let additional = additionalCount + (dnssecOK == nil ? 0 : 1)
         let base = 12 + questionLength
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            out.storeHeader(id: query.id, flags: flags, counts: (1, answerCount, authorityCount, additional))
-            out.storeBytes(of: bytes, from: 12, count: questionLength, at: 12)
+            out.storeHeader(id: id, flags: flags, counts: (1, answerCount, authorityCount, additional))
+            UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: questionLength).copyMemory(
+                from: question)
             out.storeBytes(of: storage, from: 0, count: sectionsLength, at: base)
             if elapsed > 0 {
                 for index in stride(from: sectionsLength, to: storage.count, by: 2) {
@@ -83,9 +98,9 @@ public struct ResponseTemplate: Sendable, Hashable {
                     out.storeBigEndian(ttl > elapsed ? ttl - elapsed : 0, at: at)
                 }
             }
-            if let edns = query.edns {
+            if let dnssecOK {
                 _ = out.storeOPT(
-                    at: base + sectionsLength, payloadSize: ednsPayload, dnssecOK: edns.dnssecOK, rdataLength: 0)
+                    at: base + sectionsLength, payloadSize: ednsPayload, dnssecOK: dnssecOK, rdataLength: 0)
             }
             count = total
         }

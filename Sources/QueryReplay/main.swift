@@ -79,7 +79,9 @@ if workload == "memory" {
 let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "replay", transport: .udp)
 var answered = 0
 for i in 0..<iterations {
-    if case .respond(let bytes) = pipeline.process(queries[i % queries.count], context: context) {
+    // The entry the UDP listener uses (byte-level denials first).
+    let outcome = queries[i % queries.count].withUnsafeBytes { pipeline.process(bytes: $0, context: context) }
+    if case .respond(let bytes) = outcome {
         answered += bytes.count > 12 ? 1 : 0
     }
 }

@@ -1,0 +1,186 @@
+import DNSFencePolicy
+import DNSFenceResolve
+import DNSFenceWire
+import Logging
+import NIOPosix
+import Testing
+
+@testable import DNSFenceServe
+
+/// The byte-level path against the full pipeline: for every query it answers (denials, cache
+/// hits), the bytes must be exactly what `process` would have sent; what it declines must be a
+/// query the full path treats differently (forwarded, local data, dropped, refused, BADVERS, …).
+@Suite("Plain query fast path")
+struct PlainQueryFastPathTests {
+    static let zone = """
+        $TTL 60
+        @ SOA a. b. 1 2 3 4 5
+        ok.test CNAME rpz-passthru.
+        *.wild.test CNAME rpz-passthru.
+        proxy.test A 10.0.0.2
+        gone.test CNAME .
+        empty.test CNAME *.
+        quiet.test CNAME rpz-drop.
+        """
+
+    /// A pipeline whose cache holds answers for `ok.test` and `a.wild.test` (A and AAAA, every
+    /// DO/CD combination; the AAAA answers are big, the A ones carry AD), stored 7 s ago.
+    static func pipeline(deny: DenyResponse) throws -> QueryPipeline {
+        let compiled = try PolicyCompiler().compile(
+            name: "p", sources: [PolicySource(file: "t.rpz", text: zone)], allowedTypes: [.a, .aaaa],
+            denyResponse: deny)
+        let logger = Logger(label: "test")
+        let clock = Clock()
+        let cache = AnswerCache(limits: .init(maxEntries: 100, minTTL: 0, maxTTL: 600), clock: { clock.now })
+        for name in ["ok.test", "a.wild.test"] {
+            let owner = try DNSName(name)
+            for type in [DNSType.a, .aaaa] {
+                for dnssecOK in [false, true] {
+                    for checkingDisabled in [false, true] {
+                        // 40 AAAA records (~1.1 KB): over 512 bytes, so clients without EDNS get TC.
+                        let answers =
+                            type == .a
+                            ? [DNSRecord(name: owner, ttl: 300, address: .v4(0xC000_0201))]
+                            : (0..<40).map {
+                                DNSRecord(name: owner, ttl: 300, address: IPAddress("2001:db8::\($0 + 1)")!)
+                            }
+                        let stored = CachedAnswer(
+                            rcode: .noError, authenticData: type == .a, answers: answers, authorities: [],
+                            additionals: [])
+                        let key = CacheKey(
+                            policy: "p", name: owner, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled
+                        )
+                        cache.store(stored, for: key, keepRecords: false) {
+                            QueryPipeline.template(
+                                for: $0, question: DNSQuestion(name: owner, type: type), dnssecOK: dnssecOK)
+                        }
+                    }
+                }
+            }
+        }
+        clock.now = 1_007
+        return QueryPipeline(
+            selector: ClientPolicySelector([.init(policy: compiled.policy, clients: [])]), cache: cache,
+            forwarder: UpstreamForwarder(
+                settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton, logger: logger),
+            logger: logger)
+    }
+
+    final class Clock: @unchecked Sendable {
+        // @unchecked Sendable: set before the pipeline is used, read after.
+        var now: UInt64 = 1_000
+    }
+
+    /// Query shapes: names (allowed, wildcard, denied by rule, unknown, mixed case), types,
+    /// EDNS variants and header bits.
+    static func queries() throws -> [(label: String, bytes: [UInt8])] {
+        let names = [
+            "ok.test", "OK.Test", "a.wild.test", "b.wild.test", "wild.test", "gone.test", "Empty.test", "quiet.test",
+            "nowhere.example", "x.y.z.NOWHERE.example", "proxy.test",
+        ]
+        let types: [DNSType] = [.a, .aaaa, .txt, .mx, .any, .axfr, DNSType(rawValue: 65280)]
+        let ednsVariants: [(String, EDNS?)] = [
+            ("no-edns", nil), ("edns", EDNS()), ("do", EDNS(dnssecOK: true)),
+            ("cookie", EDNS(options: [EDNSOption(code: 10, data: [1, 2, 3, 4, 5, 6, 7, 8])])),
+        ]
+        var out: [(String, [UInt8])] = []
+        for name in names {
+            for type in types {
+                for (ednsLabel, edns) in ednsVariants {
+                    let base = DNSMessage.query(
+                        id: 0xBEEF, DNSQuestion(name: try DNSName(name), type: type), edns: edns
+                    ).encoded()
+                    // Header variants: as built (RD), RD off with CD and AD on.
+                    var flipped = base
+                    flipped[2] &= ~0x01
+                    flipped[3] |= 0x30
+                    out.append(("\(name) \(type) \(ednsLabel)", base))
+                    out.append(("\(name) \(type) \(ednsLabel) cd+ad", flipped))
+                }
+            }
+        }
+        // Unusual shapes the fast path must leave alone.
+        var chaos = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("nowhere.example"), type: .a)).encoded()
+        chaos[chaos.count - 11 - 1] = 3  // class CH (the OPT record is the last 11 bytes)
+        out.append(("class CH", chaos))
+        var version1 = DNSMessage.query(id: 2, DNSQuestion(name: try DNSName("nowhere.example"), type: .a)).encoded()
+        version1[version1.count - 11 + 6] = 1  // EDNS version 1
+        out.append(("EDNS version 1", version1))
+        var notify = DNSMessage.query(id: 3, DNSQuestion(name: try DNSName("nowhere.example"), type: .a)).encoded()
+        notify[2] |= 0x20  // opcode NOTIFY
+        out.append(("opcode NOTIFY", notify))
+        return out
+    }
+
+    @Test("every answer it gives is byte for byte the full pipeline's", arguments: DenyResponse.allCases)
+    func sameBytes(deny: DenyResponse) throws {
+        let pipeline = try Self.pipeline(deny: deny)
+        let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
+        var fast = 0
+        var declined: Set<String> = []
+        for (label, bytes) in try Self.queries() {
+            let quick = bytes.withUnsafeBytes { pipeline.fastPath($0, context: context) }
+            guard let quick else {
+                declined.insert(label)
+                continue
+            }
+            fast += 1
+            guard case .respond(let full) = pipeline.process(bytes, context: context) else {
+                Issue.record("\(label): the fast path answered what the full path does not")
+                continue
+            }
+            #expect(quick == full, "\(label)")
+        }
+        // Not vacuous: denials and hits go fast; misses, local data and unusual shapes do not.
+        #expect(fast > (deny == .drop ? 100 : 250))
+        for label in ["ok.test A edns", "a.wild.test AAAA do", "OK.Test A cookie cd+ad", "ok.test AAAA edns"] {
+            #expect(!declined.contains(label), "\(label) is a cache hit")
+        }
+        for label in [
+            "b.wild.test A edns",  // allowed, not cached: forwarded
+            "proxy.test A no-edns", "class CH", "EDNS version 1", "opcode NOTIFY",
+            "nowhere.example ANY edns", "nowhere.example AXFR edns", "quiet.test A edns",
+            "ok.test AAAA no-edns",  // too big for 512 bytes: the full path truncates
+        ] {
+            #expect(declined.contains(label), "\(label)")
+        }
+        // A type the policy does not allow, for an allowed name, is a fast NODATA.
+        #expect(!declined.contains("ok.test TXT edns"))
+        if deny == .drop { #expect(declined.contains("nowhere.example A edns")) }
+    }
+
+    @Test("a hit it serves counts once; a miss it declines is counted by the full path, once")
+    func cacheCounters() throws {
+        let pipeline = try Self.pipeline(deny: .nxdomain)
+        let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
+        let hit = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("ok.test"), type: .a)).encoded()
+        let miss = DNSMessage.query(id: 2, DNSQuestion(name: try DNSName("b.wild.test"), type: .a)).encoded()
+        let before = pipeline.cache.statistics
+        guard case .respond = hit.withUnsafeBytes({ pipeline.process(bytes: $0, context: context) }) else {
+            Issue.record("a cached name was not answered")
+            return
+        }
+        guard case .forward = miss.withUnsafeBytes({ pipeline.process(bytes: $0, context: context) }) else {
+            Issue.record("an uncached allowed name was not forwarded")
+            return
+        }
+        let after = pipeline.cache.statistics
+        #expect(after.hits == before.hits + 1)
+        #expect(after.misses == before.misses + 1)
+    }
+
+    @Test("the query log takes the full path (it needs the whole record)")
+    func queryLogTakesFullPath() throws {
+        struct Sink: QueryLogSink {
+            func record(_ record: QueryRecord, response: [UInt8]?) {}
+        }
+        let base = try Self.pipeline(deny: .nxdomain)
+        let logged = QueryPipeline(
+            selector: base.selector, cache: base.cache, forwarder: base.forwarder, logger: base.logger,
+            queryLog: Sink())
+        let bytes = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("nowhere.example"), type: .a)).encoded()
+        let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
+        #expect(bytes.withUnsafeBytes { base.fastPath($0, context: context) } != nil)
+        #expect(bytes.withUnsafeBytes { logged.fastPath($0, context: context) } == nil)
+    }
+}
