@@ -161,6 +161,11 @@ public final class DatagramSocket: @unchecked Sendable {
 
     /// The same from raw bytes (copied).
     public func send(_ bytes: UnsafeRawBufferPointer, to peer: DatagramPeer) {
+        send(count: bytes.count, to: peer) { UnsafeMutableRawBufferPointer($0).copyMemory(from: bytes) }
+    }
+
+    /// Queues a datagram of `count` bytes that `write` fills in place (no array per datagram).
+    public func send(count: Int, to peer: DatagramPeer, writing write: (UnsafeMutableBufferPointer<UInt8>) -> Void) {
         guard !closed else { return }
         guard outgoing.count < Self.backlogLimit else {
             dropped += 1
@@ -168,8 +173,10 @@ public final class DatagramSocket: @unchecked Sendable {
             return
         }
         if outgoing.isEmpty && !waitingForWritable { loop.markDirty(self) }
-        outgoing.append(Outgoing(offset: outgoingBytes.count, length: bytes.count, peer: peer))
-        outgoingBytes.append(contentsOf: bytes)
+        let offset = outgoingBytes.count
+        outgoing.append(Outgoing(offset: offset, length: count, peer: peer))
+        outgoingBytes.append(contentsOf: repeatElement(0, count: count))
+        outgoingBytes.withUnsafeMutableBufferPointer { write(UnsafeMutableBufferPointer(rebasing: $0[offset...])) }
     }
 
     /// Stops reading and closes the socket (queued datagrams are dropped). From any thread.

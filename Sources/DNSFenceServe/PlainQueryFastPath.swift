@@ -3,6 +3,10 @@ import DNSFenceResolve
 import DNSFenceWire
 
 extension QueryPipeline {
+    /// Where the byte-level path puts an answer: `count` bytes that `write` fills in place
+    /// (straight into a socket's send buffer: no array per answer).
+    public typealias Emit = (_ count: Int, _ write: (UnsafeMutableBufferPointer<UInt8>) -> Void) -> Void
+
     /// Handles one query given as the bytes the socket read: denials and cache hits of plain
     /// queries are answered at the byte level, everything else takes ``process(_:context:)``.
     public func process(bytes: UnsafeRawBufferPointer, context: QueryContext) -> ImmediateOutcome {
@@ -19,27 +23,40 @@ extension QueryPipeline {
     /// not a plain one (see ``DNSMessage/init(fastQuery:)``), an unusual class or type, EDNS
     /// version ≠ 0, `rpz-drop`, or the query log on (it needs the full record).
     func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext) -> [UInt8]? {
-        guard queryLog == nil else { return nil }
+        var response: [UInt8]? = nil
+        _ = fastPath(bytes, context: context) { count, write in
+            response = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+                write(out)
+                initialized = count
+            }
+        }
+        return response
+    }
+
+    /// The same, handing the answer to `emit` (called once, before this returns true); false:
+    /// nothing was emitted, take the full path.
+    public func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext, emit: Emit) -> Bool {
+        guard queryLog == nil else { return false }
         let started = QueryRecord.monotonicNow()
         let n = bytes.count
         // QR=0, opcode QUERY; QDCOUNT=1, ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1.
         guard n >= 17, n <= 512 + 4096, bytes[2] & 0xF8 == 0, bytes[4] == 0, bytes[5] == 1, bytes[6] == 0,
             bytes[7] == 0, bytes[8] == 0, bytes[9] == 0, bytes[10] == 0, bytes[11] <= 1
-        else { return nil }
+        else { return false }
         var position = 12
         while true {
-            guard position < n else { return nil }
+            guard position < n else { return false }
             let length = Int(bytes[position])
             if length == 0 { break }
-            guard length <= DNSName.maxLabelLength else { return nil }
+            guard length <= DNSName.maxLabelLength else { return false }
             position += 1 + length
         }
         let nameEnd = position + 1
-        guard nameEnd - 12 <= DNSName.maxWireLength, nameEnd + 4 <= n else { return nil }
+        guard nameEnd - 12 <= DNSName.maxWireLength, nameEnd + 4 <= n else { return false }
         let type = DNSType(rawValue: UInt16(bytes[nameEnd]) << 8 | UInt16(bytes[nameEnd + 1]))
         guard bytes[nameEnd + 2] == 0, bytes[nameEnd + 3] == 1,  // class IN
             type != .axfr, type != .ixfr, type != .opt, type != .any
-        else { return nil }
+        else { return false }
         position = nameEnd + 4
         var dnssecOK: Bool? = nil
         var payloadSize = 0
@@ -47,56 +64,58 @@ extension QueryPipeline {
             // OPT: root owner, type 41, version 0, options well formed and ending the message.
             guard position + 11 <= n, bytes[position] == 0, bytes[position + 1] == 0, bytes[position + 2] == 41,
                 bytes[position + 6] == 0
-            else { return nil }
+            else { return false }
             let end = position + 11 + (Int(bytes[position + 9]) << 8 | Int(bytes[position + 10]))
-            guard end == n else { return nil }
+            guard end == n else { return false }
             var option = position + 11
             while option < end {
-                guard option + 4 <= end else { return nil }
+                guard option + 4 <= end else { return false }
                 option += 4 + (Int(bytes[option + 2]) << 8 | Int(bytes[option + 3]))
             }
-            guard option == end else { return nil }
+            guard option == end else { return false }
             dnssecOK = bytes[position + 7] & 0x80 != 0
             payloadSize = Int(bytes[position + 3]) << 8 | Int(bytes[position + 4])
             position = end
         }
         guard position == n,
             let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy)
-        else { return nil }
+        else { return false }
         let name = UnsafeRawBufferPointer(rebasing: bytes[12..<nameEnd])
         let question = UnsafeRawBufferPointer(rebasing: bytes[12..<(nameEnd + 4)])
         let decision = policy.quickDecision(wire: name, type: type)
         if case .pass? = decision {
             return cacheHit(
                 bytes, name: name, question: question, type: type, dnssecOK: dnssecOK, payloadSize: payloadSize,
-                policy: policy, context: context, started: started)
+                policy: policy, context: context, started: started, emit: emit)
         }
-        guard case .deny(let deny, let error, _)? = decision else { return nil }
+        guard case .deny(let deny, let error, _)? = decision else { return false }
         let rcode: DNSRCode
         switch deny {
-        case .drop: return nil
+        case .drop: return false
         case .nxdomain: rcode = .nxDomain
         case .nodata: rcode = .noError
         case .refused: rcode = .refused
         }
         // QR, RA and the RCODE; RD and CD copied (opcode is QUERY, AD is never set on a denial).
         let flags = 0x8080 | UInt16(bytes[2] & 0x01) << 8 | UInt16(bytes[3] & 0x10) | rcode.rawValue
-        let response = Self.denialBytes(
-            id: UInt16(bytes[0]) << 8 | UInt16(bytes[1]), flags: flags,
-            question: question, dnssecOK: dnssecOK, error: error)
+        let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        emit(Self.denialSize(question: question, dnssecOK: dnssecOK, error: error)) { out in
+            Self.writeDenial(into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, error: error)
+        }
         metrics.record(
-            transport: context.transport, qtype: type, policy: policy.name, action: "deny", response: response,
-            started: started)
+            transport: context.transport, qtype: type, policy: policy.name, action: "deny",
+            rcode: UInt8(rcode.rawValue), started: started)
         metrics.recordEDE(error.infoCode)
-        return response
+        return true
     }
 
     /// A cache hit served from its template, for a name the policy passes.
     private func cacheHit(
         _ bytes: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer, question: UnsafeRawBufferPointer,
-        type: DNSType, dnssecOK: Bool?, payloadSize: Int, policy: Policy, context: QueryContext, started: UInt64
-    ) -> [UInt8]? {
-        guard firewalls.isEmpty || firewalls[policy.name] == nil else { return nil }
+        type: DNSType, dnssecOK: Bool?, payloadSize: Int, policy: Policy, context: QueryContext, started: UInt64,
+        emit: Emit
+    ) -> Bool {
+        guard firewalls.isEmpty || firewalls[policy.name] == nil else { return false }
         var lower = Array(name)
         DNSName.foldCase(&lower)
         let checkingDisabled = bytes[3] & 0x10 != 0
@@ -106,7 +125,7 @@ extension QueryPipeline {
         // Not counted here: a miss (or an answer this path cannot give) is looked up and
         // counted again by the full path.
         guard let (stored, elapsed) = cache.lookupEntry(key, counting: false), let template = stored.template
-        else { return nil }
+        else { return false }
         let maxSize =
             context.transport != .udp ? 65535 : dnssecOK == nil ? 512 : min(max(payloadSize, 512), Self.maxUDPPayload)
         // RFC 6840 5.8: AD only if the upstream set it and the client asked (AD or DO).
@@ -114,15 +133,19 @@ extension QueryPipeline {
         let flags =
             0x8080 | UInt16(bytes[2] & 0x01) << 8 | UInt16(bytes[3] & 0x10) | (template.rcode.rawValue & 0x0F)
             | (template.authenticData && asksForAuthenticData ? 0x0020 : 0)
-        guard
-            let response = template.response(
-                id: UInt16(bytes[0]) << 8 | UInt16(bytes[1]), flags: flags, question: question, dnssecOK: dnssecOK,
-                elapsed: elapsed, maxSize: maxSize, ednsPayload: UInt16(Self.maxUDPPayload))
-        else { return nil }
+        let size = template.size(edns: dnssecOK != nil)
+        // Too big for this client: the full path truncates.
+        guard size <= maxSize, question.count == template.questionLength else { return false }
+        let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        emit(size) { out in
+            template.write(
+                into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, elapsed: elapsed,
+                ednsPayload: UInt16(Self.maxUDPPayload))
+        }
         cache.recordHit()
         metrics.record(
-            transport: context.transport, qtype: type, policy: policy.name, action: "pass", response: response,
-            started: started)
-        return response
+            transport: context.transport, qtype: type, policy: policy.name, action: "pass",
+            rcode: UInt8(template.rcode.rawValue & 0x0F), started: started)
+        return true
     }
 }

@@ -80,6 +80,14 @@ final class QueryMetrics: Sendable {
         transport: Transport, qtype: DNSType?, policy: String?, action: String, response: [UInt8]?,
         started: UInt64
     ) {
+        let rcode = response.flatMap { $0.count >= 12 ? $0[3] & 0x0F : nil }
+        record(transport: transport, qtype: qtype, policy: policy, action: action, rcode: rcode, started: started)
+    }
+
+    /// The same with the response's RCODE (low four bits; nil: no response was sent).
+    func record(
+        transport: Transport, qtype: DNSType?, policy: String?, action: String, rcode: UInt8?, started: UInt64
+    ) {
         let t = transport == .udp ? 0 : 1
         let q = qtype.map { $0.rawValue < 256 ? typeIndex[Int($0.rawValue)] : Self.qtypes.count } ?? Self.qtypes.count
         // Few policies and actions: a scan of short strings beats hashing one.
@@ -90,11 +98,11 @@ final class QueryMetrics: Sendable {
             let now = QueryRecord.monotonicNow()
             latency[a].record(nanoseconds: Int64(now > started ? now - started : 0))
         }
-        guard let response, response.count >= 12 else {
+        guard let rcode else {
             dropped.increment()
             return
         }
-        responses[Int(response[3] & 0x0F)].increment()
+        responses[Int(rcode & 0x0F)].increment()
     }
 
     /// `dnsfence_query_duration_seconds` in Prometheus text (with its `# TYPE` line).

@@ -469,28 +469,41 @@ public final class QueryPipeline: Sendable {
     static func denialBytes(
         id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError
     ) -> [UInt8] {
+        let total = denialSize(question: question, dnssecOK: dnssecOK, error: error)
+        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+            writeDenial(into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, error: error)
+            count = total
+        }
+    }
+
+    /// The size of that denial.
+    static func denialSize(question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError) -> Int {
+        12 + question.count + (dnssecOK == nil ? 0 : 11 + 4 + 2 + error.extraText.utf8.count)
+    }
+
+    /// Writes that denial into `out`, which holds exactly ``denialSize(question:dnssecOK:error:)``
+    /// bytes.
+    static func writeDenial(
+        into out: UnsafeMutableBufferPointer<UInt8>, id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer,
+        dnssecOK: Bool?, error: ExtendedDNSError
+    ) {
         var text = error.extraText
         let textLength = text.utf8.count
         let optionLength = 2 + textLength  // INFO-CODE + EXTRA-TEXT
         let questionEnd = 12 + question.count
-        let total = questionEnd + (dnssecOK == nil ? 0 : 11 + 4 + optionLength)
-        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            out.storeHeader(id: id, flags: flags, counts: (1, 0, 0, dnssecOK == nil ? 0 : 1))
-            UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: question.count).copyMemory(
-                from: question)
-            if let dnssecOK {
-                var at = out.storeOPT(
-                    at: questionEnd, payloadSize: UInt16(maxUDPPayload), dnssecOK: dnssecOK,
-                    rdataLength: UInt16(4 + optionLength))
-                out.storeBigEndian(EDNSOption.extendedErrorCode, at: at)
-                out.storeBigEndian(UInt16(optionLength), at: at + 2)
-                out.storeBigEndian(error.infoCode, at: at + 4)
-                at += 6
-                if textLength > 0 {
-                    text.withUTF8 { utf8 in _ = memcpy(out.baseAddress! + at, utf8.baseAddress!, textLength) }
-                }
+        out.storeHeader(id: id, flags: flags, counts: (1, 0, 0, dnssecOK == nil ? 0 : 1))
+        UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: question.count).copyMemory(from: question)
+        if let dnssecOK {
+            var at = out.storeOPT(
+                at: questionEnd, payloadSize: UInt16(maxUDPPayload), dnssecOK: dnssecOK,
+                rdataLength: UInt16(4 + optionLength))
+            out.storeBigEndian(EDNSOption.extendedErrorCode, at: at)
+            out.storeBigEndian(UInt16(optionLength), at: at + 2)
+            out.storeBigEndian(error.infoCode, at: at + 4)
+            at += 6
+            if textLength > 0 {
+                text.withUTF8 { utf8 in _ = memcpy(out.baseAddress! + at, utf8.baseAddress!, textLength) }
             }
-            count = total
         }
     }
 

@@ -12,7 +12,12 @@ enum UDPQueryHandler {
         { socket, bytes, peer in
             guard let client = peer.ipAddress else { return }
             let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
-            let outcome = pipeline.process(bytes: bytes, context: queryContext)
+            // Denials and cache hits of plain queries are written straight into the send buffer.
+            if pipeline.fastPath(bytes, context: queryContext, emit: { socket.send(count: $0, to: peer, writing: $1) })
+            {
+                return
+            }
+            let outcome = pipeline.process(Array(bytes), context: queryContext)
             switch outcome {
             case .drop:
                 return

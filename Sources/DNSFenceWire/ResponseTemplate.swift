@@ -84,25 +84,34 @@ public struct ResponseTemplate: Sendable, Hashable {
     ) -> [UInt8]? {
         let total = size(edns: dnssecOK != nil)
         guard question.count == questionLength, total <= maxSize else { return nil }
+        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
+            write(
+                into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, elapsed: elapsed,
+                ednsPayload: ednsPayload)
+            count = total
+        }
+    }
+
+    /// Writes that response into `out`, which holds exactly ``size(edns:)`` bytes (with `edns`
+    /// true when `dnssecOK` is not nil); `question` holds ``questionLength`` bytes.
+    public func write(
+        into out: UnsafeMutableBufferPointer<UInt8>, id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer,
+        dnssecOK: Bool?, elapsed: UInt32, ednsPayload: UInt16
+    ) {
         let additional = additionalCount + (dnssecOK == nil ? 0 : 1)
         let base = 12 + questionLength
-        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            out.storeHeader(id: id, flags: flags, counts: (1, answerCount, authorityCount, additional))
-            UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: questionLength).copyMemory(
-                from: question)
-            out.storeBytes(of: storage, from: 0, count: sectionsLength, at: base)
-            if elapsed > 0 {
-                for index in stride(from: sectionsLength, to: storage.count, by: 2) {
-                    let at = base + (Int(storage[index]) << 8 | Int(storage[index + 1]))
-                    let ttl = out.loadBigEndian32(at: at)
-                    out.storeBigEndian(ttl > elapsed ? ttl - elapsed : 0, at: at)
-                }
+        out.storeHeader(id: id, flags: flags, counts: (1, answerCount, authorityCount, additional))
+        UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: questionLength).copyMemory(from: question)
+        out.storeBytes(of: storage, from: 0, count: sectionsLength, at: base)
+        if elapsed > 0 {
+            for index in stride(from: sectionsLength, to: storage.count, by: 2) {
+                let at = base + (Int(storage[index]) << 8 | Int(storage[index + 1]))
+                let ttl = out.loadBigEndian32(at: at)
+                out.storeBigEndian(ttl > elapsed ? ttl - elapsed : 0, at: at)
             }
-            if let dnssecOK {
-                _ = out.storeOPT(
-                    at: base + sectionsLength, payloadSize: ednsPayload, dnssecOK: dnssecOK, rdataLength: 0)
-            }
-            count = total
+        }
+        if let dnssecOK {
+            _ = out.storeOPT(at: base + sectionsLength, payloadSize: ednsPayload, dnssecOK: dnssecOK, rdataLength: 0)
         }
     }
 }
