@@ -34,12 +34,12 @@ public final class DatagramLoop: EventLoop, @unchecked Sendable {
     private let stopped = Mutex<[(DispatchQueue, @Sendable ((any Error)?) -> Void)]>([])
     private let finished = Atomic<Bool>(false)
 
-    // Loop-confined.
-    private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
-    private var timerTasks: [UInt64: () -> Void] = [:]
-    private var dirty: [DatagramSocket] = []
-    private var retired: [DatagramSocket] = []
-    private var open: [ObjectIdentifier: DatagramSocket] = [:]
+    // Loop-confined (and so exempt from dynamic exclusivity checks).
+    @exclusivity(unchecked) private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
+    @exclusivity(unchecked) private var timerTasks: [UInt64: () -> Void] = [:]
+    @exclusivity(unchecked) private var dirty: [DatagramSocket] = []
+    @exclusivity(unchecked) private var retired: [DatagramSocket] = []
+    @exclusivity(unchecked) private var open: [ObjectIdentifier: DatagramSocket] = [:]
 
     /// Buffers that every socket of this loop reads into, one turn at a time.
     let receiveSlots: UnsafeMutablePointer<dnsfence_datagram>
