@@ -21,7 +21,8 @@ extension QueryPipeline {
     /// anything else: no policy, local data, a cache miss, a policy with a firewall (cache hits
     /// there may have addresses to publish), an answer too big for the client, a query that is
     /// not a plain one (see ``DNSMessage/init(fastQuery:)``), an unusual class or type, EDNS
-    /// version ≠ 0, `rpz-drop`, or the query log on (it needs the full record).
+    /// version ≠ 0, `rpz-drop`, or a cache hit when the query log records answered queries
+    /// (denials are logged from here with the record the full path would make).
     func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext) -> [UInt8]? {
         var response: [UInt8]? = nil
         _ = fastPath(bytes, context: context) { count, write in
@@ -36,7 +37,6 @@ extension QueryPipeline {
     /// The same, handing the answer to `emit` (called once, before this returns true); false:
     /// nothing was emitted, take the full path.
     public func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext, emit: Emit) -> Bool {
-        guard queryLog == nil else { return false }
         let started = QueryRecord.monotonicNow()
         let n = bytes.count
         // QR=0, opcode QUERY; QDCOUNT=1, ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1.
@@ -84,11 +84,13 @@ extension QueryPipeline {
         let question = UnsafeRawBufferPointer(rebasing: bytes[12..<(nameEnd + 4)])
         let decision = policy.quickDecision(wire: name, type: type)
         if case .pass? = decision {
+            // A log of answered queries needs the full record of each.
+            if let queryLog, queryLog.logsAnswers { return false }
             return cacheHit(
                 bytes, name: name, question: question, type: type, dnssecOK: dnssecOK, payloadSize: payloadSize,
                 policy: policy, context: context, started: started, emit: emit)
         }
-        guard case .deny(let deny, let error, _)? = decision else { return false }
+        guard case .deny(let deny, let error, let rule)? = decision else { return false }
         let rcode: DNSRCode
         switch deny {
         case .drop: return false
@@ -106,6 +108,18 @@ extension QueryPipeline {
             transport: context.transport, qtype: type, policy: policy.name, action: "deny",
             rcode: UInt8(rcode.rawValue), started: started)
         metrics.recordEDE(error.infoCode)
+        if let queryLog {
+            // The record the full path would log.
+            var record = QueryRecord(
+                started: started, client: context.client, transport: context.transport,
+                listenerPolicy: context.listenerPolicy)
+            record.policy = policy.name
+            record.question = DNSQuestion(name: DNSName(uncheckedWire: Array(name)), type: type)
+            record.action = "deny"
+            record.rule = rule
+            record.ede = error
+            queryLog.record(record, rcode: UInt8(rcode.rawValue))
+        }
         return true
     }
 

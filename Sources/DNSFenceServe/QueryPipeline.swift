@@ -152,7 +152,7 @@ public final class QueryPipeline: Sendable {
             transport: record.transport, qtype: record.question?.type, policy: record.policy, action: record.action,
             response: response, started: record.started)
         if let ede = record.ede { metrics.recordEDE(ede.infoCode) }
-        queryLog?.record(record, response: response)
+        queryLog?.record(record, rcode: response.flatMap { $0.count >= 12 ? $0[3] & 0x0F : nil })
     }
 
     /// The synchronous stage: answers what needs no I/O, hands the rest on.

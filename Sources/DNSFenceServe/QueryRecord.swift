@@ -41,7 +41,8 @@ public struct QueryRecord: Sendable {
     }
 
     /// One JSON object (no trailing newline) for the query log.
-    public func jsonLine(response: [UInt8]?, now: UInt64, wallClock: String) -> String {
+    /// `rcode`: the response's RCODE (low four bits), nil when nothing was sent.
+    public func jsonLine(rcode: UInt8?, now: UInt64, wallClock: String) -> String {
         var fields: [(String, String)] = [
             ("time", Self.quote(wallClock)),
             ("client", Self.quote(client.description)),
@@ -53,8 +54,8 @@ public struct QueryRecord: Sendable {
             ("action", Self.quote(action)),
             ("rule", rule.map { Self.quote($0.description) } ?? "null"),
         ]
-        if let response, response.count >= 12 {
-            fields.append(("rcode", Self.quote(DNSRCode(rawValue: UInt16(response[3] & 0x0F)).description)))
+        if let rcode {
+            fields.append(("rcode", Self.quote(DNSRCode(rawValue: UInt16(rcode & 0x0F)).description)))
         } else {
             fields.append(("rcode", Self.quote("dropped")))
         }
@@ -88,5 +89,9 @@ public struct QueryRecord: Sendable {
 
 /// Where finished queries go for the query log; implementations must not block.
 public protocol QueryLogSink: Sendable {
-    func record(_ record: QueryRecord, response: [UInt8]?)
+    /// `rcode`: the response's RCODE (low four bits), nil when nothing was sent.
+    func record(_ record: QueryRecord, rcode: UInt8?)
+    /// Whether answered queries (pass, local data) are logged too, not only denials and errors:
+    /// if not, cache hits may take the byte-level path, which makes no record.
+    var logsAnswers: Bool { get }
 }

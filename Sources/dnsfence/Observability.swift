@@ -133,9 +133,11 @@ struct JSONQueryLog: QueryLogSink {
     let writer: LineWriter
     let deniedOnly: Bool
 
-    func record(_ record: QueryRecord, response: [UInt8]?) {
+    var logsAnswers: Bool { !deniedOnly }
+
+    func record(_ record: QueryRecord, rcode: UInt8?) {
         if deniedOnly && record.action == "pass" || deniedOnly && record.action == "local" { return }
-        writer.write(record.jsonLine(response: response, now: QueryRecord.monotonicNow(), wallClock: Self.timestamp()))
+        writer.write(record.jsonLine(rcode: rcode, now: QueryRecord.monotonicNow(), wallClock: Self.timestamp()))
     }
 
     /// RFC 3339 UTC time with microseconds.

@@ -169,18 +169,43 @@ struct PlainQueryFastPathTests {
         #expect(after.misses == before.misses + 1)
     }
 
-    @Test("the query log takes the full path (it needs the whole record)")
-    func queryLogTakesFullPath() throws {
-        struct Sink: QueryLogSink {
-            func record(_ record: QueryRecord, response: [UInt8]?) {}
+    /// Keeps each logged record as its JSON line (latency 0: `now` before `started`).
+    final class CapturingLog: QueryLogSink, @unchecked Sendable {
+        // @unchecked Sendable: used from one test thread.
+        let logsAnswers: Bool
+        var lines: [String] = []
+        init(logsAnswers: Bool) { self.logsAnswers = logsAnswers }
+        func record(_ record: QueryRecord, rcode: UInt8?) {
+            lines.append(record.jsonLine(rcode: rcode, now: 0, wallClock: "t"))
         }
-        let base = try Self.pipeline(deny: .nxdomain)
-        let logged = QueryPipeline(
-            selector: base.selector, cache: base.cache, forwarder: base.forwarder, logger: base.logger,
-            queryLog: Sink())
-        let bytes = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("nowhere.example"), type: .a)).encoded()
+    }
+
+    @Test("with a query log, denials log the full path's line; hits go fast only if answers are not logged")
+    func queryLog() throws {
         let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
-        #expect(bytes.withUnsafeBytes { base.fastPath($0, context: context) } != nil)
-        #expect(bytes.withUnsafeBytes { logged.fastPath($0, context: context) } == nil)
+        let denied = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("Nowhere.example"), type: .a)).encoded()
+        let filtered = DNSMessage.query(id: 2, DNSQuestion(name: try DNSName("ok.test"), type: .mx)).encoded()
+        let hit = DNSMessage.query(id: 3, DNSQuestion(name: try DNSName("ok.test"), type: .a)).encoded()
+        for logsAnswers in [false, true] {
+            let base = try Self.pipeline(deny: .nxdomain)
+            let log = CapturingLog(logsAnswers: logsAnswers)
+            let pipeline = QueryPipeline(
+                selector: base.selector, cache: base.cache, forwarder: base.forwarder, logger: base.logger,
+                queryLog: log)
+            for query in [denied, filtered] {
+                let quick = query.withUnsafeBytes { pipeline.fastPath($0, context: context) }
+                guard case .respond(let full) = pipeline.process(query, context: context) else {
+                    Issue.record("not answered")
+                    continue
+                }
+                #expect(quick == full)
+                #expect(log.lines.count == 2)
+                #expect(log.lines.first == log.lines.last, "the fast path's log line differs")
+                #expect(log.lines.first?.contains(#""action":"deny""#) == true)
+                log.lines = []
+            }
+            let quickHit = hit.withUnsafeBytes { pipeline.fastPath($0, context: context) }
+            #expect((quickHit == nil) == logsAnswers)
+        }
     }
 }

@@ -17,8 +17,7 @@ struct QueryRecordTests {
         record.rule = RuleID(file: "zones/a.rpz", line: 7)
         record.ede = ExtendedDNSError(15, "blocked \\ by \"policy\"")
         record.published = [IPAddress("2001:db8::1")!]
-        let response: [UInt8] = [0, 1, 0x81, 0x83] + Array(repeating: 0, count: 8)  // NXDOMAIN
-        let line = record.jsonLine(response: response, now: 5_000_000 + 1_234_567, wallClock: "2026-11-29T00:00:00Z")
+        let line = record.jsonLine(rcode: 3, now: 5_000_000 + 1_234_567, wallClock: "2026-11-29T00:00:00Z")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
         #expect(object["client"] as? String == "192.0.2.7")
         #expect(object["transport"] as? String == "udp")
@@ -33,7 +32,7 @@ struct QueryRecordTests {
         #expect(object["latency_us"] as? Int == 1_234)
         #expect(object["published"] as? [String] == ["2001:db8::1"])
         // A clock that went backwards never yields a negative latency.
-        let early = record.jsonLine(response: nil, now: 0, wallClock: "t")
+        let early = record.jsonLine(rcode: nil, now: 0, wallClock: "t")
         #expect(early.contains(#""latency_us":0"#) && early.contains(#""rcode":"dropped""#))
     }
 }
