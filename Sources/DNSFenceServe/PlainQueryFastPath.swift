@@ -38,46 +38,19 @@ extension QueryPipeline {
     /// nothing was emitted, take the full path.
     public func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext, emit: Emit) -> Bool {
         let started = QueryRecord.monotonicNow()
-        let n = bytes.count
-        // QR=0, opcode QUERY; QDCOUNT=1, ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1.
-        guard n >= 17, n <= 512 + 4096, bytes[2] & 0xF8 == 0, bytes[4] == 0, bytes[5] == 1, bytes[6] == 0,
-            bytes[7] == 0, bytes[8] == 0, bytes[9] == 0, bytes[10] == 0, bytes[11] <= 1
+        guard let plain = PlainQuery(bytes) else { return false }
+        let nameEnd = plain.nameEnd
+        let type = DNSType(rawValue: plain.type)
+        guard plain.rrClass == DNSClass.in.rawValue, type != .axfr, type != .ixfr, type != .opt, type != .any
         else { return false }
-        var position = 12
-        while true {
-            guard position < n else { return false }
-            let length = Int(bytes[position])
-            if length == 0 { break }
-            guard length <= DNSName.maxLabelLength else { return false }
-            position += 1 + length
-        }
-        let nameEnd = position + 1
-        guard nameEnd - 12 <= DNSName.maxWireLength, nameEnd + 4 <= n else { return false }
-        let type = DNSType(rawValue: UInt16(bytes[nameEnd]) << 8 | UInt16(bytes[nameEnd + 1]))
-        guard bytes[nameEnd + 2] == 0, bytes[nameEnd + 3] == 1,  // class IN
-            type != .axfr, type != .ixfr, type != .opt, type != .any
-        else { return false }
-        position = nameEnd + 4
         var dnssecOK: Bool? = nil
         var payloadSize = 0
-        if bytes[11] == 1 {
-            // OPT: root owner, type 41, version 0, options well formed and ending the message.
-            guard position + 11 <= n, bytes[position] == 0, bytes[position + 1] == 0, bytes[position + 2] == 41,
-                bytes[position + 6] == 0
-            else { return false }
-            let end = position + 11 + (Int(bytes[position + 9]) << 8 | Int(bytes[position + 10]))
-            guard end == n else { return false }
-            var option = position + 11
-            while option < end {
-                guard option + 4 <= end else { return false }
-                option += 4 + (Int(bytes[option + 2]) << 8 | Int(bytes[option + 3]))
-            }
-            guard option == end else { return false }
-            dnssecOK = bytes[position + 7] & 0x80 != 0
-            payloadSize = Int(bytes[position + 3]) << 8 | Int(bytes[position + 4])
-            position = end
+        if let opt = plain.opt {
+            guard bytes[opt + 6] == 0 else { return false }  // EDNS version 0 only (else BADVERS)
+            dnssecOK = bytes[opt + 7] & 0x80 != 0
+            payloadSize = Int(bytes[opt + 3]) << 8 | Int(bytes[opt + 4])
         }
-        guard position == n,
+        guard
             let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy)
         else { return false }
         let name = UnsafeRawBufferPointer(rebasing: bytes[12..<nameEnd])

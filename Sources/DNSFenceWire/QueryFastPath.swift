@@ -1,11 +1,16 @@
-/// The byte-level fast path for the common query: one question with an uncompressed name,
-/// no records but at most one OPT. It builds the same ``DNSMessage`` the ldns decoder would
-/// (the golden-packet tests check that), without ldns or the structural scan: ldns parsing
-/// costs ~0.5 µs of a budget of ~1 µs per query (DESIGN.md, "Performance notes"). Anything
-/// unusual returns nil and takes the full decoder.
-extension DNSMessage {
-    /// Decodes a plain query, or returns nil when the full decoder must look at it.
-    public init?(fastQuery bytes: UnsafeRawBufferPointer) {
+/// Where the parts of a plain query sit in its bytes: one question with an uncompressed name,
+/// no records but at most one OPT, options well formed. Read in place, nothing allocated; the
+/// one definition of "plain" for ``DNSMessage/init(fastQuery:)`` and the server's byte-level
+/// path.
+public struct PlainQuery {
+    /// The offset just past the name's root label (the name is `12..<nameEnd`).
+    public let nameEnd: Int
+    public let type: UInt16
+    public let rrClass: UInt16
+    /// The offset of the OPT record, if the query has one.
+    public let opt: Int?
+
+    public init?(_ bytes: UnsafeRawBufferPointer) {
         let n = bytes.count
         guard n >= 17, n <= 512 + 4096 else { return nil }
         // QR=0, opcode QUERY; QDCOUNT=1, ANCOUNT=0, NSCOUNT=0, ARCOUNT 0 or 1.
@@ -17,43 +22,64 @@ extension DNSMessage {
             guard pos < n else { return nil }
             let length = Int(bytes[pos])
             if length == 0 { break }
-            guard length <= 63 else { return nil }  // pointers and reserved types: full decoder
+            guard length <= DNSName.maxLabelLength else { return nil }  // pointers, reserved types
             pos += 1 + length
         }
-        let nameEnd = pos + 1
+        nameEnd = pos + 1
         guard nameEnd - 12 <= DNSName.maxWireLength, nameEnd + 4 <= n else { return nil }
-        let name = DNSName(uncheckedWire: Array(bytes[12..<nameEnd]))
-        let type = UInt16(bytes[nameEnd]) << 8 | UInt16(bytes[nameEnd + 1])
-        let rrClass = UInt16(bytes[nameEnd + 2]) << 8 | UInt16(bytes[nameEnd + 3])
+        type = UInt16(bytes[nameEnd]) << 8 | UInt16(bytes[nameEnd + 1])
+        rrClass = UInt16(bytes[nameEnd + 2]) << 8 | UInt16(bytes[nameEnd + 3])
         pos = nameEnd + 4
-        var edns: EDNS? = nil
         if bytes[11] == 1 {
-            // OPT: root owner, type 41, CLASS = payload size, TTL = ext-rcode/version/flags.
+            // OPT: root owner, type 41, CLASS = payload size, TTL = ext-rcode/version/flags; its
+            // options end exactly where the message ends.
             guard pos + 11 <= n, bytes[pos] == 0, bytes[pos + 1] == 0, bytes[pos + 2] == 41 else { return nil }
-            let flags = UInt16(bytes[pos + 7]) << 8 | UInt16(bytes[pos + 8])
-            let rdLength = Int(bytes[pos + 9]) << 8 | Int(bytes[pos + 10])
-            var option = pos + 11
-            let end = option + rdLength
+            opt = pos
+            let end = pos + 11 + (Int(bytes[pos + 9]) << 8 | Int(bytes[pos + 10]))
             guard end == n else { return nil }
-            var options: [EDNSOption] = []
+            var option = pos + 11
             while option < end {
                 guard option + 4 <= end else { return nil }
+                option += 4 + (Int(bytes[option + 2]) << 8 | Int(bytes[option + 3]))
+            }
+            guard option == end else { return nil }
+        } else {
+            opt = nil
+            guard pos == n else { return nil }
+        }
+    }
+}
+
+/// The byte-level fast path for the common query (``PlainQuery``). It builds the same
+/// ``DNSMessage`` the ldns decoder would (the golden-packet tests check that), without ldns or
+/// the structural scan: ldns parsing costs ~0.5 µs of a budget of ~1 µs per query (DESIGN.md,
+/// "Performance notes"). Anything unusual returns nil and takes the full decoder.
+extension DNSMessage {
+    /// Decodes a plain query, or returns nil when the full decoder must look at it.
+    public init?(fastQuery bytes: UnsafeRawBufferPointer) {
+        guard let plain = PlainQuery(bytes) else { return nil }
+        let name = DNSName(uncheckedWire: Array(bytes[12..<plain.nameEnd]))
+        var edns: EDNS? = nil
+        if let pos = plain.opt {
+            let flags = UInt16(bytes[pos + 7]) << 8 | UInt16(bytes[pos + 8])
+            var options: [EDNSOption] = []
+            var option = pos + 11
+            while option < bytes.count {
                 let code = UInt16(bytes[option]) << 8 | UInt16(bytes[option + 1])
                 let length = Int(bytes[option + 2]) << 8 | Int(bytes[option + 3])
-                guard option + 4 + length <= end else { return nil }
                 options.append(EDNSOption(code: code, data: Array(bytes[(option + 4)..<(option + 4 + length)])))
                 option += 4 + length
             }
             edns = EDNS(
                 udpPayloadSize: UInt16(bytes[pos + 3]) << 8 | UInt16(bytes[pos + 4]), extendedRCode: bytes[pos + 5],
                 version: bytes[pos + 6], dnssecOK: flags & 0x8000 != 0, z: flags & 0x7FFF, options: options)
-            pos = end
         }
-        guard pos == n else { return nil }
         self.init(id: UInt16(bytes[0]) << 8 | UInt16(bytes[1]))
         setFlags(UInt16(bytes[2]) << 8 | UInt16(bytes[3]))
         if let edns { rcode = DNSRCode(rawValue: UInt16(edns.extendedRCode) << 4 | (rcode.rawValue & 0x0F)) }
-        questions = [DNSQuestion(name: name, type: DNSType(rawValue: type), rrClass: DNSClass(rawValue: rrClass))]
+        questions = [
+            DNSQuestion(name: name, type: DNSType(rawValue: plain.type), rrClass: DNSClass(rawValue: plain.rrClass))
+        ]
         self.edns = edns
     }
 
