@@ -46,6 +46,8 @@ public final class DatagramLoop: EventLoop, @unchecked Sendable {
     /// Slots a socket's flush fills for one sendmmsg(2).
     let sendSlots: UnsafeMutablePointer<dnsfence_datagram>
     let receiveBatch = 32
+    /// Datagrams per sendmmsg(2): the most the C side takes in one call.
+    let sendBatch = Int(DNSFENCE_DATAGRAM_BATCH)
     static let slotCapacity = 65_536
     private let receiveMemory: UnsafeMutableRawPointer
 
@@ -70,8 +72,8 @@ public final class DatagramLoop: EventLoop, @unchecked Sendable {
         self.wakeFD = wakeFD
         receiveMemory = UnsafeMutableRawPointer.allocate(byteCount: receiveBatch * Self.slotCapacity, alignment: 64)
         receiveSlots = .allocate(capacity: receiveBatch)
-        sendSlots = .allocate(capacity: 64)
-        sendSlots.initialize(repeating: dnsfence_datagram(), count: 64)
+        sendSlots = .allocate(capacity: sendBatch)
+        sendSlots.initialize(repeating: dnsfence_datagram(), count: sendBatch)
         for index in 0..<receiveBatch {
             receiveSlots[index] = dnsfence_datagram()
             receiveSlots[index].data = (receiveMemory + index * Self.slotCapacity).assumingMemoryBound(to: UInt8.self)
@@ -149,17 +151,21 @@ public final class DatagramLoop: EventLoop, @unchecked Sendable {
 
     // MARK: Sockets
 
+    /// The epoll token for `socket`: its address (0 is the wake-up eventfd).
+    private func token(_ socket: DatagramSocket) -> UInt64 {
+        UInt64(UInt(bitPattern: Unmanaged.passUnretained(socket).toOpaque()))
+    }
+
     func register(_ socket: DatagramSocket) throws {
-        let token = UInt64(UInt(bitPattern: Unmanaged.passUnretained(socket).toOpaque()))
-        let rc = dnsfence_epoll_control(epoll, Int32(DNSFENCE_EPOLL_ADD), socket.fd, UInt32(DNSFENCE_EPOLLIN), token)
+        let rc = dnsfence_epoll_control(
+            epoll, Int32(DNSFENCE_EPOLL_ADD), socket.fd, UInt32(DNSFENCE_EPOLLIN), token(socket))
         guard rc == 0 else { throw DatagramError(operation: "epoll_ctl", code: -rc) }
         open[ObjectIdentifier(socket)] = socket
     }
 
     func watchWritable(_ socket: DatagramSocket, _ on: Bool) {
-        let token = UInt64(UInt(bitPattern: Unmanaged.passUnretained(socket).toOpaque()))
         let events = UInt32(DNSFENCE_EPOLLIN) | (on ? UInt32(DNSFENCE_EPOLLOUT) : 0)
-        _ = dnsfence_epoll_control(epoll, Int32(DNSFENCE_EPOLL_MOD), socket.fd, events, token)
+        _ = dnsfence_epoll_control(epoll, Int32(DNSFENCE_EPOLL_MOD), socket.fd, events, token(socket))
     }
 
     func deregister(_ socket: DatagramSocket) {

@@ -237,7 +237,7 @@ public final class DatagramSocket: @unchecked Sendable {
         let slots = loop.sendSlots
         outgoingBytes.withUnsafeMutableBufferPointer { bytes in
             while sent < outgoing.count {
-                let batch = min(outgoing.count - sent, 64)
+                let batch = min(outgoing.count - sent, loop.sendBatch)
                 for index in 0..<batch {
                     let item = outgoing[sent + index]
                     slots[index].data = bytes.baseAddress! + item.offset

@@ -43,13 +43,8 @@ extension QueryPipeline {
         let type = DNSType(rawValue: plain.type)
         guard plain.rrClass == DNSClass.in.rawValue, type != .axfr, type != .ixfr, type != .opt, type != .any
         else { return false }
-        var dnssecOK: Bool? = nil
-        var payloadSize = 0
-        if let opt = plain.opt {
-            guard bytes[opt + 6] == 0 else { return false }  // EDNS version 0 only (else BADVERS)
-            dnssecOK = bytes[opt + 7] & 0x80 != 0
-            payloadSize = Int(bytes[opt + 3]) << 8 | Int(bytes[opt + 4])
-        }
+        // EDNS version 0 only (else BADVERS).
+        guard plain.edns.map({ $0.version == 0 }) ?? true else { return false }
         guard
             let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy)
         else { return false }
@@ -60,8 +55,8 @@ extension QueryPipeline {
             // A log of answered queries needs the full record of each.
             if let queryLog, queryLog.logsAnswers { return false }
             return cacheHit(
-                bytes, name: name, question: question, type: type, dnssecOK: dnssecOK, payloadSize: payloadSize,
-                policy: policy, context: context, started: started, emit: emit)
+                plain, name: name, question: question, type: type, policy: policy, context: context,
+                started: started, emit: emit)
         }
         guard case .deny(let deny, let error, let rule)? = decision else { return false }
         let rcode: DNSRCode
@@ -71,11 +66,11 @@ extension QueryPipeline {
         case .nodata: rcode = .noError
         case .refused: rcode = .refused
         }
-        // QR, RA and the RCODE; RD and CD copied (opcode is QUERY, AD is never set on a denial).
-        let flags = 0x8080 | UInt16(bytes[2] & 0x01) << 8 | UInt16(bytes[3] & 0x10) | rcode.rawValue
-        let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        let flags = plain.responseFlags(rcode: rcode, authenticData: false)
+        let dnssecOK = plain.dnssecOK
         emit(Self.denialSize(question: question, dnssecOK: dnssecOK, error: error)) { out in
-            Self.writeDenial(into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, error: error)
+            Self.writeDenial(
+                into: out, id: plain.id, flags: flags, question: question, dnssecOK: dnssecOK, error: error)
         }
         metrics.record(
             transport: context.transport, qtype: type, policy: policy.name, action: "deny",
@@ -98,35 +93,29 @@ extension QueryPipeline {
 
     /// A cache hit served from its template, for a name the policy passes.
     private func cacheHit(
-        _ bytes: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer, question: UnsafeRawBufferPointer,
-        type: DNSType, dnssecOK: Bool?, payloadSize: Int, policy: Policy, context: QueryContext, started: UInt64,
-        emit: Emit
+        _ plain: PlainQuery, name: UnsafeRawBufferPointer, question: UnsafeRawBufferPointer, type: DNSType,
+        policy: Policy, context: QueryContext, started: UInt64, emit: Emit
     ) -> Bool {
         guard firewalls.isEmpty || firewalls[policy.name] == nil else { return false }
         var lower = Array(name)
         DNSName.foldCase(&lower)
-        let checkingDisabled = bytes[3] & 0x10 != 0
+        let dnssecOK = plain.dnssecOK
         let key = CacheKey(
             policy: policy.name, lowercasedName: DNSName(uncheckedWire: lower), type: type,
-            dnssecOK: dnssecOK ?? false, checkingDisabled: checkingDisabled)
+            dnssecOK: dnssecOK ?? false, checkingDisabled: plain.flags & 0x0010 != 0)
         // Not counted here: a miss (or an answer this path cannot give) is looked up and
         // counted again by the full path.
         guard let (stored, elapsed) = cache.lookupEntry(key, counting: false), let template = stored.template
         else { return false }
-        let maxSize =
-            context.transport != .udp ? 65535 : dnssecOK == nil ? 512 : min(max(payloadSize, 512), Self.maxUDPPayload)
-        // RFC 6840 5.8: AD only if the upstream set it and the client asked (AD or DO).
-        let asksForAuthenticData = bytes[3] & 0x20 != 0 || dnssecOK == true
-        let flags =
-            0x8080 | UInt16(bytes[2] & 0x01) << 8 | UInt16(bytes[3] & 0x10) | (template.rcode.rawValue & 0x0F)
-            | (template.authenticData && asksForAuthenticData ? 0x0020 : 0)
+        let maxSize = context.transport == .udp ? Self.udpLimit(payloadSize: plain.edns?.payloadSize) : 65535
+        let flags = plain.responseFlags(
+            rcode: template.rcode, authenticData: template.authenticData && plain.asksForAuthenticData)
         let size = template.size(edns: dnssecOK != nil)
         // Too big for this client: the full path truncates.
         guard size <= maxSize, question.count == template.questionLength else { return false }
-        let id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
         emit(size) { out in
             template.write(
-                into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, elapsed: elapsed,
+                into: out, id: plain.id, flags: flags, question: question, dnssecOK: dnssecOK, elapsed: elapsed,
                 ednsPayload: UInt16(Self.maxUDPPayload))
         }
         cache.recordHit()

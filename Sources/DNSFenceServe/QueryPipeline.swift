@@ -441,9 +441,12 @@ public final class QueryPipeline: Sendable {
 
     /// The UDP payload limit for a client: 512 without EDNS (RFC 1035), else its advertised
     /// size clamped to 512…1232.
-    static func udpLimit(_ edns: EDNS?) -> Int {
-        guard let edns else { return 512 }
-        return min(max(Int(edns.udpPayloadSize), 512), maxUDPPayload)
+    static func udpLimit(_ edns: EDNS?) -> Int { udpLimit(payloadSize: edns?.udpPayloadSize) }
+
+    /// The same from the advertised payload size (nil: no EDNS).
+    static func udpLimit(payloadSize: UInt16?) -> Int {
+        guard let payloadSize else { return 512 }
+        return min(max(Int(payloadSize), 512), maxUDPPayload)
     }
 
     /// A response skeleton: ID, opcode, RD and CD copied, the question echoed as asked, RA set,

@@ -3,12 +3,28 @@
 /// one definition of "plain" for ``DNSMessage/init(fastQuery:)`` and the server's byte-level
 /// path.
 public struct PlainQuery {
+    public let id: UInt16
+    /// The header's flags word (bytes 2–3).
+    public let flags: UInt16
     /// The offset just past the name's root label (the name is `12..<nameEnd`).
     public let nameEnd: Int
     public let type: UInt16
     public let rrClass: UInt16
     /// The offset of the OPT record, if the query has one.
     public let opt: Int?
+    /// The OPT record's fields: CLASS (payload size) and TTL (extended RCODE, version, flags).
+    public let edns: (payloadSize: UInt16, extendedRCode: UInt8, version: UInt8, flags: UInt16)?
+
+    /// The DO bit, or nil without EDNS.
+    public var dnssecOK: Bool? { edns.map { $0.flags & 0x8000 != 0 } }
+
+    /// Whether a response may set AD: the client set AD or DO (RFC 6840 5.8).
+    public var asksForAuthenticData: Bool { flags & 0x0020 != 0 || dnssecOK == true }
+
+    /// The flags word of a response to this query (as ``DNSMessage``'s).
+    public func responseFlags(rcode: DNSRCode, authenticData: Bool) -> UInt16 {
+        DNSMessage.responseFlags(toQueryFlags: flags, rcode: rcode, authenticData: authenticData)
+    }
 
     public init?(_ bytes: UnsafeRawBufferPointer) {
         let n = bytes.count
@@ -17,6 +33,8 @@ public struct PlainQuery {
         guard bytes[2] & 0xF8 == 0, bytes[4] == 0, bytes[5] == 1, bytes[6] == 0, bytes[7] == 0, bytes[8] == 0,
             bytes[9] == 0, bytes[10] == 0, bytes[11] <= 1
         else { return nil }
+        id = UInt16(bytes[0]) << 8 | UInt16(bytes[1])
+        flags = UInt16(bytes[2]) << 8 | UInt16(bytes[3])
         var pos = 12
         while true {
             guard pos < n else { return nil }
@@ -35,6 +53,10 @@ public struct PlainQuery {
             // options end exactly where the message ends.
             guard pos + 11 <= n, bytes[pos] == 0, bytes[pos + 1] == 0, bytes[pos + 2] == 41 else { return nil }
             opt = pos
+            edns = (
+                UInt16(bytes[pos + 3]) << 8 | UInt16(bytes[pos + 4]), bytes[pos + 5], bytes[pos + 6],
+                UInt16(bytes[pos + 7]) << 8 | UInt16(bytes[pos + 8])
+            )
             let end = pos + 11 + (Int(bytes[pos + 9]) << 8 | Int(bytes[pos + 10]))
             guard end == n else { return nil }
             var option = pos + 11
@@ -45,6 +67,7 @@ public struct PlainQuery {
             guard option == end else { return nil }
         } else {
             opt = nil
+            edns = nil
             guard pos == n else { return nil }
         }
     }
@@ -60,8 +83,7 @@ extension DNSMessage {
         guard let plain = PlainQuery(bytes) else { return nil }
         let name = DNSName(uncheckedWire: Array(bytes[12..<plain.nameEnd]))
         var edns: EDNS? = nil
-        if let pos = plain.opt {
-            let flags = UInt16(bytes[pos + 7]) << 8 | UInt16(bytes[pos + 8])
+        if let pos = plain.opt, let opt = plain.edns {
             var options: [EDNSOption] = []
             var option = pos + 11
             while option < bytes.count {
@@ -71,11 +93,11 @@ extension DNSMessage {
                 option += 4 + length
             }
             edns = EDNS(
-                udpPayloadSize: UInt16(bytes[pos + 3]) << 8 | UInt16(bytes[pos + 4]), extendedRCode: bytes[pos + 5],
-                version: bytes[pos + 6], dnssecOK: flags & 0x8000 != 0, z: flags & 0x7FFF, options: options)
+                udpPayloadSize: opt.payloadSize, extendedRCode: opt.extendedRCode, version: opt.version,
+                dnssecOK: opt.flags & 0x8000 != 0, z: opt.flags & 0x7FFF, options: options)
         }
-        self.init(id: UInt16(bytes[0]) << 8 | UInt16(bytes[1]))
-        setFlags(UInt16(bytes[2]) << 8 | UInt16(bytes[3]))
+        self.init(id: plain.id)
+        setFlags(plain.flags)
         if let edns { rcode = DNSRCode(rawValue: UInt16(edns.extendedRCode) << 4 | (rcode.rawValue & 0x0F)) }
         questions = [
             DNSQuestion(name: name, type: DNSType(rawValue: plain.type), rrClass: DNSClass(rawValue: plain.rrClass))

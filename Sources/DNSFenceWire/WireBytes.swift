@@ -61,12 +61,15 @@ extension DNSMessage {
     /// The flags word of a response to this query: QR and RA set, opcode, RD and CD copied,
     /// AD as given, RCODE's low four bits.
     @inlinable package func responseFlags(rcode: DNSRCode, authenticData: Bool) -> UInt16 {
-        var flags: UInt16 = 0x8000 | 0x0080 | (rcode.rawValue & 0x0F)
-        flags |= UInt16(opcode.rawValue) << 11
-        if recursionDesired { flags |= 0x0100 }
-        if checkingDisabled { flags |= 0x0010 }
-        if authenticData { flags |= 0x0020 }
-        return flags
+        Self.responseFlags(toQueryFlags: flagsWord, rcode: rcode, authenticData: authenticData)
+    }
+
+    /// The same from the query's flags word as on the wire.
+    @inlinable package static func responseFlags(toQueryFlags query: UInt16, rcode: DNSRCode, authenticData: Bool)
+        -> UInt16
+    {
+        // QR, RA; opcode, RD and CD from the query; AD as given; the RCODE's low four bits.
+        0x8080 | (query & 0x7900) | (query & 0x0010) | (authenticData ? 0x0020 : 0) | (rcode.rawValue & 0x0F)
     }
 }
 
