@@ -202,10 +202,7 @@ struct NameIndex: Sendable {
     func bestMatch(_ wire: UnsafePointer<UInt8>, count: Int) -> Int32? {
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: DNSName.maxWireLength + 1) { lower in
             let length = min(count, DNSName.maxWireLength)
-            for i in 0..<length {
-                let byte = wire[i]
-                lower[i] = byte &- 0x41 < 26 ? byte | 0x20 : byte
-            }
+            for i in 0..<length { lower[i] = DNSName.foldCase(wire[i]) }
             lower[length] = 0
             let bytes = UnsafePointer(lower.baseAddress!)
             var found: Int32? = nil

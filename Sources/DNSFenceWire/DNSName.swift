@@ -195,9 +195,12 @@ public struct DNSName: Sendable, CustomStringConvertible {
     /// Folds ASCII upper-case letters to lower case in place (label length bytes are < 64 and
     /// never in `A`…`Z`, so the whole buffer can be folded blindly).
     package static func foldCase(_ bytes: inout [UInt8]) {
-        for i in bytes.indices where bytes[i] >= 0x41 && bytes[i] <= 0x5A {
-            bytes[i] |= 0x20
-        }
+        for i in bytes.indices { bytes[i] = foldCase(bytes[i]) }
+    }
+
+    /// One byte folded: ASCII `A`…`Z` to lower case, anything else as it is.
+    @inlinable package static func foldCase(_ byte: UInt8) -> UInt8 {
+        byte &- 0x41 < 26 ? byte | 0x20 : byte
     }
 
     /// The parent name (first label removed); root stays root.
