@@ -309,12 +309,14 @@ public final class AnswerCache: Sendable {
     /// Stores `answer` (if cacheable), evicting the least recently used entry when full.
     /// `template` makes the wire form of the answer as stored (TTLs clamped); with
     /// `keepRecords: false` an answer that has one is kept in that form only (its record arrays
-    /// are dropped: about half the memory of an entry).
+    /// are dropped: about half the memory of an entry). Returns that template (nil: not
+    /// cached, or no wire form).
+    @discardableResult
     public func store(
         _ answer: CachedAnswer, for key: CacheKey, keepRecords: Bool = true,
         template: ((CachedAnswer) -> ResponseTemplate?)? = nil
-    ) {
-        guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return }
+    ) -> ResponseTemplate? {
+        guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return nil }
         let time = now()
         let hash = key.hashValue
         var stored = answer
@@ -330,8 +332,9 @@ public final class AnswerCache: Sendable {
             }
         }
         stored.authorities = clamp(stored.authorities)
-        stored.template = template?(stored)
-        if !keepRecords, stored.template != nil {
+        let wire = template?(stored)
+        stored.template = wire
+        if !keepRecords, wire != nil {
             stored.answers = []
             stored.authorities = []
             stored.additionals = []
@@ -350,6 +353,7 @@ public final class AnswerCache: Sendable {
                     next: -1))
             entriesGauge.record(state.count)
         }
+        return wire
     }
 
     /// Entry count, hits, misses and evictions so far.

@@ -32,6 +32,16 @@ public struct FirewallBinding: Sendable {
     func elementTimeout(ttl: UInt32) -> UInt32 {
         min(max(ttl, minTTL), maxTTL) + grace
     }
+
+    /// The elements a cached answer's addresses need, `elapsed` seconds after it was stored,
+    /// with timeouts from their aged TTLs.
+    func elements(of template: ResponseTemplate, elapsed: UInt32) -> [SetElement] {
+        template.published.compactMap { published -> SetElement? in
+            guard let target = published.address.isIPv4 ? ipv4 : ipv6 else { return nil }
+            let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
+            return SetElement(target: target, address: published.address, timeout: elementTimeout(ttl: ttl))
+        }
+    }
 }
 
 /// Makes an answer safe to release under a firewall binding: keeps only the addresses of the

@@ -6,25 +6,33 @@ import Synchronization
 /// after the tick's I/O is processed (an `execute`d task runs once the ready events of the
 /// iteration are handled): answers from one burst of upstream replies share one kernel
 /// transaction, and an isolated answer waits for no timer. The outcomes come back to the loop
-/// in one hop per batch.
+/// in one hop per batch, and one timer per batch bounds the wait: if the publisher has not
+/// answered within the shortest commit timeout of the batch, every request in it gets
+/// ``PublishError/timedOut`` (and a late outcome is ignored).
 final class PublishBatcher: Sendable {
     struct Waiting: Sendable {
         var elements: [SetElement]
         var publisher: any SetPublisher
+        /// Nanoseconds the request may wait for its commit.
+        var timeout: Int64
         var done: @Sendable (PublishError?) -> Void
     }
 
     private let queues = Mutex<[ObjectIdentifier: [Waiting]]>([:])
 
-    /// Queues a commit on `loop`; `done` runs once with its outcome.
+    /// Queues a commit on `loop`; `done` runs once, on `loop`, with its outcome, or with
+    /// ``PublishError/timedOut`` after `timeout`.
     func submit(
-        _ elements: [SetElement], to publisher: any SetPublisher, on loop: any EventLoop,
-        done: @escaping @Sendable (PublishError?) -> Void
+        _ elements: [SetElement], to publisher: any SetPublisher, timeout: Duration = .seconds(1),
+        on loop: any EventLoop, done: @escaping @Sendable (PublishError?) -> Void
     ) {
         let key = ObjectIdentifier(loop)
+        let parts = timeout.components
+        let nanoseconds = parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
+        let waiting = Waiting(elements: elements, publisher: publisher, timeout: nanoseconds, done: done)
         let first = queues.withLock { queues -> Bool in
             let wasEmpty = queues[key]?.isEmpty ?? true
-            queues[key, default: []].append(Waiting(elements: elements, publisher: publisher, done: done))
+            queues[key, default: []].append(waiting)
             return wasEmpty
         }
         if first { loop.execute { self.flush(key, on: loop) } }
@@ -35,6 +43,11 @@ final class PublishBatcher: Sendable {
             defer { queues[key] = [] }
             return queues[key] ?? []
         }
+        guard !waiting.isEmpty else { return }
+        let first = ObjectIdentifier(waiting[0].publisher as AnyObject)
+        if waiting.allSatisfy({ ObjectIdentifier($0.publisher as AnyObject) == first }) {
+            return commit(waiting, on: loop)
+        }
         // One batch per publisher (there is one in practice; tests may use several).
         var groups: [ObjectIdentifier: [Waiting]] = [:]
         var order: [ObjectIdentifier] = []
@@ -43,13 +56,25 @@ final class PublishBatcher: Sendable {
             if groups[id] == nil { order.append(id) }
             groups[id, default: []].append(item)
         }
-        for id in order {
-            let items = groups[id]!
-            items[0].publisher.publish(batch: items.map(\.elements)) { results in
-                // Back on the loop once per batch (a publisher may complete on its own thread).
-                let deliver: @Sendable () -> Void = { for (item, result) in zip(items, results) { item.done(result) } }
-                if loop.inEventLoop { deliver() } else { loop.execute(deliver) }
+        for id in order { commit(groups[id]!, on: loop) }
+    }
+
+    /// One batch to one publisher, raced against one timer.
+    private func commit(_ items: [Waiting], on loop: any EventLoop) {
+        let once = Once()
+        let timeout = items.lazy.map(\.timeout).min() ?? 0
+        let timer = loop.scheduleTask(in: .nanoseconds(timeout)) {
+            guard once.claim() else { return }
+            for item in items { item.done(.timedOut) }
+        }
+        items[0].publisher.publish(batch: items.map(\.elements)) { results in
+            // Back on the loop once per batch (a publisher may complete on its own thread).
+            let deliver: @Sendable () -> Void = {
+                guard once.claim() else { return }
+                timer.cancel()
+                for (item, result) in zip(items, results) { item.done(result) }
             }
+            if loop.inEventLoop { deliver() } else { loop.execute(deliver) }
         }
     }
 }

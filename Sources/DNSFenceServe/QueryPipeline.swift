@@ -68,6 +68,8 @@ struct AnswerPlan: Sendable {
 public struct PendingForward: Sendable {
     var record: QueryRecord
     var query: DNSMessage
+    /// The query as the client sent it (the answer copies its question from here).
+    var bytes: [UInt8]
     var question: DNSQuestion
     var key: CacheKey
     var maxUDPSize: Int
@@ -254,13 +256,7 @@ public final class QueryPipeline: Sendable {
                     to: query, bytes: bytes, elapsed: elapsed, maxSize: maxUDP, ednsPayload: UInt16(Self.maxUDPPayload))
                 {
                     guard let binding else { return .respond(fast) }
-                    // The guarded answer's addresses, with timeouts from their aged TTLs.
-                    let elements = template.published.compactMap { published -> SetElement? in
-                        guard let target = published.address.isIPv4 ? binding.ipv4 : binding.ipv6 else { return nil }
-                        let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
-                        return SetElement(
-                            target: target, address: published.address, timeout: binding.elementTimeout(ttl: ttl))
-                    }
+                    let elements = binding.elements(of: template, elapsed: elapsed)
                     record.published = elements.map(\.address)
                     if elements.isEmpty || !binding.publisher.needsCommit(elements) { return .respond(fast) }
                     return .publish(
@@ -298,7 +294,7 @@ public final class QueryPipeline: Sendable {
             }
             return .forward(
                 PendingForward(
-                    record: record, query: query, question: question, key: key, maxUDPSize: maxUDP,
+                    record: record, query: query, bytes: bytes, question: question, key: key, maxUDPSize: maxUDP,
                     transport: context.transport, binding: binding))
         }
     }
@@ -329,8 +325,29 @@ public final class QueryPipeline: Sendable {
                 let question = pending.question
                 // A hit needs only the wire form (guarded, with its addresses, under a firewall).
                 let binding = pending.binding
-                self.cache.store(cached, for: pending.key, keepRecords: false) { stored in
+                let template = self.cache.store(cached, for: pending.key, keepRecords: false) { stored in
                     Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK, binding: binding)
+                }
+                // This answer is what a hit on the entry just stored gives: made from its wire
+                // form, with the addresses the template lists (no second guard pass, no
+                // message built and encoded for the client).
+                if let template,
+                    let fast = template.response(
+                        to: pending.query, bytes: pending.bytes, elapsed: 0, maxSize: pending.maxUDPSize,
+                        ednsPayload: UInt16(Self.maxUDPPayload))
+                {
+                    guard let binding else { return finished(record, fast) }
+                    let elements = binding.elements(of: template, elapsed: 0)
+                    var publishing = record
+                    publishing.published = elements.map(\.address)
+                    if elements.isEmpty || !binding.publisher.needsCommit(elements) {
+                        return finished(publishing, fast)
+                    }
+                    return self.publish(
+                        PendingPublish(
+                            record: publishing, elements: elements, answer: .bytes(fast), binding: binding,
+                            query: pending.query, maxUDPSize: pending.maxUDPSize),
+                        on: loop, done: finished)
                 }
                 let message = Self.response(to: pending.query, from: cached)
                 guard let binding = pending.binding else {
@@ -387,21 +404,10 @@ public final class QueryPipeline: Sendable {
                 record,
                 Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize))
         }
-        // The publish and a timer race; whichever is first concludes.
-        let once = Once()
-        let timer = loop.scheduleTask(in: .nanoseconds(Self.nanoseconds(pending.binding.commitTimeout))) {
-            if once.claim() { conclude(.timedOut) }
-        }
-        batcher.submit(pending.elements, to: pending.binding.publisher, on: loop) { error in
-            guard once.claim() else { return }
-            timer.cancel()
-            conclude(error)
-        }
-    }
-
-    static func nanoseconds(_ duration: Duration) -> Int64 {
-        let parts = duration.components
-        return parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
+        // The batch's timer bounds the wait (conclude runs once, with .timedOut if it fires).
+        batcher.submit(
+            pending.elements, to: pending.binding.publisher, timeout: pending.binding.commitTimeout, on: loop,
+            done: conclude)
     }
 
     /// The wire form of `stored` as `response(to:from:)` shapes it for a client with this DO

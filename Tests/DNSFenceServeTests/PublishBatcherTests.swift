@@ -29,6 +29,22 @@ final class RecordingPublisher: SetPublisher {
     }
 }
 
+/// Never answers by itself: the test completes its batches when it wants to.
+final class SilentPublisher: SetPublisher {
+    let pending = Mutex<[@Sendable ([PublishError?]) -> Void]>([])
+
+    func needsCommit(_ elements: [SetElement]) -> Bool { true }
+
+    func publish(_ elements: [SetElement]) async throws(PublishError) {}
+
+    func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void) {
+        let count = requests.count
+        pending.withLock {
+            $0.append { results in completion(results.isEmpty ? Array(repeating: nil, count: count) : results) }
+        }
+    }
+}
+
 @Suite("publish batching per event-loop tick")
 struct PublishBatcherTests {
     static let target = SetTarget(netns: nil, family: "inet", table: "t", set: "a4", isIPv6: false)
@@ -61,5 +77,38 @@ struct PublishBatcherTests {
         batcher.submit([Self.element("192.0.2.4")], to: publisher, on: loop) { _ in }
         loop.run()
         #expect(publisher.batches.withLock { $0.map(\.count) } == [3, 1])
+    }
+
+    @Test("one timer per batch: the shortest timeout fails every request in it, and a late outcome is ignored")
+    func batchTimeout() {
+        let loop = EmbeddedEventLoop()
+        let publisher = SilentPublisher()
+        let batcher = PublishBatcher()
+        let outcomes = Mutex<[String: [PublishError?]]>([:])
+        for (address, seconds) in [("192.0.2.1", 2), ("192.0.2.2", 1)] {
+            batcher.submit([Self.element(address)], to: publisher, timeout: .seconds(seconds), on: loop) { error in
+                outcomes.withLock { $0[address, default: []].append(error) }
+            }
+        }
+        loop.run()
+        #expect(publisher.pending.withLock { $0.count } == 1)  // one batch
+        loop.advanceTime(by: .milliseconds(999))
+        #expect(outcomes.withLock { $0.isEmpty })
+        loop.advanceTime(by: .milliseconds(1))
+        #expect(outcomes.withLock { $0 } == ["192.0.2.1": [.timedOut], "192.0.2.2": [.timedOut]])
+        // The commit finishing afterwards changes nothing: each request concluded once.
+        for complete in publisher.pending.withLock({ $0 }) { complete([nil, nil]) }
+        loop.run()
+        #expect(outcomes.withLock { $0 } == ["192.0.2.1": [.timedOut], "192.0.2.2": [.timedOut]])
+
+        // A batch that commits in time cancels its timer.
+        batcher.submit([Self.element("192.0.2.3")], to: publisher, timeout: .seconds(1), on: loop) { error in
+            outcomes.withLock { $0["192.0.2.3", default: []].append(error) }
+        }
+        loop.run()
+        publisher.pending.withLock { $0.last! }([nil])
+        loop.run()
+        loop.advanceTime(by: .seconds(5))
+        #expect(outcomes.withLock { $0["192.0.2.3"] } == [nil])
     }
 }
