@@ -68,8 +68,9 @@ public enum PublishError: Error, Hashable, Sendable, CustomStringConvertible {
     }
 }
 
-/// Something that can put addresses into firewall sets and say when they are there.
-public protocol SetPublisher: Sendable {
+/// Something that can put addresses into firewall sets and say when they are there. A
+/// publisher is an object: callers batch requests per publisher by identity.
+public protocol SetPublisher: AnyObject, Sendable {
     /// Returns once every element is committed with at least its timeout (an element that
     /// already outlives it is left alone), or throws — then none may be relied on.
     func publish(_ elements: [SetElement]) async throws(PublishError)

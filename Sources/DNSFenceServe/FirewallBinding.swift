@@ -60,13 +60,14 @@ enum AnswerGuard {
 
     static func plan(_ message: DNSMessage, binding: FirewallBinding) -> Plan {
         guard let question = message.question else { return Plan(message: message, elements: [], withheld: 0) }
-        var chain: Set<DNSName> = [question.name]
+        // At most 17 names, usually one: an array (== is case-insensitive) beats a set here.
+        var chain: [DNSName] = [question.name]
         var current = question.name
         for _ in 0..<maxChain {
             guard let next = message.answers.first(where: { $0.type == .cname && $0.name == current })?.target,
                 !chain.contains(next)
             else { break }
-            chain.insert(next)
+            chain.append(next)
             current = next
         }
         var out = message
@@ -98,16 +99,21 @@ enum AnswerGuard {
             }
         }
         // Addresses outside the answer section are never published, so never released.
-        out.authorities.removeAll { $0.type == .a || $0.type == .aaaa }
-        out.additionals.removeAll { $0.type == .a || $0.type == .aaaa }
-        out.additionals = out.additionals.map { record in
-            guard record.type == .https || record.type == .svcb else { return record }
-            var copy = record
-            copy.rdata = stripAddressHints(record.rdata)
-            return copy
+        // (Each change is checked for first: changing nothing would still copy the array.)
+        if out.authorities.contains(where: isAddress) { out.authorities.removeAll(where: isAddress) }
+        if out.additionals.contains(where: isAddress) { out.additionals.removeAll(where: isAddress) }
+        if out.additionals.contains(where: { $0.type == .https || $0.type == .svcb }) {
+            out.additionals = out.additionals.map { record in
+                guard record.type == .https || record.type == .svcb else { return record }
+                var copy = record
+                copy.rdata = stripAddressHints(record.rdata)
+                return copy
+            }
         }
         return Plan(message: out, elements: elements, withheld: withheld)
     }
+
+    static func isAddress(_ record: DNSRecord) -> Bool { record.type == .a || record.type == .aaaa }
 
     /// SVCB/HTTPS RDATA (RFC 9460 2.2) without the ipv4hint (4) and ipv6hint (6) parameters.
     /// Malformed RDATA is returned unchanged (it carries no hints a client could parse either).

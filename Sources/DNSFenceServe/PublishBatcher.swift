@@ -44,15 +44,15 @@ final class PublishBatcher: Sendable {
             return queues[key] ?? []
         }
         guard !waiting.isEmpty else { return }
-        let first = ObjectIdentifier(waiting[0].publisher as AnyObject)
-        if waiting.allSatisfy({ ObjectIdentifier($0.publisher as AnyObject) == first }) {
+        let first = ObjectIdentifier(waiting[0].publisher)
+        if waiting.allSatisfy({ ObjectIdentifier($0.publisher) == first }) {
             return commit(waiting, on: loop)
         }
         // One batch per publisher (there is one in practice; tests may use several).
         var groups: [ObjectIdentifier: [Waiting]] = [:]
         var order: [ObjectIdentifier] = []
         for item in waiting {
-            let id = ObjectIdentifier(item.publisher as AnyObject)
+            let id = ObjectIdentifier(item.publisher)
             if groups[id] == nil { order.append(id) }
             groups[id, default: []].append(item)
         }

@@ -537,12 +537,20 @@ public final class QueryPipeline: Sendable {
         // AD only to clients that asked for DNSSEC-aware answers (RFC 6840 5.8).
         message.authenticData = cached.authenticData && query.asksForAuthenticData
         if query.edns?.dnssecOK != true {
-            let dnssec: Set<DNSType> = [.rrsig, .nsec, .nsec3, .ds, .dnskey]
-            message.answers.removeAll { dnssec.contains($0.type) }
-            message.authorities.removeAll { dnssec.contains($0.type) }
-            message.additionals.removeAll { dnssec.contains($0.type) }
+            // Checked first: removing nothing would still copy a shared array.
+            if message.answers.contains(where: isDNSSEC) { message.answers.removeAll(where: isDNSSEC) }
+            if message.authorities.contains(where: isDNSSEC) { message.authorities.removeAll(where: isDNSSEC) }
+            if message.additionals.contains(where: isDNSSEC) { message.additionals.removeAll(where: isDNSSEC) }
         }
         return message
+    }
+
+    /// Whether a record is DNSSEC data that a client without DO does not get.
+    static func isDNSSEC(_ record: DNSRecord) -> Bool {
+        switch record.type {
+        case .rrsig, .nsec, .nsec3, .ds, .dnskey: return true
+        default: return false
+        }
     }
 
     /// RFC 8482 section 4.2: a synthesized HINFO with CPU "RFC8482" and an empty OS.
