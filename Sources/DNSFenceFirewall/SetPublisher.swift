@@ -25,6 +25,13 @@ public struct SetTarget: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { "\(netns.map { "\($0): " } ?? "")\(family) \(table) \(set)" }
+
+    /// The set name and family only (`==` compares everything): targets key the shadow and the
+    /// commit's grouping, several times per element, and a set's name alone rarely repeats.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(set)
+        hasher.combine(isIPv6)
+    }
 }
 
 /// An address to keep in a set for at least `timeout` seconds from now.

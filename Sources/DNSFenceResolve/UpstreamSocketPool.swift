@@ -24,11 +24,11 @@ final class UpstreamSocketPool: Sendable {
         var completion: UpstreamForwarder.Completion
         var question: DNSQuestion
         var loop: any EventLoop
-        var timer: Scheduled<Void>?
+        /// When the query times out (``NIODeadline`` nanoseconds).
+        var deadline: UInt64
 
-        /// Cancels the timer and reports, on the caller's loop.
+        /// Reports, on the caller's loop.
         func conclude(_ result: Result<DNSMessage, any Error>) {
-            timer?.cancel()
             if loop.inEventLoop {
                 completion(result)
             } else {
@@ -43,6 +43,10 @@ final class UpstreamSocketPool: Sendable {
     private let socketsByLoop: [ObjectIdentifier: [Int]]
     private let pending = Mutex<[Key: Pending]>([:])
     private let rejected = Atomic<Int>(0)
+    /// How often queries past their deadline are looked for: a timeout fires up to this late,
+    /// and no query pays for a timer of its own (a timer is five allocations on the hot path).
+    static let sweepInterval = TimeAmount.milliseconds(50)
+    private let sweeper = Mutex<RepeatedTask?>(nil)
 
     private init(sockets: [DatagramSocket]) {
         self.sockets = sockets
@@ -73,14 +77,35 @@ final class UpstreamSocketPool: Sendable {
         }
         let pool = UpstreamSocketPool(sockets: sockets)
         box.pool.withLock { $0 = pool }
+        let task = loops[0].scheduleRepeatedTask(initialDelay: sweepInterval, delay: sweepInterval) {
+            [weak pool] _ in pool?.sweep(now: NIODeadline.now().uptimeNanoseconds)
+        }
+        pool.sweeper.withLock { $0 = task }
         return pool
+    }
+
+    /// Concludes every query past its deadline with a timeout.
+    func sweep(now: UInt64) {
+        let expired = pending.withLock { table -> [Pending] in
+            guard table.values.contains(where: { $0.deadline <= now }) else { return [] }
+            var expired: [Pending] = []
+            for (key, entry) in table where entry.deadline <= now {
+                expired.append(entry)
+                table[key] = nil
+            }
+            return expired
+        }
+        for entry in expired { entry.conclude(.failure(UpstreamForwarder.UpstreamTimeout())) }
     }
 
     var rejectedReplies: Int { rejected.load(ordering: .relaxed) }
 
-    /// Closes every socket (queries in flight time out).
+    /// Closes every socket; queries in flight time out.
     func close() {
+        sweeper.withLock { $0 }?.cancel()
         for socket in sockets { socket.close() }
+        // Nothing can answer now: whatever is in flight times out at once.
+        sweep(now: .max)
     }
 
     /// Sends `query` (its ID is replaced) to `upstream` from a random socket, preferably one
@@ -97,20 +122,17 @@ final class UpstreamSocketPool: Sendable {
             local.isEmpty ? RandomPool.shared.below(sockets.count) : local[RandomPool.shared.below(local.count)]
         let socket = sockets[index]
         var query = query
+        let deadline = (NIODeadline.now() + timeout).uptimeNanoseconds
         let key = pending.withLock { table -> Key in
             var draft = Key(socket: index, upstream: peer, id: 0)
             repeat {
                 draft.id = RandomPool.shared.next16()
             } while table[draft] != nil
-            table[draft] = Pending(completion: completion, question: query.questions[0], loop: loop, timer: nil)
+            table[draft] = Pending(
+                completion: completion, question: query.questions[0], loop: loop, deadline: deadline)
             return draft
         }
         query.id = key.id
-        let timer = socket.loop.scheduleTask(in: timeout) { [self] () -> Void in
-            pending.withLock { $0.removeValue(forKey: key) }?.conclude(.failure(UpstreamForwarder.UpstreamTimeout()))
-        }
-        // If the reply won the race the entry is gone and the timer finds nothing when it fires.
-        pending.withLock { $0[key]?.timer = timer }
         let bytes = query.encoded()
         if socket.loop.inEventLoop {
             socket.send(bytes, to: peer)

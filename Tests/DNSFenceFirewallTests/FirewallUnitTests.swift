@@ -73,6 +73,22 @@ struct SetShadowTests {
         #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 2) != nil)
     }
 
+    @Test("sets with one name in other tables or namespaces are told apart (the hash uses the name only)")
+    func sameNameElsewhere() {
+        var shadow = SetShadow(trustSeconds: 10)
+        let others = [
+            SetTarget(netns: v4.netns, family: v4.family, table: "other", set: v4.set, isIPv6: false),
+            SetTarget(netns: "/run/netns/x", family: v4.family, table: v4.table, set: v4.set, isIPv6: false),
+            SetTarget(netns: v4.netns, family: "ip", table: v4.table, set: v4.set, isIPv6: false),
+        ]
+        #expect(others.allSatisfy { $0.hashValue == v4.hashValue && $0 != v4 })
+        shadow.committed(SetElement(target: v4, address: address, timeout: 600), now: 0)
+        for other in others {
+            #expect(shadow.plan(SetElement(target: other, address: address, timeout: 60), now: 1) != nil)
+        }
+        #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 1) == nil)
+    }
+
     @Test("live elements seed the shadow at start")
     func seed() {
         var shadow = SetShadow(trustSeconds: 10)
