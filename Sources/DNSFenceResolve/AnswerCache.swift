@@ -317,8 +317,6 @@ public final class AnswerCache: Sendable {
         template: ((CachedAnswer) -> ResponseTemplate?)? = nil
     ) -> ResponseTemplate? {
         guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return nil }
-        let time = now()
-        let hash = key.hashValue
         var stored = answer
         // Clamp record TTLs so what we hand out never exceeds the cache lifetime.
         func clamp(_ records: [DNSRecord]) -> [DNSRecord] {
@@ -339,6 +337,23 @@ public final class AnswerCache: Sendable {
             stored.authorities = []
             stored.additionals = []
         }
+        insert(stored, for: key, lifetime: ttl)
+        return wire
+    }
+
+    /// Stores an answer kept in wire form only (a positive answer made from an upstream's
+    /// bytes), for `lifetime` seconds, evicting the least recently used entry when full.
+    public func store(_ template: ResponseTemplate, lifetime: UInt32, for key: CacheKey) {
+        guard limits.maxEntries > 0, lifetime > 0 else { return }
+        let answer = CachedAnswer(
+            rcode: template.rcode, authenticData: template.authenticData, answers: [], authorities: [],
+            additionals: [], template: template)
+        insert(answer, for: key, lifetime: lifetime)
+    }
+
+    private func insert(_ stored: CachedAnswer, for key: CacheKey, lifetime ttl: UInt32) {
+        let time = now()
+        let hash = key.hashValue
         state.withLock { state in
             if let existing = state.find(key, hash: hash) {
                 state.remove(existing)
@@ -353,7 +368,6 @@ public final class AnswerCache: Sendable {
                     next: -1))
             entriesGauge.record(state.count)
         }
-        return wire
     }
 
     /// Entry count, hits, misses and evictions so far.

@@ -14,6 +14,35 @@ public enum ForwardError: Error, Sendable, Hashable {
     case failed(DNSRCode)
 }
 
+/// An upstream's answer: a plain positive reply still in its bytes (``PlainReply``: a caller
+/// can cache and answer from them without decoding), or a decoded message.
+public enum UpstreamReply: Sendable {
+    case plain(PlainReply)
+    case message(DNSMessage)
+
+    public var rcode: DNSRCode {
+        switch self {
+        case .plain: return .noError
+        case .message(let message): return message.rcode
+        }
+    }
+
+    public var truncated: Bool {
+        switch self {
+        case .plain: return false
+        case .message(let message): return message.truncated
+        }
+    }
+
+    /// The reply as a message (a plain reply is decoded now; its shape is one ldns accepts).
+    public func decoded() throws(WireError) -> DNSMessage {
+        switch self {
+        case .plain(let plain): return try DNSMessage(decoding: plain.bytes)
+        case .message(let message): return message
+        }
+    }
+}
+
 /// Forwards questions to upstream resolvers (RFC 5452 care: a fresh socket with a random source
 /// port and a random ID per query, replies accepted only from the queried address and port with
 /// the same ID and question), retries over TCP on TC, fails over between upstreams and backs
@@ -48,7 +77,7 @@ public final class UpstreamForwarder: Sendable {
     public let group: any EventLoopGroup
     let logger: Logger
     /// Where a resolution's outcome goes: called once, on the event loop the caller named.
-    public typealias Completion = @Sendable (Result<DNSMessage, any Error>) -> Void
+    public typealias Completion = @Sendable (Result<UpstreamReply, any Error>) -> Void
 
     struct Waiter {
         var loop: any EventLoop
@@ -113,9 +142,10 @@ public final class UpstreamForwarder: Sendable {
     /// `dnsfence_upstream_queries_total`, whose `verdict="deny"` series must stay 0.
     public func resolve(_ question: DNSQuestion, key: CacheKey, verdict: String = "pass") async throws -> DNSMessage {
         let loop = group.next()
-        return try await withCheckedThrowingContinuation { continuation in
+        let reply = try await withCheckedThrowingContinuation { continuation in
             resolve(question, key: key, verdict: verdict, on: loop) { continuation.resume(with: $0) }
         }
+        return try reply.decoded()
     }
 
     /// The same on `loop`: the exchange continues as callbacks there (the pool prefers sockets
@@ -202,12 +232,16 @@ public final class UpstreamForwarder: Sendable {
         let udpDone: Completion = { result in
             guard case .success(let reply) = result, reply.truncated else { return completion(result) }
             self.counters.withLock { $0.tcpRetries += 1 }
-            loop.makeFutureWithTask { try await self.exchangeTCP(query, with: upstream) }.whenComplete(completion)
+            loop.makeFutureWithTask { try await self.exchangeTCP(query, with: upstream) }.whenComplete {
+                completion($0.map(UpstreamReply.message))
+            }
         }
         if let pool = pools.withLock({ upstream.protocol == .inet6 ? $0.v6 : $0.v4 }) {
             pool.exchange(query, upstream: upstream, timeout: settings.timeout, on: loop, completion: udpDone)
         } else {
-            loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }.whenComplete(udpDone)
+            loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }.whenComplete {
+                udpDone($0.map(UpstreamReply.message))
+            }
         }
     }
 

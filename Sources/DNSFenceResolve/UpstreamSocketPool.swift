@@ -28,7 +28,7 @@ final class UpstreamSocketPool: Sendable {
         var deadline: UInt64
 
         /// Reports, on the caller's loop.
-        func conclude(_ result: Result<DNSMessage, any Error>) {
+        func conclude(_ result: Result<UpstreamReply, any Error>) {
             if loop.inEventLoop {
                 completion(result)
             } else {
@@ -142,17 +142,29 @@ final class UpstreamSocketPool: Sendable {
     }
 
     /// A datagram arrived on socket `socket`: complete the matching query, or count a rejection.
+    /// A plain positive reply (``PlainReply``) is matched on its bytes and handed on undecoded;
+    /// anything else is decoded first.
     func deliver(socket: Int, from remote: DatagramPeer, bytes: UnsafeRawBufferPointer) {
-        guard bytes.count >= 12, let reply = try? DNSMessage(decoding: Array(bytes)), reply.isResponse else {
+        let copy = Array(bytes)
+        let reply: UpstreamReply
+        let id: UInt16
+        let answers: (DNSQuestion) -> Bool
+        if let plain = PlainReply(copy) {
+            (reply, id) = (.plain(plain), plain.id)
+            answers = { plain.answers($0) }
+        } else if copy.count >= 12, let message = try? DNSMessage(decoding: copy), message.isResponse {
+            (reply, id) = (.message(message), message.id)
+            answers = { question in
+                message.questions.count == 1 && message.questions[0].name == question.name
+                    && message.questions[0].type == question.type && message.questions[0].rrClass == question.rrClass
+            }
+        } else {
             rejected.add(1, ordering: .relaxed)
             return
         }
-        let key = Key(socket: socket, upstream: remote, id: reply.id)
+        let key = Key(socket: socket, upstream: remote, id: id)
         let entry = pending.withLock { table -> Pending? in
-            guard let entry = table[key], reply.questions.count == 1, let question = reply.questions.first,
-                question.name == entry.question.name, question.type == entry.question.type,
-                question.rrClass == entry.question.rrClass
-            else { return nil }
+            guard let entry = table[key], answers(entry.question) else { return nil }
             table[key] = nil
             return entry
         }

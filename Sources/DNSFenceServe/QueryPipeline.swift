@@ -314,71 +314,108 @@ public final class QueryPipeline: Sendable {
         forwarder.resolve(pending.question, key: pending.key, verdict: record.action, on: loop) { result in
             switch result {
             case .success(let reply):
-                // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
-                // answer section only; the NS and glue an authoritative server adds are of no use
-                // to a stub and cost cache memory and bytes on every hit. Negative answers keep
-                // their SOA (RFC 2308), and DNSSEC-aware clients get everything (wildcard proofs).
-                let minimal = reply.rcode == .noError && !reply.answers.isEmpty && !pending.key.dnssecOK
-                let cached = CachedAnswer(
-                    rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
-                    authorities: minimal ? [] : reply.authorities, additionals: minimal ? [] : reply.additionals)
-                let question = pending.question
-                // A hit needs only the wire form (guarded, with its addresses, under a firewall).
-                let binding = pending.binding
-                let template = self.cache.store(cached, for: pending.key, keepRecords: false) { stored in
-                    Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK, binding: binding)
-                }
-                // This answer is what a hit on the entry just stored gives: made from its wire
-                // form, with the addresses the template lists (no second guard pass, no
-                // message built and encoded for the client).
-                if let template,
-                    let fast = template.response(
-                        to: pending.query, bytes: pending.bytes, elapsed: 0, maxSize: pending.maxUDPSize,
-                        ednsPayload: UInt16(Self.maxUDPPayload))
+                // A plain positive reply is cached and answered from its bytes.
+                if case .plain(let plain) = reply, !pending.key.dnssecOK,
+                    let (template, lifetime) = Self.template(
+                        for: plain, limits: self.cache.limits, binding: pending.binding)
                 {
-                    guard let binding else { return finished(record, fast) }
-                    let elements = binding.elements(of: template, elapsed: 0)
-                    var publishing = record
-                    publishing.published = elements.map(\.address)
-                    if elements.isEmpty || !binding.publisher.needsCommit(elements) {
-                        return finished(publishing, fast)
-                    }
-                    return self.publish(
-                        PendingPublish(
-                            record: publishing, elements: elements, answer: .bytes(fast), binding: binding,
-                            query: pending.query, maxUDPSize: pending.maxUDPSize),
-                        on: loop, done: finished)
+                    self.cache.store(template, lifetime: lifetime, for: pending.key)
+                    if self.answer(pending, record: record, from: template, on: loop, done: finished) { return }
                 }
-                let message = Self.response(to: pending.query, from: cached)
-                guard let binding = pending.binding else {
-                    return finished(record, Self.fit(message, maxUDP: pending.maxUDPSize))
+                do {
+                    self.answer(pending, record: record, with: try reply.decoded(), on: loop, done: finished)
+                } catch {
+                    self.fail(pending, record: record, error: .failed(.formErr), done: finished)
                 }
-                let plan = Self.guarded(message, binding: binding)
-                var publishing = record
-                publishing.published = plan.elements.map(\.address)
-                self.publish(
-                    PendingPublish(
-                        record: publishing, elements: plan.elements, answer: .message(plan.message), binding: binding,
-                        query: pending.query,
-                        maxUDPSize: pending.maxUDPSize),
-                    on: loop, done: finished)
             case .failure(let error):
-                let ede: ExtendedDNSError
-                switch error as? ForwardError {
-                case .failed(let rcode)?:
-                    ede = ExtendedDNSError(
-                        ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
-                default:
-                    ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
-                }
-                var failed = record
-                failed.ede = ede
-                finished(
-                    failed,
-                    Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
-                )
+                self.fail(pending, record: record, error: error as? ForwardError ?? .unreachable, done: finished)
             }
         }
+    }
+
+    /// Caches an upstream's decoded answer and answers the client with it.
+    private func answer(
+        _ pending: PendingForward, record: QueryRecord, with reply: DNSMessage, on loop: any EventLoop,
+        done finished: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
+    ) {
+        // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
+        // answer section only; the NS and glue an authoritative server adds are of no use
+        // to a stub and cost cache memory and bytes on every hit. Negative answers keep
+        // their SOA (RFC 2308), and DNSSEC-aware clients get everything (wildcard proofs).
+        let minimal = reply.rcode == .noError && !reply.answers.isEmpty && !pending.key.dnssecOK
+        let cached = CachedAnswer(
+            rcode: reply.rcode, authenticData: reply.authenticData, answers: reply.answers,
+            authorities: minimal ? [] : reply.authorities, additionals: minimal ? [] : reply.additionals)
+        let question = pending.question
+        // A hit needs only the wire form (guarded, with its addresses, under a firewall).
+        let binding = pending.binding
+        let template = cache.store(cached, for: pending.key, keepRecords: false) { stored in
+            Self.template(for: stored, question: question, dnssecOK: pending.key.dnssecOK, binding: binding)
+        }
+        if let template, answer(pending, record: record, from: template, on: loop, done: finished) { return }
+        let message = Self.response(to: pending.query, from: cached)
+        guard let binding = pending.binding else {
+            return finished(record, Self.fit(message, maxUDP: pending.maxUDPSize))
+        }
+        let plan = Self.guarded(message, binding: binding)
+        var publishing = record
+        publishing.published = plan.elements.map(\.address)
+        publish(
+            PendingPublish(
+                record: publishing, elements: plan.elements, answer: .message(plan.message), binding: binding,
+                query: pending.query, maxUDPSize: pending.maxUDPSize),
+            on: loop, done: finished)
+    }
+
+    /// Answers the client from the template just stored, as a hit on it would (no second guard
+    /// pass, no message built and encoded), publishing the addresses it lists first. False:
+    /// the template cannot answer this query (too big for the client's UDP size, or a
+    /// compressed question); answer from the message instead.
+    private func answer(
+        _ pending: PendingForward, record: QueryRecord, from template: ResponseTemplate, on loop: any EventLoop,
+        done finished: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
+    ) -> Bool {
+        guard
+            let response = template.response(
+                to: pending.query, bytes: pending.bytes, elapsed: 0, maxSize: pending.maxUDPSize,
+                ednsPayload: UInt16(Self.maxUDPPayload))
+        else { return false }
+        guard let binding = pending.binding else {
+            finished(record, response)
+            return true
+        }
+        let elements = binding.elements(of: template, elapsed: 0)
+        var publishing = record
+        publishing.published = elements.map(\.address)
+        if elements.isEmpty || !binding.publisher.needsCommit(elements) {
+            finished(publishing, response)
+            return true
+        }
+        publish(
+            PendingPublish(
+                record: publishing, elements: elements, answer: .bytes(response), binding: binding,
+                query: pending.query, maxUDPSize: pending.maxUDPSize),
+            on: loop, done: finished)
+        return true
+    }
+
+    /// SERVFAIL with the EDE that says why no upstream answer could be used.
+    private func fail(
+        _ pending: PendingForward, record: QueryRecord, error: ForwardError,
+        done finished: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
+    ) {
+        let ede: ExtendedDNSError
+        switch error {
+        case .failed(let rcode):
+            ede = ExtendedDNSError(ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
+        case .unreachable:
+            ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
+        }
+        var failed = record
+        failed.ede = ede
+        finished(
+            failed, Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+        )
     }
 
     /// Commits the plan's elements (bounded by the binding's timeout), then releases the

@@ -55,6 +55,33 @@ public struct ResponseTemplate: Sendable, Hashable {
         self.published = published
     }
 
+    /// The template for an answer section kept as it lies in a reply: `sections` holds the
+    /// answer records (compression pointers valid after a question of `questionLength` bytes
+    /// at offset 12, as in a ``PlainReply``), `ttlOffsets` where each record's TTL sits in them.
+    public init?(
+        questionLength: Int, rcode: DNSRCode, authenticData: Bool, answerCount: Int, sections: [UInt8],
+        ttlOffsets: [Int], published: [PublishedAddress] = []
+    ) {
+        guard rcode.rawValue <= 0x0F, answerCount <= 0xFFFF, 12 + questionLength + sections.count <= 65535,
+            ttlOffsets.allSatisfy({ $0 >= 0 && $0 + 4 <= sections.count })
+        else { return nil }
+        questionBytes = UInt16(questionLength)
+        self.rcode = rcode
+        self.authenticData = authenticData
+        self.answerCount = UInt16(answerCount)
+        authorityCount = 0
+        additionalCount = 0
+        var storage = sections
+        sectionsBytes = UInt16(sections.count)
+        storage.reserveCapacity(sections.count + 2 * ttlOffsets.count)
+        for offset in ttlOffsets {
+            storage.append(UInt8(offset >> 8))
+            storage.append(UInt8(offset & 0xFF))
+        }
+        self.storage = storage
+        self.published = published
+    }
+
     /// The response to `query` (whose bytes are `bytes`): ID, RD and CD from the query, RA set,
     /// AD only for clients that asked for it (RFC 6840 5.8), the question copied as asked, TTLs
     /// reduced by `elapsed`, and an OPT record (payload `ednsPayload`, DO echoed) for EDNS

@@ -6,16 +6,7 @@ import Testing
 /// suffixes walked one by one. Seeded, so a failure repeats.
 @Suite("Rule index model")
 struct RuleSetModelTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    typealias Generator = SplitMix64
 
     /// A small alphabet and short labels, so that names and suffixes collide often; label
     /// lengths around 8 exercise the whole-word and tail paths of the hash.
@@ -32,7 +23,7 @@ struct RuleSetModelTests {
 
     @Test("exact beats wildcard, longer suffix beats shorter, first rule wins, case is ignored", arguments: [1, 2, 3])
     func matchesModel(seed: UInt64) throws {
-        var random = Generator(state: seed)
+        var random = Generator(seed: seed)
         let labelPool = (0..<12).map { _ in Self.label(&random) }
         var rules: [PolicyRule] = []
         var exact: [String: Int] = [:]

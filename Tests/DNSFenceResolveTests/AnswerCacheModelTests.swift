@@ -7,13 +7,7 @@ import Testing
 /// lookup, through growth, eviction, replacement and expiry.
 @Suite("Answer cache against a reference model")
 struct AnswerCacheModelTests {
-    struct Generator: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return state ^ (state >> 29)
-        }
-    }
+    typealias Generator = SplitMix64
 
     struct Entry {
         var key: CacheKey
@@ -23,7 +17,7 @@ struct AnswerCacheModelTests {
 
     @Test("index, LRU order and expiry agree with the model", arguments: [1, 7, 64, 500])
     func model(capacity: Int) throws {
-        var random = Generator(state: UInt64(capacity) * 7919)
+        var random = Generator(seed: UInt64(capacity) * 7919)
         let clock = ManualClock()
         let cache = AnswerCache(limits: .init(maxEntries: capacity, minTTL: 0, maxTTL: 600), clock: clock.clock)
         var model: [Entry] = []  // newest first
