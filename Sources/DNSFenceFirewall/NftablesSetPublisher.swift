@@ -173,25 +173,16 @@ public final class NftablesSetPublisher: SetPublisher {
     /// namespace), and records the outcome in the shadow.
     func commit(_ elements: [SetElement]) -> PublishError? {
         let now = clock()
-        var planned = shadow.withLock { shadow in elements.compactMap { shadow.plan($0, now: now) } }
+        // Once per set and address, with the longest timeout.
+        let planned = shadow.withLock { $0.plan(elements, now: now) }
         guard !planned.isEmpty else { return nil }
-        if planned.count > 1 {
-            // Once per set and address (the longest timeout): concurrent answers often share one.
-            var longest: [SetElementKey: Int] = [:]
-            var unique: [SetElement] = []
-            for element in planned {
-                let key = SetElementKey(target: element.target, address: element.address)
-                if let at = longest[key] {
-                    unique[at].timeout = max(unique[at].timeout, element.timeout)
-                } else {
-                    longest[key] = unique.count
-                    unique.append(element)
-                }
-            }
-            planned = unique
-        }
+        let netns = planned[0].target.netns ?? ""
         var byNamespace: [String: [SetElement]] = [:]
-        for element in planned { byNamespace[element.target.netns ?? "", default: []].append(element) }
+        if planned.allSatisfy({ ($0.target.netns ?? "") == netns }) {
+            byNamespace[netns] = planned  // one namespace: the usual case
+        } else {
+            for element in planned { byNamespace[element.target.netns ?? "", default: []].append(element) }
+        }
         var firstError: PublishError? = nil
         for (netns, items) in byNamespace {
             guard let worker = workers[netns] else {
@@ -201,7 +192,7 @@ public final class NftablesSetPublisher: SetPublisher {
             switch worker.commit(items) {
             case .success:
                 let committedAt = clock()
-                shadow.withLock { s in for item in items { s.committed(item, now: min(now, committedAt)) } }
+                shadow.withLock { $0.committed(items, now: min(now, committedAt)) }
             case .failure(let error):
                 shadow.withLock { s in for target in Set(items.map(\.target)) { s.forget(target) } }
                 firstError = firstError ?? error
@@ -209,11 +200,6 @@ public final class NftablesSetPublisher: SetPublisher {
         }
         return firstError
     }
-}
-
-struct SetElementKey: Hashable {
-    var target: SetTarget
-    var address: IPAddress
 }
 
 /// The shadow behind a lock, shared by the publisher and its monitors.
@@ -346,17 +332,22 @@ public final class NetnsWorker: Sendable {
 
     /// Commits `elements` as one nfnetlink transaction.
     static func add(_ elements: [SetElement], through batch: OpaquePointer) -> Result<Void, PublishError> {
+        // A batch names one or two sets in practice: found by a short search from the last one.
         var groups: [(target: SetTarget, keys: [UInt8], timeouts: [UInt64])] = []
-        var index: [SetTarget: Int] = [:]
+        var last = 0
         for element in elements {
             let slot: Int
-            if let known = index[element.target] {
+            if last < groups.count, groups[last].target == element.target {
+                slot = last
+            } else if let known = groups.firstIndex(where: { $0.target == element.target }) {
                 slot = known
             } else {
                 slot = groups.count
-                index[element.target] = slot
                 groups.append((element.target, [], []))
+                groups[slot].keys.reserveCapacity(elements.count * (element.target.isIPv6 ? 16 : 4))
+                groups[slot].timeouts.reserveCapacity(elements.count)
             }
+            last = slot
             groups[slot].keys.append(contentsOf: element.address.bytes)
             groups[slot].timeouts.append(UInt64(max(element.timeout, 1)) * 1000)
         }

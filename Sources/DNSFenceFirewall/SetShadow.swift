@@ -31,11 +31,73 @@ public struct SetShadow: Sendable {
         return extended
     }
 
+    /// The elements to commit for `elements` (see ``plan(_:now:)``), each set and address once
+    /// with the longest timeout asked for: concurrent answers often share an address.
+    public func plan(_ elements: [SetElement], now: UInt64) -> [SetElement] {
+        var planned: [SetElement] = []
+        planned.reserveCapacity(elements.count)
+        forEachRun(of: elements) { target, run in
+            guard let inner = entries[target] else { return planned.append(contentsOf: run) }
+            for element in run {
+                let wanted = now + UInt64(element.timeout)
+                guard let entry = inner[element.address], entry.expiry > now else {
+                    planned.append(element)
+                    continue
+                }
+                if entry.expiry >= wanted, let confirmed = entry.confirmed, now - confirmed < trustSeconds { continue }
+                var extended = element
+                extended.timeout = UInt32(max(wanted, entry.expiry) - now)
+                planned.append(extended)
+            }
+        }
+        guard planned.count > 1 else { return planned }
+        var first: [SetElementKey: Int] = [:]
+        first.reserveCapacity(planned.count)
+        var unique: [SetElement] = []
+        unique.reserveCapacity(planned.count)
+        for element in planned {
+            let key = SetElementKey(target: element.target, address: element.address)
+            if let at = first[key] {
+                unique[at].timeout = max(unique[at].timeout, element.timeout)
+            } else {
+                first[key] = unique.count
+                unique.append(element)
+            }
+        }
+        return unique
+    }
+
     /// Records a committed element.
     public mutating func committed(_ element: SetElement, now: UInt64) {
-        let expiry = now + UInt64(element.timeout)
-        let previous = entries[element.target]?[element.address]?.expiry ?? 0
-        entries[element.target, default: [:]][element.address] = Entry(expiry: max(expiry, previous), confirmed: now)
+        committed([element], now: now)
+    }
+
+    /// Records committed elements (a set's inner table is looked up once per run of elements
+    /// for the same set).
+    public mutating func committed(_ elements: [SetElement], now: UInt64) {
+        forEachRun(of: elements) { target, run in
+            Self.record(run, now: now, in: &entries[target, default: [:]])
+        }
+    }
+
+    private static func record(_ run: ArraySlice<SetElement>, now: UInt64, in inner: inout [IPAddress: Entry]) {
+        for element in run {
+            let expiry = now + UInt64(element.timeout)
+            let previous = inner[element.address]?.expiry ?? 0
+            inner[element.address] = Entry(expiry: max(expiry, previous), confirmed: now)
+        }
+    }
+
+    /// Calls `body` for each run of consecutive elements with the same target.
+    private func forEachRun(of elements: [SetElement], _ body: (SetTarget, ArraySlice<SetElement>) -> Void) {
+        var start = 0
+        while start < elements.count {
+            let target = elements[start].target
+            var end = start + 1
+            while end < elements.count, elements[end].target == target { end += 1 }
+            body(target, elements[start..<end])
+            start = end
+        }
     }
 
     /// Seeds the shadow from a listing of the live set (restart: keep and never shorten what
@@ -74,4 +136,10 @@ public struct SetShadow: Sendable {
     }
 
     public var count: Int { entries.values.reduce(0) { $0 + $1.count } }
+}
+
+/// A set and an address: one element's identity.
+struct SetElementKey: Hashable {
+    var target: SetTarget
+    var address: IPAddress
 }

@@ -89,6 +89,31 @@ struct SetShadowTests {
         #expect(shadow.plan(SetElement(target: v4, address: address, timeout: 60), now: 1) == nil)
     }
 
+    @Test("a batch is planned once per set and address, with the longest timeout, and recorded at once")
+    func batch() {
+        var shadow = SetShadow(trustSeconds: 10)
+        let v6 = SetTarget(netns: nil, family: "inet", table: "fence", set: "allow6", isIPv6: true)
+        let other = IPAddress("192.0.2.2")!
+        let six = IPAddress("2001:db8::1")!
+        shadow.committed([SetElement(target: v4, address: other, timeout: 600)], now: 0)
+        let planned = shadow.plan(
+            [
+                SetElement(target: v4, address: address, timeout: 60),
+                SetElement(target: v6, address: six, timeout: 60),
+                SetElement(target: v4, address: address, timeout: 300),
+                SetElement(target: v4, address: other, timeout: 60),  // already there for longer
+                SetElement(target: v4, address: address, timeout: 120),
+            ], now: 1)
+        #expect(
+            planned == [
+                SetElement(target: v4, address: address, timeout: 300),
+                SetElement(target: v6, address: six, timeout: 60),
+            ])
+        shadow.committed(planned, now: 1)
+        #expect(shadow.plan(planned, now: 1).isEmpty)
+        #expect(shadow.count == 3)
+    }
+
     @Test("live elements seed the shadow at start")
     func seed() {
         var shadow = SetShadow(trustSeconds: 10)
