@@ -401,31 +401,30 @@ public final class UpstreamForwarder: Sendable {
     }
 }
 
-/// Upstream metrics with fixed labels: the configured upstream addresses and a few results.
+/// Upstream metrics with fixed labels: the configured upstream addresses and a few results
+/// (found by a short search per query: no string is hashed).
 final class UpstreamMetrics: Sendable {
     static let results = ["noerror", "nxdomain", "servfail", "refused", "other", "timeout", "error"]
-    private let verdicts: [String: Counter]
-    private let responses: [[String: Counter]]
+    private let verdicts: [(label: String, counter: Counter)]
+    /// Per upstream, one counter per entry of `results`.
+    private let responses: [[Counter]]
 
     init(upstreams: [String]) {
-        verdicts = Dictionary(
-            uniqueKeysWithValues: ["pass", "deny", "local"].map {
-                ($0, Counter(label: "dnsfence_upstream_queries_total", dimensions: [("verdict", $0)]))
-            })
+        verdicts = ["pass", "deny", "local"].map {
+            ($0, Counter(label: "dnsfence_upstream_queries_total", dimensions: [("verdict", $0)]))
+        }
         responses = upstreams.map { upstream in
-            Dictionary(
-                uniqueKeysWithValues: Self.results.map {
-                    (
-                        $0,
-                        Counter(
-                            label: "dnsfence_upstream_responses_total",
-                            dimensions: [("upstream", upstream), ("result", $0)])
-                    )
-                })
+            Self.results.map {
+                Counter(
+                    label: "dnsfence_upstream_responses_total", dimensions: [("upstream", upstream), ("result", $0)])
+            }
         }
     }
 
-    func queries(verdict: String) { verdicts[verdict]?.increment() }
+    func queries(verdict: String) { verdicts.first { $0.label == verdict }?.counter.increment() }
 
-    func response(upstream: Int, result: String) { responses[upstream][result]?.increment() }
+    func response(upstream: Int, result: String) {
+        guard let index = Self.results.firstIndex(of: result) else { return }
+        responses[upstream][index].increment()
+    }
 }

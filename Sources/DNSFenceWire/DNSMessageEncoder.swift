@@ -30,8 +30,15 @@ public struct DNSMessageEncoder {
         appendU16(UInt16(m.answers.count))
         appendU16(UInt16(m.authorities.count))
         appendU16(UInt16(m.additionals.count + (edns == nil ? 0 : 1)))
+        // A lone question has nothing to be compressed against or to compress later: it is
+        // written as it is, with no suffix table (queries upstream, question-only answers).
+        let lone = m.questions.count == 1 && m.answers.isEmpty && m.authorities.isEmpty && m.additionals.isEmpty
         for q in m.questions {
-            writeName(q.name.wire, compress: true)
+            if lone {
+                bytes.append(contentsOf: q.name.wire)
+            } else {
+                writeName(q.name.wire, compress: true)
+            }
             appendU16(q.type.rawValue)
             appendU16(q.rrClass.rawValue)
         }
