@@ -18,10 +18,11 @@ extension QueryPipeline {
     /// query's bytes with no ``DNSMessage``, ``QueryRecord`` or outcome enum: on the hot and
     /// denied workloads these were most of the pipeline's cost. Byte for byte what
     /// ``process(_:context:)`` answers (tests compare the two). Nil, for the full path, for
-    /// anything else: no policy, local data, a cache miss, a policy with a firewall (cache hits
-    /// there may have addresses to publish), an answer too big for the client, a query that is
+    /// anything else: no policy, local data, a cache miss, an answer too big for the client, a
+    /// query that is
     /// not a plain one (see ``DNSMessage/init(fastQuery:)``), an unusual class or type, EDNS
-    /// version ≠ 0, `rpz-drop`, or a cache hit when the query log records answered queries
+    /// version ≠ 0, `rpz-drop`, a cache hit whose addresses a firewall must commit first (or
+    /// of a family it has no set for), or a cache hit when the query log records answered queries
     /// (denials are logged from here with the record the full path would make).
     func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext) -> [UInt8]? {
         var response: [UInt8]? = nil
@@ -96,7 +97,9 @@ extension QueryPipeline {
         _ plain: PlainQuery, name: UnsafeRawBufferPointer, question: UnsafeRawBufferPointer, type: DNSType,
         policy: Policy, context: QueryContext, started: UInt64, emit: Emit
     ) -> Bool {
-        guard firewalls.isEmpty || firewalls[policy.name] == nil else { return false }
+        let binding = firewalls.isEmpty ? nil : firewalls[policy.name]
+        // A family the firewall has no set for gets the full path's NODATA.
+        if let binding, (type == .a && binding.ipv4 == nil) || (type == .aaaa && binding.ipv6 == nil) { return false }
         var lower = Array(name)
         DNSName.foldCase(&lower)
         let dnssecOK = plain.dnssecOK
@@ -113,6 +116,12 @@ extension QueryPipeline {
         let size = template.size(edns: dnssecOK != nil)
         // Too big for this client: the full path truncates.
         guard size <= maxSize, question.count == template.questionLength else { return false }
+        if let binding {
+            // Under a firewall, only when every address is in its set for long enough (as the
+            // full path checks); otherwise the full path commits first.
+            let elements = binding.elements(of: template, elapsed: elapsed)
+            if !elements.isEmpty, binding.publisher.needsCommit(elements) { return false }
+        }
         emit(size) { out in
             template.write(
                 into: out, id: plain.id, flags: flags, question: question, dnssecOK: dnssecOK, elapsed: elapsed,

@@ -1,3 +1,4 @@
+import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceResolve
 import DNSFenceWire
@@ -147,6 +148,56 @@ struct PlainQueryFastPathTests {
         // A type the policy does not allow, for an allowed name, is a fast NODATA.
         #expect(!declined.contains("ok.test TXT edns"))
         if deny == .drop { #expect(declined.contains("nowhere.example A edns")) }
+    }
+
+    @Test("under a firewall a hit goes fast once its addresses are in the sets, with the full path's bytes")
+    func firewallHits() async throws {
+        let compiled = try PolicyCompiler().compile(
+            name: "p", sources: [PolicySource(file: "t.rpz", text: Self.zone)], allowedTypes: [.a, .aaaa],
+            denyResponse: .nxdomain)
+        let publisher = InMemorySetPublisher(clock: { 1_000 })
+        let binding = FirewallBinding(
+            publisher: publisher, ipv4: SetTarget(netns: nil, family: "inet", table: "t", set: "a4", isIPv6: false),
+            ipv6: nil, minTTL: 60, maxTTL: 3600, grace: 30, admitPrivate: true)
+        let cache = AnswerCache(limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 600), clock: { 1_000 })
+        let owner = try DNSName("ok.test")
+        let key = CacheKey(policy: "p", name: owner, type: .a, dnssecOK: false, checkingDisabled: false)
+        let stored = CachedAnswer(
+            rcode: .noError, authenticData: false,
+            answers: [DNSRecord(name: owner, ttl: 300, address: IPAddress("192.0.2.1")!)], authorities: [],
+            additionals: [])
+        cache.store(stored, for: key, keepRecords: false) {
+            QueryPipeline.template(
+                for: $0, question: DNSQuestion(name: owner, type: .a), dnssecOK: false, binding: binding)
+        }
+        let logger = Logger(label: "test")
+        let pipeline = QueryPipeline(
+            selector: ClientPolicySelector([.init(policy: compiled.policy, clients: [])]), cache: cache,
+            forwarder: UpstreamForwarder(
+                settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton, logger: logger),
+            logger: logger, firewalls: ["p": binding])
+        let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
+        let query = DNSMessage.query(id: 9, DNSQuestion(name: try DNSName("OK.test"), type: .a)).encoded()
+
+        // Not in the set yet: the full path commits first.
+        #expect(query.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
+        guard case .publish(let pending) = pipeline.process(query, context: context) else {
+            Issue.record("a hit with an unpublished address was not published first")
+            return
+        }
+        try await publisher.publish(pending.elements)
+
+        // In the set: answered fast, as the full path answers.
+        let quick = try #require(query.withUnsafeBytes { pipeline.fastPath($0, context: context) })
+        guard case .respond(let full) = pipeline.process(query, context: context) else {
+            Issue.record("a hit with published addresses was not answered at once")
+            return
+        }
+        #expect(quick == full)
+
+        // No IPv6 set: AAAA gets the full path's NODATA with its EDE.
+        let aaaa = DNSMessage.query(id: 10, DNSQuestion(name: owner, type: .aaaa)).encoded()
+        #expect(aaaa.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
     }
 
     @Test("a hit it serves counts once; a miss it declines is counted by the full path, once")
