@@ -9,12 +9,15 @@ import Synchronization
 /// configuration time; ``NftablesCommand`` still refuses anything but identifiers.
 public struct SetTarget: Hashable, Sendable, CustomStringConvertible {
     /// Network namespace path (`/run/netns/NAME`); nil is dnsfence's own.
-    public var netns: String?
-    public var family: String
-    public var table: String
-    public var set: String
+    public let netns: String?
+    public let family: String
+    public let table: String
+    public let set: String
     /// Whether the set holds IPv6 addresses (`ipv6_addr`) rather than IPv4 (`ipv4_addr`).
-    public var isIPv6: Bool
+    public let isIPv6: Bool
+    /// A hash of every field, computed once: targets key the shadow and a commit's grouping,
+    /// several times per element, and hashing four strings each time showed in profiles.
+    private let identity: Int
 
     public init(netns: String?, family: String, table: String, set: String, isIPv6: Bool) {
         self.netns = netns
@@ -22,16 +25,18 @@ public struct SetTarget: Hashable, Sendable, CustomStringConvertible {
         self.table = table
         self.set = set
         self.isIPv6 = isIPv6
+        var hasher = Hasher()
+        hasher.combine(netns)
+        hasher.combine(family)
+        hasher.combine(table)
+        hasher.combine(set)
+        hasher.combine(isIPv6)
+        identity = hasher.finalize()
     }
 
     public var description: String { "\(netns.map { "\($0): " } ?? "")\(family) \(table) \(set)" }
 
-    /// The set name and family only (`==` compares everything): targets key the shadow and the
-    /// commit's grouping, several times per element, and a set's name alone rarely repeats.
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(set)
-        hasher.combine(isIPv6)
-    }
+    public func hash(into hasher: inout Hasher) { hasher.combine(identity) }
 }
 
 /// An address to keep in a set for at least `timeout` seconds from now.
