@@ -92,14 +92,23 @@ extension QueryPipeline {
         return true
     }
 
+    /// Whether a hit may go out now under the policy's firewall (if it has one): only when every
+    /// address is in its set for long enough, as the full path checks (otherwise the full path
+    /// commits first), and never for a family without a set (the full path's NODATA). Kept out
+    /// of line: policies without a firewall do not pay for it.
+    @inline(never)
+    private func firewallAllowsHit(policy: String, type: DNSType, template: ResponseTemplate, elapsed: UInt32) -> Bool {
+        guard let binding = firewalls[policy] else { return true }
+        if (type == .a && binding.ipv4 == nil) || (type == .aaaa && binding.ipv6 == nil) { return false }
+        let elements = binding.elements(of: template, elapsed: elapsed)
+        return elements.isEmpty || !binding.publisher.needsCommit(elements)
+    }
+
     /// A cache hit served from its template, for a name the policy passes.
     private func cacheHit(
         _ plain: PlainQuery, name: UnsafeRawBufferPointer, question: UnsafeRawBufferPointer, type: DNSType,
         policy: Policy, context: QueryContext, started: UInt64, emit: Emit
     ) -> Bool {
-        let binding = firewalls.isEmpty ? nil : firewalls[policy.name]
-        // A family the firewall has no set for gets the full path's NODATA.
-        if let binding, (type == .a && binding.ipv4 == nil) || (type == .aaaa && binding.ipv6 == nil) { return false }
         var lower = Array(name)
         DNSName.foldCase(&lower)
         let dnssecOK = plain.dnssecOK
@@ -116,11 +125,9 @@ extension QueryPipeline {
         let size = template.size(edns: dnssecOK != nil)
         // Too big for this client: the full path truncates.
         guard size <= maxSize, question.count == template.questionLength else { return false }
-        if let binding {
-            // Under a firewall, only when every address is in its set for long enough (as the
-            // full path checks); otherwise the full path commits first.
-            let elements = binding.elements(of: template, elapsed: elapsed)
-            if !elements.isEmpty, binding.publisher.needsCommit(elements) { return false }
+        if !firewalls.isEmpty, !firewallAllowsHit(policy: policy.name, type: type, template: template, elapsed: elapsed)
+        {
+            return false
         }
         emit(size) { out in
             template.write(
