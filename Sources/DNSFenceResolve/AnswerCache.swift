@@ -286,6 +286,12 @@ public final class AnswerCache: Sendable {
         hitCounter.increment()
     }
 
+    /// Counts a miss found by an uncounted ``lookupEntry(_:counting:)``.
+    public func recordMiss() {
+        state.withLock { $0.misses += 1 }
+        missCounter.increment()
+    }
+
     /// How long `answer` may be cached: the smallest answer TTL for a positive answer, the SOA
     /// rule of RFC 2308 for a negative one, clamped to the limits. Nil: do not cache.
     public func lifetime(of answer: CachedAnswer) -> UInt32? {

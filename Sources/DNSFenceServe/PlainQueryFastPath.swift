@@ -10,8 +10,35 @@ extension QueryPipeline {
     /// Handles one query given as the bytes the socket read: denials and cache hits of plain
     /// queries are answered at the byte level, everything else takes ``process(_:context:)``.
     public func process(bytes: UnsafeRawBufferPointer, context: QueryContext) -> ImmediateOutcome {
-        if let response = fastPath(bytes, context: context) { return .respond(response) }
-        return process(Array(bytes), context: context)
+        var response: [UInt8] = []
+        var forward: PendingForward? = nil
+        let result = fastPath(
+            bytes, context: context, emit: { count, write in response = Self.array(count, write) },
+            forward: { forward = $0 })
+        switch result {
+        case .answered: return .respond(response)
+        case .forwarded: return forward.map { .forward($0) } ?? .drop
+        case .declined: return process(Array(bytes), context: context)
+        }
+    }
+
+    /// What the byte-level path did with a query (a payload-free enum: the hot path returns it
+    /// on every query, and an enum carrying the forward cost ~300 instructions per query).
+    public enum FastPathResult {
+        /// Answered through `emit`.
+        case answered
+        /// A cache miss of a name the policy passes, handed to `forward` as the forward the full
+        /// path would make (to go upstream with ``complete(_:on:completion:)``).
+        case forwarded
+        /// Nothing done: take the full path.
+        case declined
+    }
+
+    static func array(_ count: Int, _ write: (UnsafeMutableBufferPointer<UInt8>) -> Void) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
+            write(out)
+            initialized = count
+        }
     }
 
     /// The answer to a plain query that the policy denies or the cache holds, written from the
@@ -26,43 +53,41 @@ extension QueryPipeline {
     /// (denials are logged from here with the record the full path would make).
     func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext) -> [UInt8]? {
         var response: [UInt8]? = nil
-        _ = fastPath(bytes, context: context) { count, write in
-            response = [UInt8](unsafeUninitializedCapacity: count) { out, initialized in
-                write(out)
-                initialized = count
-            }
-        }
+        _ = fastPath(bytes, context: context, emit: { count, write in response = Self.array(count, write) }) { _ in }
         return response
     }
 
-    /// The same, handing the answer to `emit` (called once, before this returns true); false:
-    /// nothing was emitted, take the full path.
-    public func fastPath(_ bytes: UnsafeRawBufferPointer, context: QueryContext, emit: Emit) -> Bool {
+    /// The same, handing the answer to `emit` (called once, for `.answered` only). A cache miss
+    /// goes to `forward` as the forward the full path would make (for `.forwarded` only): it has
+    /// been looked up once, not again by the full path.
+    public func fastPath(
+        _ bytes: UnsafeRawBufferPointer, context: QueryContext, emit: Emit, forward: (PendingForward) -> Void
+    ) -> FastPathResult {
         let started = QueryRecord.monotonicNow()
-        guard let plain = PlainQuery(bytes) else { return false }
+        guard let plain = PlainQuery(bytes) else { return .declined }
         let nameEnd = plain.nameEnd
         let type = DNSType(rawValue: plain.type)
         guard plain.rrClass == DNSClass.in.rawValue, type != .axfr, type != .ixfr, type != .opt, type != .any
-        else { return false }
+        else { return .declined }
         // EDNS version 0 only (else BADVERS).
-        guard plain.edns.map({ $0.version == 0 }) ?? true else { return false }
+        guard plain.edns.map({ $0.version == 0 }) ?? true else { return .declined }
         guard
             let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy)
-        else { return false }
+        else { return .declined }
         let name = UnsafeRawBufferPointer(rebasing: bytes[12..<nameEnd])
         let question = UnsafeRawBufferPointer(rebasing: bytes[12..<(nameEnd + 4)])
         let decision = policy.quickDecision(wire: name, type: type)
-        if case .pass? = decision {
+        if case .pass(let rule)? = decision {
             // A log of answered queries needs the full record of each.
-            if let queryLog, queryLog.logsAnswers { return false }
+            if let queryLog, queryLog.logsAnswers { return .declined }
             return cacheHit(
-                plain, name: name, question: question, type: type, policy: policy, context: context,
-                started: started, emit: emit)
+                plain, bytes: bytes, name: name, question: question, type: type, policy: policy, rule: rule,
+                context: context, started: started, emit: emit, forward: forward)
         }
-        guard case .deny(let deny, let error, let rule)? = decision else { return false }
+        guard case .deny(let deny, let error, let rule)? = decision else { return .declined }
         let rcode: DNSRCode
         switch deny {
-        case .drop: return false
+        case .drop: return .declined
         case .nxdomain: rcode = .nxDomain
         case .nodata: rcode = .noError
         case .refused: rcode = .refused
@@ -89,7 +114,7 @@ extension QueryPipeline {
             record.ede = error
             queryLog.record(record, rcode: UInt8(rcode.rawValue))
         }
-        return true
+        return .answered
     }
 
     /// Whether a hit may go out now under the policy's firewall (if it has one): only when every
@@ -104,11 +129,12 @@ extension QueryPipeline {
         return elements.isEmpty || !binding.publisher.needsCommit(elements)
     }
 
-    /// A cache hit served from its template, for a name the policy passes.
+    /// A cache hit served from its template, or a miss forwarded, for a name the policy passes.
     private func cacheHit(
-        _ plain: PlainQuery, name: UnsafeRawBufferPointer, question: UnsafeRawBufferPointer, type: DNSType,
-        policy: Policy, context: QueryContext, started: UInt64, emit: Emit
-    ) -> Bool {
+        _ plain: PlainQuery, bytes: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer,
+        question: UnsafeRawBufferPointer, type: DNSType, policy: Policy, rule: RuleID, context: QueryContext,
+        started: UInt64, emit: Emit, forward: (PendingForward) -> Void
+    ) -> FastPathResult {
         var lower = Array(name)
         DNSName.foldCase(&lower)
         let dnssecOK = plain.dnssecOK
@@ -117,17 +143,21 @@ extension QueryPipeline {
             dnssecOK: dnssecOK ?? false, checkingDisabled: plain.flags & 0x0010 != 0)
         // Not counted here: a miss (or an answer this path cannot give) is looked up and
         // counted again by the full path.
-        guard let (stored, elapsed) = cache.lookupEntry(key, counting: false), let template = stored.template
-        else { return false }
         let maxSize = context.transport == .udp ? Self.udpLimit(payloadSize: plain.edns?.payloadSize) : 65535
+        guard let (stored, elapsed) = cache.lookupEntry(key, counting: false) else {
+            return miss(
+                plain, bytes: bytes, key: key, policy: policy.name, rule: rule, maxSize: maxSize, context: context,
+                started: started, forward: forward)
+        }
+        guard let template = stored.template else { return .declined }
         let flags = plain.responseFlags(
             rcode: template.rcode, authenticData: template.authenticData && plain.asksForAuthenticData)
         let size = template.size(edns: dnssecOK != nil)
         // Too big for this client: the full path truncates.
-        guard size <= maxSize, question.count == template.questionLength else { return false }
+        guard size <= maxSize, question.count == template.questionLength else { return .declined }
         if !firewalls.isEmpty, !firewallAllowsHit(policy: policy.name, type: type, template: template, elapsed: elapsed)
         {
-            return false
+            return .declined
         }
         emit(size) { out in
             template.write(
@@ -138,6 +168,34 @@ extension QueryPipeline {
         metrics.record(
             transport: context.transport, qtype: type, policy: policy.name, action: "pass",
             rcode: UInt8(template.rcode.rawValue & 0x0F), started: started)
-        return true
+        return .answered
+    }
+
+    /// A miss: the forward ``decide(_:context:record:)`` makes for it, from what was looked up
+    /// here (policy, key) instead of decoding, deciding and looking up a second time. Declined
+    /// when the policy's firewall has no set for the type (the full path's NODATA).
+    @inline(never)
+    private func miss(
+        _ plain: PlainQuery, bytes: UnsafeRawBufferPointer, key: CacheKey, policy: String, rule: RuleID,
+        maxSize: Int, context: QueryContext, started: UInt64, forward: (PendingForward) -> Void
+    ) -> FastPathResult {
+        let binding = firewalls.isEmpty ? nil : firewalls[policy]
+        if let binding, (key.type == .a && binding.ipv4 == nil) || (key.type == .aaaa && binding.ipv6 == nil) {
+            return .declined
+        }
+        guard let query = DNSMessage(fastQuery: bytes), let question = query.question else { return .declined }
+        cache.recordMiss()
+        var record = QueryRecord(
+            started: started, client: context.client, transport: context.transport,
+            listenerPolicy: context.listenerPolicy)
+        record.question = question
+        record.policy = policy
+        record.action = "pass"
+        record.rule = rule
+        forward(
+            PendingForward(
+                record: record, query: query, bytes: Array(bytes), question: question, key: key, maxUDPSize: maxSize,
+                transport: context.transport, binding: binding))
+        return .forwarded
     }
 }

@@ -83,12 +83,16 @@ for i in 0..<iterations {
     // What the UDP listener does: the byte-level path writes into the send buffer (here a
     // reused scratch buffer), anything else takes the full pipeline.
     let handled = queries[i % queries.count].withUnsafeBytes { query in
-        pipeline.fastPath(query, context: context) { count, write in
-            scratch.withUnsafeMutableBufferPointer { write(UnsafeMutableBufferPointer(rebasing: $0[0..<count])) }
-            answered += count > 12 ? 1 : 0
-        }
+        pipeline.fastPath(
+            query, context: context,
+            emit: { count, write in
+                scratch.withUnsafeMutableBufferPointer { write(UnsafeMutableBufferPointer(rebasing: $0[0..<count])) }
+                answered += count > 12 ? 1 : 0
+            }, forward: { _ in })
     }
-    if !handled, case .respond(let bytes) = pipeline.process(queries[i % queries.count], context: context) {
+    if case .declined = handled,
+        case .respond(let bytes) = pipeline.process(queries[i % queries.count], context: context)
+    {
         answered += bytes.count > 12 ? 1 : 0
     }
 }

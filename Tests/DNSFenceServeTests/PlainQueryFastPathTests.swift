@@ -200,6 +200,47 @@ struct PlainQueryFastPathTests {
         #expect(aaaa.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
     }
 
+    @Test("a miss goes upstream as the full path would send it, looked up once")
+    func missesForwarded() throws {
+        let pipeline = try Self.pipeline(deny: .nxdomain)
+        var forwarded = 0
+        for transport in [Transport.udp, .tcp] {
+            let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: transport)
+            for (label, bytes) in try Self.queries() {
+                var forward: PendingForward? = nil
+                let outcome = bytes.withUnsafeBytes { raw in
+                    pipeline.fastPath(raw, context: context, emit: { _, _ in }, forward: { forward = $0 })
+                }
+                guard case .forwarded = outcome else {
+                    #expect(forward == nil)
+                    continue
+                }
+                let fast = try #require(forward)
+                forwarded += 1
+                guard case .forward(let full) = pipeline.process(bytes, context: context) else {
+                    Issue.record("\(label): forwarded by the byte-level path only")
+                    continue
+                }
+                #expect(fast.query == full.query && fast.bytes == full.bytes && fast.question == full.question)
+                #expect(fast.key == full.key && fast.maxUDPSize == full.maxUDPSize && fast.transport == full.transport)
+                #expect(
+                    fast.record.jsonLine(rcode: 0, now: 0, wallClock: "t")
+                        == full.record.jsonLine(rcode: 0, now: 0, wallClock: "t"), "\(label)")
+            }
+        }
+        // b.wild.test A and AAAA (and the mixed-case ones) in every EDNS and header variant.
+        #expect(forwarded >= 2 * 2 * 4 * 2)
+        // Each miss counted once: by the byte-level path, or by the full path after it declined.
+        let before = pipeline.cache.statistics.misses
+        let miss = DNSMessage.query(id: 2, DNSQuestion(name: try DNSName("c.wild.test"), type: .a)).encoded()
+        let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
+        guard case .forward = miss.withUnsafeBytes({ pipeline.process(bytes: $0, context: context) }) else {
+            Issue.record("an uncached allowed name was not forwarded")
+            return
+        }
+        #expect(pipeline.cache.statistics.misses == before + 1)
+    }
+
     @Test("a hit it serves counts once; a miss it declines is counted by the full path, once")
     func cacheCounters() throws {
         let pipeline = try Self.pipeline(deny: .nxdomain)
