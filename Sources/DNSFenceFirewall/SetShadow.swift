@@ -23,8 +23,13 @@ public struct SetShadow: Sendable {
     /// The element to commit for `element` at time `now`, or nil when the kernel already has
     /// it for long enough. The timeout returned is never shorter than what was set before.
     public func plan(_ element: SetElement, now: UInt64) -> SetElement? {
+        plan(element, against: entries[element.target]?[element.address], now: now)
+    }
+
+    /// The same against the entry the shadow holds for the element (nil: none).
+    private func plan(_ element: SetElement, against entry: Entry?, now: UInt64) -> SetElement? {
         let wanted = now + UInt64(element.timeout)
-        guard let entry = entries[element.target]?[element.address], entry.expiry > now else { return element }
+        guard let entry, entry.expiry > now else { return element }
         if entry.expiry >= wanted, let confirmed = entry.confirmed, now - confirmed < trustSeconds { return nil }
         var extended = element
         extended.timeout = UInt32(max(wanted, entry.expiry) - now)
@@ -39,15 +44,7 @@ public struct SetShadow: Sendable {
         forEachRun(of: elements) { target, run in
             guard let inner = entries[target] else { return planned.append(contentsOf: run) }
             for element in run {
-                let wanted = now + UInt64(element.timeout)
-                guard let entry = inner[element.address], entry.expiry > now else {
-                    planned.append(element)
-                    continue
-                }
-                if entry.expiry >= wanted, let confirmed = entry.confirmed, now - confirmed < trustSeconds { continue }
-                var extended = element
-                extended.timeout = UInt32(max(wanted, entry.expiry) - now)
-                planned.append(extended)
+                if let wanted = plan(element, against: inner[element.address], now: now) { planned.append(wanted) }
             }
         }
         guard planned.count > 1 else { return planned }

@@ -13,6 +13,16 @@ public enum DenyResponse: String, Hashable, Sendable, CaseIterable {
     case refused
     /// No answer at all.
     case drop
+
+    /// The RCODE of the answer, or nil for `drop` (no answer).
+    public var rcode: DNSRCode? {
+        switch self {
+        case .nxdomain: return .nxDomain
+        case .nodata: return .noError
+        case .refused: return .refused
+        case .drop: return nil
+        }
+    }
 }
 
 /// What a rule does with a matching name.

@@ -33,6 +33,12 @@ public struct FirewallBinding: Sendable {
         min(max(ttl, minTTL), maxTTL) + grace
     }
 
+    /// Whether answers to `type` must not carry addresses because this binding has no set for
+    /// their family (address-family coherence: such questions get NODATA).
+    func lacksSet(for type: DNSType) -> Bool {
+        (type == .a && ipv4 == nil) || (type == .aaaa && ipv6 == nil)
+    }
+
     /// The elements a cached answer's addresses need, `elapsed` seconds after it was stored,
     /// with timeouts from their aged TTLs.
     func elements(of template: ResponseTemplate, elapsed: UInt32) -> [SetElement] {

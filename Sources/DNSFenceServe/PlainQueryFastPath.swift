@@ -84,14 +84,7 @@ extension QueryPipeline {
                 plain, bytes: bytes, name: name, question: question, type: type, policy: policy, rule: rule,
                 context: context, started: started, emit: emit, forward: forward)
         }
-        guard case .deny(let deny, let error, let rule)? = decision else { return .declined }
-        let rcode: DNSRCode
-        switch deny {
-        case .drop: return .declined
-        case .nxdomain: rcode = .nxDomain
-        case .nodata: rcode = .noError
-        case .refused: rcode = .refused
-        }
+        guard case .deny(let deny, let error, let rule)? = decision, let rcode = deny.rcode else { return .declined }
         let flags = plain.responseFlags(rcode: rcode, authenticData: false)
         let dnssecOK = plain.dnssecOK
         emit(Self.denialSize(question: question, dnssecOK: dnssecOK, error: error)) { out in
@@ -124,7 +117,7 @@ extension QueryPipeline {
     @inline(never)
     private func firewallAllowsHit(policy: String, type: DNSType, template: ResponseTemplate, elapsed: UInt32) -> Bool {
         guard let binding = firewalls[policy] else { return true }
-        if (type == .a && binding.ipv4 == nil) || (type == .aaaa && binding.ipv6 == nil) { return false }
+        if binding.lacksSet(for: type) { return false }
         let elements = binding.elements(of: template, elapsed: elapsed)
         return elements.isEmpty || !binding.publisher.needsCommit(elements)
     }
@@ -180,7 +173,7 @@ extension QueryPipeline {
         maxSize: Int, context: QueryContext, started: UInt64, forward: (PendingForward) -> Void
     ) -> FastPathResult {
         let binding = firewalls.isEmpty ? nil : firewalls[policy]
-        if let binding, (key.type == .a && binding.ipv4 == nil) || (key.type == .aaaa && binding.ipv6 == nil) {
+        if let binding, binding.lacksSet(for: key.type) {
             return .declined
         }
         guard let query = DNSMessage(fastQuery: bytes), let question = query.question else { return .declined }

@@ -75,16 +75,8 @@ final class QueryMetrics: Sendable {
         edeOther = Counter(label: "dnsfence_ede_total", dimensions: [("code", "other")])
     }
 
-    /// Records one finished query.
-    func record(
-        transport: Transport, qtype: DNSType?, policy: String?, action: String, response: [UInt8]?,
-        started: UInt64
-    ) {
-        let rcode = response.flatMap { $0.count >= 12 ? $0[3] & 0x0F : nil }
-        record(transport: transport, qtype: qtype, policy: policy, action: action, rcode: rcode, started: started)
-    }
-
-    /// The same with the response's RCODE (low four bits; nil: no response was sent).
+    /// Records one finished query with its response's RCODE (low four bits; nil: no response
+    /// was sent).
     func record(
         transport: Transport, qtype: DNSType?, policy: String?, action: String, rcode: UInt8?, started: UInt64
     ) {

@@ -150,11 +150,12 @@ public final class QueryPipeline: Sendable {
 
     /// Metrics and the query log, once per query, when its answer (or silence) is known.
     func finish(_ record: QueryRecord, _ response: [UInt8]?) {
+        let rcode = response.flatMap { $0.count >= 12 ? $0[3] & 0x0F : nil }
         metrics.record(
             transport: record.transport, qtype: record.question?.type, policy: record.policy, action: record.action,
-            response: response, started: record.started)
+            rcode: rcode, started: record.started)
         if let ede = record.ede { metrics.recordEDE(ede.infoCode) }
-        queryLog?.record(record, rcode: response.flatMap { $0.count >= 12 ? $0[3] & 0x0F : nil })
+        queryLog?.record(record, rcode: rcode)
     }
 
     /// The synchronous stage: answers what needs no I/O, hands the rest on.
@@ -217,13 +218,7 @@ public final class QueryPipeline: Sendable {
         switch decision {
         case .deny(let deny, let error, _):
             record.ede = error
-            let rcode: DNSRCode
-            switch deny {
-            case .drop: return .drop
-            case .nxdomain: rcode = .nxDomain
-            case .nodata: rcode = .noError
-            case .refused: rcode = .refused
-            }
+            guard let rcode = deny.rcode else { return .drop }
             // Denials are synthesised from the question bytes when the question sits
             // uncompressed at offset 12 (always, for the fast path): no message is built.
             if let fast = Self.denial(bytes: bytes, query: query, rcode: rcode, error: error) { return .respond(fast) }
@@ -237,9 +232,7 @@ public final class QueryPipeline: Sendable {
         case .pass:
             if question.type == .any { return respond(Self.rfc8482(to: query)) }
             let binding = firewalls[policy.name]
-            if let binding,
-                (question.type == .a && binding.ipv4 == nil) || (question.type == .aaaa && binding.ipv6 == nil)
-            {
+            if let binding, binding.lacksSet(for: question.type) {
                 // Address-family coherence: never hand out a family the firewall has no set for.
                 let family = question.type == .a ? "IPv4" : "IPv6"
                 record.ede = ExtendedDNSError(
@@ -256,13 +249,9 @@ public final class QueryPipeline: Sendable {
                     to: query, bytes: bytes, elapsed: elapsed, maxSize: maxUDP, ednsPayload: UInt16(Self.maxUDPPayload))
                 {
                     guard let binding else { return .respond(fast) }
-                    let elements = binding.elements(of: template, elapsed: elapsed)
-                    record.published = elements.map(\.address)
-                    if elements.isEmpty || !binding.publisher.needsCommit(elements) { return .respond(fast) }
-                    return .publish(
-                        PendingPublish(
-                            record: record, elements: elements, answer: .bytes(fast), binding: binding, query: query,
-                            maxUDPSize: maxUDP))
+                    return Self.release(
+                        fast, of: template, elapsed: elapsed, binding: binding, record: &record, query: query,
+                        maxUDPSize: maxUDP)
                 }
                 if template.size(edns: query.edns != nil) > maxUDP {
                     // Too big for this client's UDP size: TC, no records (RFC 7766 section 5).
@@ -384,19 +373,32 @@ public final class QueryPipeline: Sendable {
             finished(record, response)
             return true
         }
-        let elements = binding.elements(of: template, elapsed: 0)
         var publishing = record
-        publishing.published = elements.map(\.address)
-        if elements.isEmpty || !binding.publisher.needsCommit(elements) {
+        let outcome = Self.release(
+            response, of: template, elapsed: 0, binding: binding, record: &publishing, query: pending.query,
+            maxUDPSize: pending.maxUDPSize)
+        if case .publish(let waiting) = outcome {
+            publish(waiting, on: loop, done: finished)
+        } else {
             finished(publishing, response)
-            return true
         }
-        publish(
-            PendingPublish(
-                record: publishing, elements: elements, answer: .bytes(response), binding: binding,
-                query: pending.query, maxUDPSize: pending.maxUDPSize),
-            on: loop, done: finished)
         return true
+    }
+
+    /// How `response`, made from `template` `elapsed` seconds after it was stored, may leave
+    /// under `binding`: at once when its addresses are all in their sets for long enough, else
+    /// after they are committed. `record` gets the addresses.
+    static func release(
+        _ response: [UInt8], of template: ResponseTemplate, elapsed: UInt32, binding: FirewallBinding,
+        record: inout QueryRecord, query: DNSMessage, maxUDPSize: Int
+    ) -> ImmediateOutcome {
+        let elements = binding.elements(of: template, elapsed: elapsed)
+        record.published = elements.map(\.address)
+        if elements.isEmpty || !binding.publisher.needsCommit(elements) { return .respond(response) }
+        return .publish(
+            PendingPublish(
+                record: record, elements: elements, answer: .bytes(response), binding: binding, query: query,
+                maxUDPSize: maxUDPSize))
     }
 
     /// SERVFAIL with the EDE that says why no upstream answer could be used.
