@@ -34,6 +34,22 @@ public enum UpstreamReply: Sendable {
         }
     }
 
+    public var id: UInt16 {
+        switch self {
+        case .plain(let plain): return plain.id
+        case .message(let message): return message.id
+        }
+    }
+
+    /// Whether this replies to `question`: its one question is that one, the name compared
+    /// without regard to case (RFC 5452 section 4).
+    public func repliesTo(_ question: DNSQuestion) -> Bool {
+        switch self {
+        case .plain(let plain): return plain.answers(question)
+        case .message(let message): return message.questions == [question]
+        }
+    }
+
     /// The reply as a message (a plain reply is decoded now; its shape is one ldns accepts).
     public func decoded() throws(WireError) -> DNSMessage {
         switch self {
@@ -309,10 +325,8 @@ public final class UpstreamForwarder: Sendable {
 
     /// Whether `reply` answers `query` (RFC 5452 section 4: ID and question must match).
     static func matches(_ reply: DNSMessage, _ query: DNSMessage) -> Bool {
-        reply.isResponse && reply.id == query.id && reply.questions.count == 1
-            && reply.questions.first?.name == query.questions.first?.name
-            && reply.questions.first?.type == query.questions.first?.type
-            && reply.questions.first?.rrClass == query.questions.first?.rrClass
+        reply.isResponse && reply.id == query.id && query.questions.count == 1
+            && UpstreamReply.message(reply).repliesTo(query.questions[0])
     }
 
     /// One UDP exchange on a fresh connected socket (the kernel picks a random ephemeral port

@@ -147,24 +147,17 @@ final class UpstreamSocketPool: Sendable {
     func deliver(socket: Int, from remote: DatagramPeer, bytes: UnsafeRawBufferPointer) {
         let copy = Array(bytes)
         let reply: UpstreamReply
-        let id: UInt16
-        let answers: (DNSQuestion) -> Bool
         if let plain = PlainReply(copy) {
-            (reply, id) = (.plain(plain), plain.id)
-            answers = { plain.answers($0) }
+            reply = .plain(plain)
         } else if copy.count >= 12, let message = try? DNSMessage(decoding: copy), message.isResponse {
-            (reply, id) = (.message(message), message.id)
-            answers = { question in
-                message.questions.count == 1 && message.questions[0].name == question.name
-                    && message.questions[0].type == question.type && message.questions[0].rrClass == question.rrClass
-            }
+            reply = .message(message)
         } else {
             rejected.add(1, ordering: .relaxed)
             return
         }
-        let key = Key(socket: socket, upstream: remote, id: id)
+        let key = Key(socket: socket, upstream: remote, id: reply.id)
         let entry = pending.withLock { table -> Pending? in
-            guard let entry = table[key], answers(entry.question) else { return nil }
+            guard let entry = table[key], reply.repliesTo(entry.question) else { return nil }
             table[key] = nil
             return entry
         }
