@@ -125,7 +125,8 @@ let package = Package(
         .executableTarget(
             name: "QueryReplay",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceIO",
+                "DNSFenceFirewall",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Metrics", package: "swift-metrics"),

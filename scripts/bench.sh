@@ -9,6 +9,7 @@
 # Usage: scripts/bench.sh [SECONDS_PER_RUN]     (root: the nftset runs use a network namespace)
 #   BENCH_SERVERS="dnsfence unbound" BENCH_LOADS="hot cold" narrow the run;
 #   BENCH_PERF=/tmp/p records each server with perf into /tmp/p.SERVER.LOAD;
+#   BENCH_PERF_ARGS="--call-graph dwarf" changes how perf records (default -g);
 #   BENCH_PERF=stat prints perf stat counters (instructions, cycles, switches) per run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -132,7 +133,7 @@ for server in ${BENCH_SERVERS:-dnsfence dnsfence-nft dnsmasq dnsmasq-nft unbound
                 perf stat -e task-clock,instructions,cycles,context-switches,page-faults -p "$(cat "$W/server.pid")" \
                     -o "$W/perf.$server.$load" >/dev/null 2>&1 &
             else
-                perf record -q -g -p "$(cat "$W/server.pid")" -o "$BENCH_PERF.$server.$load" >/dev/null 2>&1 &
+                perf record -q ${BENCH_PERF_ARGS:--g} -p "$(cat "$W/server.pid")" -o "$BENCH_PERF.$server.$load" >/dev/null 2>&1 &
             fi
             echo $! >"$W/perf.pid"; sleep 0.3
         fi

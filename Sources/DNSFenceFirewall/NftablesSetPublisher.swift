@@ -348,7 +348,7 @@ public final class NetnsWorker: Sendable {
                 groups[slot].timeouts.reserveCapacity(elements.count)
             }
             last = slot
-            groups[slot].keys.append(contentsOf: element.address.bytes)
+            element.address.appendBytes(to: &groups[slot].keys)
             groups[slot].timeouts.append(UInt64(max(element.timeout, 1)) * 1000)
         }
         for group in groups where group.keys.count != group.timeouts.count * (group.target.isIPv6 ? 16 : 4) {

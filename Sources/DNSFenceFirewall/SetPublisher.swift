@@ -8,35 +8,57 @@ import Synchronization
 /// One nftables set: where it lives and what it is called. Names are validated at
 /// configuration time; ``NftablesCommand`` still refuses anything but identifiers.
 public struct SetTarget: Hashable, Sendable, CustomStringConvertible {
+    /// The fields, in one immutable object: a target travels in every element, which is copied
+    /// several times per answer, and one reference is cheaper to copy than four strings.
+    private final class Fields: Sendable {
+        let netns: String?
+        let family: String
+        let table: String
+        let set: String
+        let isIPv6: Bool
+        /// A hash of every field, computed once: targets key the shadow and a commit's
+        /// grouping, several times per element.
+        let identity: Int
+
+        init(netns: String?, family: String, table: String, set: String, isIPv6: Bool) {
+            self.netns = netns
+            self.family = family
+            self.table = table
+            self.set = set
+            self.isIPv6 = isIPv6
+            var hasher = Hasher()
+            hasher.combine(netns)
+            hasher.combine(family)
+            hasher.combine(table)
+            hasher.combine(set)
+            hasher.combine(isIPv6)
+            identity = hasher.finalize()
+        }
+    }
+
+    private let fields: Fields
+
     /// Network namespace path (`/run/netns/NAME`); nil is dnsfence's own.
-    public let netns: String?
-    public let family: String
-    public let table: String
-    public let set: String
+    public var netns: String? { fields.netns }
+    public var family: String { fields.family }
+    public var table: String { fields.table }
+    public var set: String { fields.set }
     /// Whether the set holds IPv6 addresses (`ipv6_addr`) rather than IPv4 (`ipv4_addr`).
-    public let isIPv6: Bool
-    /// A hash of every field, computed once: targets key the shadow and a commit's grouping,
-    /// several times per element, and hashing four strings each time showed in profiles.
-    private let identity: Int
+    public var isIPv6: Bool { fields.isIPv6 }
 
     public init(netns: String?, family: String, table: String, set: String, isIPv6: Bool) {
-        self.netns = netns
-        self.family = family
-        self.table = table
-        self.set = set
-        self.isIPv6 = isIPv6
-        var hasher = Hasher()
-        hasher.combine(netns)
-        hasher.combine(family)
-        hasher.combine(table)
-        hasher.combine(set)
-        hasher.combine(isIPv6)
-        identity = hasher.finalize()
+        fields = Fields(netns: netns, family: family, table: table, set: set, isIPv6: isIPv6)
     }
 
     public var description: String { "\(netns.map { "\($0): " } ?? "")\(family) \(table) \(set)" }
 
-    public func hash(into hasher: inout Hasher) { hasher.combine(identity) }
+    public static func == (lhs: SetTarget, rhs: SetTarget) -> Bool {
+        if lhs.fields === rhs.fields { return true }
+        return lhs.fields.identity == rhs.fields.identity && lhs.netns == rhs.netns && lhs.family == rhs.family
+            && lhs.table == rhs.table && lhs.set == rhs.set && lhs.isIPv6 == rhs.isIPv6
+    }
+
+    public func hash(into hasher: inout Hasher) { hasher.combine(fields.identity) }
 }
 
 /// An address to keep in a set for at least `timeout` seconds from now.

@@ -50,6 +50,11 @@ public final class DNSServer: Sendable {
         self.logger = logger
     }
 
+    /// What a listener's UDP socket runs for each datagram (for tools that bind their own).
+    public static func udpReceiver(pipeline: QueryPipeline, listenerPolicy: String?) -> DatagramSocket.Receiver {
+        UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listenerPolicy)
+    }
+
     /// Binds every listener; throws (and closes what was bound) if any address cannot be bound.
     public func start(_ listeners: [Listener], limits: Limits = Limits()) async throws {
         let registry = TCPConnectionRegistry(

@@ -42,11 +42,14 @@ public struct FirewallBinding: Sendable {
     /// The elements a cached answer's addresses need, `elapsed` seconds after it was stored,
     /// with timeouts from their aged TTLs.
     func elements(of template: ResponseTemplate, elapsed: UInt32) -> [SetElement] {
-        template.published.compactMap { published -> SetElement? in
-            guard let target = published.address.isIPv4 ? ipv4 : ipv6 else { return nil }
+        var elements: [SetElement] = []
+        elements.reserveCapacity(template.published.count)
+        for published in template.published {
+            guard let target = published.address.isIPv4 ? ipv4 : ipv6 else { continue }
             let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
-            return SetElement(target: target, address: published.address, timeout: elementTimeout(ttl: ttl))
+            elements.append(SetElement(target: target, address: published.address, timeout: elementTimeout(ttl: ttl)))
         }
+        return elements
     }
 }
 

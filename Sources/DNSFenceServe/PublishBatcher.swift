@@ -13,8 +13,8 @@ final class PublishBatcher: Sendable {
     struct Waiting: Sendable {
         var elements: [SetElement]
         var publisher: any SetPublisher
-        /// Nanoseconds the request may wait for its commit.
-        var timeout: Int64
+        /// How long the request may wait for its commit.
+        var timeout: Duration
         var done: @Sendable (PublishError?) -> Void
     }
 
@@ -27,9 +27,7 @@ final class PublishBatcher: Sendable {
         on loop: any EventLoop, done: @escaping @Sendable (PublishError?) -> Void
     ) {
         let key = ObjectIdentifier(loop)
-        let parts = timeout.components
-        let nanoseconds = parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000
-        let waiting = Waiting(elements: elements, publisher: publisher, timeout: nanoseconds, done: done)
+        let waiting = Waiting(elements: elements, publisher: publisher, timeout: timeout, done: done)
         let first = queues.withLock { queues -> Bool in
             let wasEmpty = queues[key]?.isEmpty ?? true
             queues[key, default: []].append(waiting)
@@ -40,8 +38,10 @@ final class PublishBatcher: Sendable {
 
     private func flush(_ key: ObjectIdentifier, on loop: any EventLoop) {
         let waiting = queues.withLock { queues -> [Waiting] in
-            defer { queues[key] = [] }
-            return queues[key] ?? []
+            guard let waiting = queues[key] else { return [] }
+            // Keeps the capacity (one allocation per batch rather than one per doubling).
+            queues[key]!.removeAll(keepingCapacity: true)
+            return waiting
         }
         guard !waiting.isEmpty else { return }
         let first = ObjectIdentifier(waiting[0].publisher)
@@ -62,7 +62,9 @@ final class PublishBatcher: Sendable {
     /// One batch to one publisher, raced against one timer.
     private func commit(_ items: [Waiting], on loop: any EventLoop) {
         let once = Once()
-        let timeout = items.lazy.map(\.timeout).min() ?? 0
+        // Converted once per batch (Duration's components are 128-bit arithmetic).
+        let shortest = (items.lazy.map(\.timeout).min() ?? .zero).components
+        let timeout = shortest.seconds * 1_000_000_000 + shortest.attoseconds / 1_000_000_000
         let timer = loop.scheduleTask(in: .nanoseconds(timeout)) {
             guard once.claim() else { return }
             for item in items { item.done(.timedOut) }

@@ -41,15 +41,31 @@ public enum ImmediateOutcome: Sendable {
     case publish(PendingPublish)
 }
 
-/// An answer waiting for its addresses to be committed.
-public struct PendingPublish: Sendable {
-    var record: QueryRecord
-    var elements: [SetElement]
+/// An answer waiting for its addresses to be committed. An object: it is handed to the publish
+/// batch and back to its loop by reference (as a struct, each closure on the way held a copy of
+/// it, and each copy retained and released a dozen references).
+public final class PendingPublish: Sendable {
+    let record: QueryRecord
+    let elements: [SetElement]
     /// The answer to release once committed: a message to encode, or bytes already made.
-    var answer: Answer
-    var binding: FirewallBinding
-    var query: DNSMessage
-    var maxUDPSize: Int
+    let answer: Answer
+    let publisher: any SetPublisher
+    let commitTimeout: Duration
+    let query: DNSMessage
+    let maxUDPSize: Int
+
+    init(
+        record: QueryRecord, elements: [SetElement], answer: Answer, binding: FirewallBinding, query: DNSMessage,
+        maxUDPSize: Int
+    ) {
+        self.record = record
+        self.elements = elements
+        self.answer = answer
+        self.publisher = binding.publisher
+        self.commitTimeout = binding.commitTimeout
+        self.query = query
+        self.maxUDPSize = maxUDPSize
+    }
 }
 
 /// What a pending publish releases.
@@ -425,28 +441,32 @@ public final class QueryPipeline: Sendable {
     func publish(
         _ pending: PendingPublish, on loop: any EventLoop, done: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
     ) {
-        let conclude: @Sendable (PublishError?) -> Void = { error in
-            var record = pending.record
-            guard let error else {
-                switch pending.answer {
-                case .message(let message): return done(record, Self.fit(message, maxUDP: pending.maxUDPSize))
-                case .bytes(let bytes): return done(record, bytes)
-                }
-            }
-            self.logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
-            let ede = ExtendedDNSError(
-                ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
-            record.ede = ede
-            record.published = []
-            if error == .timedOut { self.metrics.publishTimeouts.increment() }
-            done(
-                record,
-                Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize))
-        }
         // The batch's timer bounds the wait (conclude runs once, with .timedOut if it fires).
-        batcher.submit(
-            pending.elements, to: pending.binding.publisher, timeout: pending.binding.commitTimeout, on: loop,
-            done: conclude)
+        batcher.submit(pending.elements, to: pending.publisher, timeout: pending.commitTimeout, on: loop) { error in
+            self.conclude(pending, error: error, done: done)
+        }
+    }
+
+    /// Releases a pending answer once its commit succeeded, or answers SERVFAIL instead.
+    private func conclude(
+        _ pending: PendingPublish, error: PublishError?, done: @Sendable (QueryRecord, [UInt8]) -> Void
+    ) {
+        guard let error else {
+            switch pending.answer {
+            case .message(let message): return done(pending.record, Self.fit(message, maxUDP: pending.maxUDPSize))
+            case .bytes(let bytes): return done(pending.record, bytes)
+            }
+        }
+        logger.warning("publish failed; answering SERVFAIL", metadata: ["error": "\(error)"])
+        let ede = ExtendedDNSError(
+            ExtendedDNSError.otherError, "dnsfence: firewall update failed (\(error.reasonLabel))")
+        var record = pending.record
+        record.ede = ede
+        record.published = []
+        if error == .timedOut { metrics.publishTimeouts.increment() }
+        done(
+            record, Self.fit(Self.response(to: pending.query, rcode: .servFail, error: ede), maxUDP: pending.maxUDPSize)
+        )
     }
 
     /// The wire form of `stored` as `response(to:from:)` shapes it for a client with this DO

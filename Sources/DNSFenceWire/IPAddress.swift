@@ -52,6 +52,17 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         }
     }
 
+    /// Appends the network-order bytes (4 or 16) to `buffer`, without an array of their own.
+    public func appendBytes(to buffer: inout [UInt8]) {
+        switch self {
+        case .v4(let value):
+            withUnsafeBytes(of: value.bigEndian) { buffer.append(contentsOf: $0) }
+        case .v6(let high, let low):
+            withUnsafeBytes(of: high.bigEndian) { buffer.append(contentsOf: $0) }
+            withUnsafeBytes(of: low.bigEndian) { buffer.append(contentsOf: $0) }
+        }
+    }
+
     public var isIPv4: Bool {
         if case .v4 = self { return true }
         return false

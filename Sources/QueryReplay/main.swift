@@ -1,7 +1,9 @@
 // A fixed, socket-free replay of the query pipeline's synchronous path, for repeatable
 // instruction counts under callgrind (scripts/callgrind.sh): hot cache hits and denials.
+// `cold` and `cold-nft` replay the asynchronous path instead, through real sockets
+// (ColdReplay.swift).
 //
-// Usage: QueryReplay hot|denied|memory ITERATIONS
+// Usage: QueryReplay hot|denied|memory|cold|cold-nft ITERATIONS
 
 import DNSFencePolicy
 import DNSFenceResolve
@@ -19,6 +21,24 @@ MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRe
 let arguments = CommandLine.arguments
 let workload = arguments.count > 1 ? arguments[1] : "hot"
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 10_000 : 10_000
+
+if workload.hasPrefix("cold") {
+    // Not a top-level await: that makes main async, and valgrind cannot run libdispatch's
+    // main-thread wait (sigsuspend) it brings.
+    let (count, publishing) = (iterations, workload == "cold-nft")
+    let finished = DispatchSemaphore(value: 0)
+    Task.detached {
+        do {
+            try await ColdReplay.run(iterations: count, publishing: publishing)
+        } catch {
+            print("cold replay: \(error)")
+            exit(1)
+        }
+        finished.signal()
+    }
+    finished.wait()
+    exit(0)
+}
 
 let policy = try PolicyCompiler().compile(
     name: "replay", sources: [PolicySource(file: "replay.allow", text: "*.allowed.test\n")]

@@ -1,6 +1,7 @@
-import DNSFenceFirewall
 import DNSFenceWire
 import Testing
+
+@testable import DNSFenceFirewall
 
 let v4 = SetTarget(netns: "/run/netns/sb", family: "inet", table: "fence", set: "allow4", isIPv6: false)
 let v6 = SetTarget(netns: "/run/netns/sb", family: "inet", table: "fence", set: "allow6", isIPv6: true)
@@ -143,5 +144,52 @@ struct AddressAdmissionTests {
         }
         #expect(AddressAdmission.admits(IPAddress("192.0.2.1")!, admitPrivate: false))
         #expect(AddressAdmission.admits(IPAddress("2001:db8::1")!, admitPrivate: false))
+    }
+
+    /// The per-family masks decide as matching the prefixes one by one does: every range's
+    /// first and last address and its neighbours outside, and seeded random addresses.
+    @Test func masksAgreeWithPrefixes() {
+        func model(_ address: IPAddress, admitPrivate: Bool) -> Bool {
+            if AddressAdmission.alwaysDenied.contains(where: { $0.contains(address) }) { return false }
+            return admitPrivate || !AddressAdmission.privateRanges.contains(where: { $0.contains(address) })
+        }
+        var addresses: [IPAddress] = []
+        for prefix in AddressAdmission.alwaysDenied + AddressAdmission.privateRanges {
+            switch prefix.address {
+            case .v4(let network):
+                let last = network | (prefix.length == 0 ? ~0 : ~(~UInt32(0) << UInt32(32 - prefix.length)))
+                addresses += [network, last, network &- 1, last &+ 1].map { IPAddress.v4($0) }
+            case .v6(let high, let low):
+                let hostHigh = prefix.length >= 64 ? 0 : ~UInt64(0) >> UInt64(prefix.length)
+                let hostLow =
+                    prefix.length <= 64
+                    ? ~UInt64(0) : prefix.length == 128 ? 0 : ~UInt64(0) >> UInt64(prefix.length - 64)
+                addresses += [
+                    .v6(high: high, low: low), .v6(high: high | hostHigh, low: low | hostLow),
+                    .v6(high: low == 0 ? high &- 1 : high, low: low &- 1),
+                    .v6(
+                        high: (low | hostLow) == ~0 ? (high | hostHigh) &+ 1 : high | hostHigh,
+                        low: (low | hostLow) &+ 1),
+                ]
+            }
+        }
+        var random = SplitMix64(seed: 4)
+        for _ in 0..<20_000 {
+            addresses.append(.v4(UInt32(truncatingIfNeeded: random.next())))
+            addresses.append(.v6(high: random.next(), low: random.next()))
+            // High bits of the special IPv6 ranges, so that they are hit too.
+            addresses.append(
+                .v6(
+                    high: [0, 0xFE80 << 48, 0xFF02 << 48, 0xFD00 << 48, 0xFD00_0EC2 << 32][Int(random.next() % 5)],
+                    low: random.next() % 4 == 0 ? 0x254 : random.next()))
+        }
+        for address in addresses {
+            for admitPrivate in [false, true] {
+                #expect(
+                    AddressAdmission.admits(address, admitPrivate: admitPrivate)
+                        == model(address, admitPrivate: admitPrivate),
+                    "\(address) admitPrivate \(admitPrivate)")
+            }
+        }
     }
 }
