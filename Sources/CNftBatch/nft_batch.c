@@ -1,5 +1,6 @@
 #include "nft_batch.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,35 +119,26 @@ int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_ele
     for (uint32_t i = 0; i < set_count; i++) {
         const dnsfence_nft_set_elements *group = &sets[i];
         for (uint32_t start = 0; start < group->count; start += ELEMENTS_PER_MESSAGE) {
-            struct nftnl_set *set = nftnl_set_alloc();
-            if (set == NULL) {
-                free(buffer);
-                errno = ENOMEM;
-                return -1;
-            }
-            nftnl_set_set_str(set, NFTNL_SET_TABLE, group->table);
-            nftnl_set_set_str(set, NFTNL_SET_NAME, group->set);
             uint32_t end = start + ELEMENTS_PER_MESSAGE < group->count ? start + ELEMENTS_PER_MESSAGE : group->count;
-            for (uint32_t e = start; e < end; e++) {
-                struct nftnl_set_elem *element = nftnl_set_elem_alloc();
-                if (element == NULL) {
-                    nftnl_set_free(set);
-                    free(buffer);
-                    errno = ENOMEM;
-                    return -1;
-                }
-                nftnl_set_elem_set(element, NFTNL_SET_ELEM_KEY, group->keys + (size_t)e * group->key_length,
-                                   group->key_length);
-                // Timeout and expiration both: a new element gets them, and an element that is
-                // already there has its timer restarted (kernels >= 6.10; older ones keep it).
-                nftnl_set_elem_set_u64(element, NFTNL_SET_ELEM_TIMEOUT, group->timeouts_ms[e]);
-                nftnl_set_elem_set_u64(element, NFTNL_SET_ELEM_EXPIRATION, group->timeouts_ms[e]);
-                nftnl_set_elem_add(set, element);
-            }
             struct nlmsghdr *header = nftnl_nlmsg_build_hdr(mnl_nlmsg_batch_current(out), NFT_MSG_NEWSETELEM,
                                                             group->family, NLM_F_CREATE | NLM_F_ACK, batch->seq++);
-            nftnl_set_elems_nlmsg_build_payload(header, set);
-            nftnl_set_free(set);
+            // The attributes written directly (as libnftnl would, without an object per element).
+            mnl_attr_put_strz(header, NFTA_SET_ELEM_LIST_SET, group->set);
+            mnl_attr_put_strz(header, NFTA_SET_ELEM_LIST_TABLE, group->table);
+            struct nlattr *list = mnl_attr_nest_start(header, NFTA_SET_ELEM_LIST_ELEMENTS);
+            for (uint32_t e = start; e < end; e++) {
+                struct nlattr *item = mnl_attr_nest_start(header, NFTA_LIST_ELEM);
+                struct nlattr *key = mnl_attr_nest_start(header, NFTA_SET_ELEM_KEY);
+                mnl_attr_put(header, NFTA_DATA_VALUE, group->key_length,
+                             group->keys + (size_t)e * group->key_length);
+                mnl_attr_nest_end(header, key);
+                // Timeout and expiration both: a new element gets them, and an element that is
+                // already there has its timer restarted (kernels >= 6.10; older ones keep it).
+                mnl_attr_put_u64(header, NFTA_SET_ELEM_TIMEOUT, htobe64(group->timeouts_ms[e]));
+                mnl_attr_put_u64(header, NFTA_SET_ELEM_EXPIRATION, htobe64(group->timeouts_ms[e]));
+                mnl_attr_nest_end(header, item);
+            }
+            mnl_attr_nest_end(header, list);
             mnl_nlmsg_batch_next(out);
         }
     }

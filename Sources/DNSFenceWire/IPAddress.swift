@@ -63,6 +63,18 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         }
     }
 
+    /// A cheap seeded mix of the address bits (for tables of our own; `Hasher` is SipHash).
+    public func mixedHash(seed: UInt64) -> UInt64 {
+        let bits: UInt64
+        switch self {
+        case .v4(let value): bits = UInt64(value)
+        case .v6(let high, let low): bits = high ^ (low &* 0x9E37_79B9_7F4A_7C15)
+        }
+        var mixed = (bits ^ seed) &* 0xBF58_476D_1CE4_E5B9
+        mixed ^= mixed >> 31
+        return mixed
+    }
+
     public var isIPv4: Bool {
         if case .v4 = self { return true }
         return false

@@ -116,6 +116,37 @@ struct SetShadowTests {
         #expect(shadow.count == 3)
     }
 
+    /// The batch merge against a simple model: first-seen order, each set and address once,
+    /// the longest timeout; seeded batches of 1 to 1,000 elements over few addresses (many
+    /// duplicates) and two sets per family, so that targets and probing are exercised.
+    @Test func mergeAgainstModel() {
+        let targets = [
+            v4, v6, SetTarget(netns: nil, family: "inet", table: "fence", set: "allow4", isIPv6: false),
+            SetTarget(netns: nil, family: "inet", table: "fence", set: "allow6", isIPv6: true),
+        ]
+        var random = SplitMix64(seed: 11)
+        for round in 0..<100 {
+            let count = round == 0 ? 1 : Int(random.next() % 1_000) + 1
+            let distinct = UInt64(round % 4 == 0 ? 3 : 64)
+            let batch = (0..<count).map { _ -> SetElement in
+                let target = targets[Int(random.next() % 4)]
+                let n = random.next() % distinct
+                let address: IPAddress =
+                    target.isIPv6 ? .v6(high: 0x2001_0DB8 << 32, low: n << 40) : .v4(0xC000_0200 &+ UInt32(n) << 24)
+                return SetElement(target: target, address: address, timeout: UInt32(random.next() % 1_000) + 1)
+            }
+            var model: [SetElement] = []
+            for element in batch {
+                if let at = model.firstIndex(where: { $0.target == element.target && $0.address == element.address }) {
+                    model[at].timeout = max(model[at].timeout, element.timeout)
+                } else {
+                    model.append(element)
+                }
+            }
+            #expect(SetShadow.merged(batch) == model, "round \(round)")
+        }
+    }
+
     @Test("live elements seed the shadow at start")
     func seed() {
         var shadow = SetShadow(trustSeconds: 10)

@@ -1,8 +1,9 @@
 #ifndef DNSFENCE_NFT_BATCH_H
 #define DNSFENCE_NFT_BATCH_H
-// Set-element additions written straight to the kernel as one nfnetlink batch (libnftnl builds
-// the messages, libmnl owns the socket): no command text to parse and no ruleset cache to
-// refresh, which is what a libnftables `add element` transaction spends most of its time on.
+// Set-element additions written straight to the kernel as one nfnetlink batch (libnftnl frames
+// the batch and the message headers, the element attributes are written with libmnl, which
+// also owns the socket): no command text to parse, no ruleset cache to refresh (what a
+// libnftables `add element` transaction spends most of its time on), no object per element.
 
 #include <stddef.h>
 #include <stdint.h>
