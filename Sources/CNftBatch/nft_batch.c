@@ -21,6 +21,10 @@ struct dnsfence_nft_batch {
     struct mnl_socket *socket;
     uint32_t portid;
     uint32_t seq;
+    // The batch is built here, kept from one transaction to the next: a fresh buffer of a
+    // kilobyte or more per transaction made malloc consolidate its free lists every time.
+    char *buffer;
+    size_t capacity;
 };
 
 // Elements per NEWSETELEM message: keeps each message well under a page-sized kernel skb.
@@ -50,6 +54,7 @@ dnsfence_nft_batch *dnsfence_nft_batch_open(void) {
 void dnsfence_nft_batch_close(dnsfence_nft_batch *batch) {
     if (batch == NULL) return;
     mnl_socket_close(batch->socket);
+    free(batch->buffer);
     free(batch);
 }
 
@@ -107,11 +112,19 @@ int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_ele
         size += chunks * (256 + strlen(sets[i].table) + strlen(sets[i].set)) + (size_t)sets[i].count * 96;
     }
     if (messages == 0) return 0;
-    char *buffer = malloc(size);
-    if (buffer == NULL) {
-        errno = ENOMEM;
-        return -1;
+    if (size > batch->capacity) {
+        size_t capacity = batch->capacity ? batch->capacity : 4096;
+        while (capacity < size) capacity *= 2;
+        char *grown = malloc(capacity);
+        if (grown == NULL) {
+            errno = ENOMEM;
+            return -1;
+        }
+        free(batch->buffer);
+        batch->buffer = grown;
+        batch->capacity = capacity;
     }
+    char *buffer = batch->buffer;
     struct mnl_nlmsg_batch *out = mnl_nlmsg_batch_start(buffer, size);
     nftnl_batch_begin(mnl_nlmsg_batch_current(out), batch->seq++);
     mnl_nlmsg_batch_next(out);
@@ -147,7 +160,6 @@ int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_ele
     mnl_nlmsg_batch_next(out);
     ssize_t sent = mnl_socket_sendto(batch->socket, mnl_nlmsg_batch_head(out), mnl_nlmsg_batch_size(out));
     mnl_nlmsg_batch_stop(out);
-    free(buffer);
     if (sent < 0) return -1;
     return await_acks(batch, first_seq, last_seq, messages, timeout_ms);
 }

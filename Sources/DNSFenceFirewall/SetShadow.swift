@@ -20,7 +20,19 @@ public struct SetShadow: Sendable {
     }
 
     public var trustSeconds: UInt64
-    private var entries: [SetTarget: [IPAddress: Entry]] = [:]
+    /// Per set, its elements. A short list (a policy has a set or two): found by a scan that
+    /// usually stops at the first identity check, where a dictionary hashed the target for
+    /// every element.
+    private var tables: [(target: SetTarget, entries: [IPAddress: Entry])] = []
+
+    private func table(_ target: SetTarget) -> Int? { tables.firstIndex { $0.target == target } }
+
+    /// The table of `target`, made if there is none.
+    private mutating func tableMade(_ target: SetTarget) -> Int {
+        if let index = table(target) { return index }
+        tables.append((target, [:]))
+        return tables.count - 1
+    }
 
     public init(trustSeconds: UInt64 = 1) {
         self.trustSeconds = trustSeconds
@@ -29,7 +41,7 @@ public struct SetShadow: Sendable {
     /// The element to commit for `element` at time `now`, or nil when the kernel already has
     /// it for long enough. The timeout returned is never shorter than what was set before.
     public func plan(_ element: SetElement, now: UInt64) -> SetElement? {
-        plan(element, against: entries[element.target]?[element.address], now: now)
+        plan(element, against: table(element.target).flatMap { tables[$0].entries[element.address] }, now: now)
     }
 
     /// The same against the entry the shadow holds for the element (nil: none).
@@ -48,7 +60,8 @@ public struct SetShadow: Sendable {
         var planned: [SetElement] = []
         planned.reserveCapacity(elements.count)
         forEachRun(of: elements) { target, run in
-            guard let inner = entries[target] else { return planned.append(contentsOf: run) }
+            guard let index = table(target) else { return planned.append(contentsOf: run) }
+            let inner = tables[index].entries
             for element in run {
                 if let wanted = plan(element, against: inner[element.address], now: now) { planned.append(wanted) }
             }
@@ -101,7 +114,8 @@ public struct SetShadow: Sendable {
     /// for the same set).
     public mutating func committed(_ elements: [SetElement], now: UInt64) {
         forEachRun(of: elements) { target, run in
-            Self.record(run, now: now, in: &entries[target, default: [:]])
+            let index = tableMade(target)
+            Self.record(run, now: now, in: &tables[index].entries)
         }
     }
 
@@ -135,30 +149,30 @@ public struct SetShadow: Sendable {
 
     /// Forgets everything about `target` (after a failure: the kernel state is unknown).
     public mutating func forget(_ target: SetTarget) {
-        entries[target] = nil
+        if let index = table(target) { tables.remove(at: index) }
     }
 
     /// Forgets that `addresses` are in the sets matching `predicate` (someone deleted them),
     /// keeping their expiry so a re-add still never shortens what a client was told.
     public mutating func forget(_ addresses: [IPAddress], inSetsWhere predicate: (SetTarget) -> Bool) {
-        for target in entries.keys where predicate(target) {
-            for address in addresses { entries[target]?[address]?.confirmed = nil }
+        for index in tables.indices where predicate(tables[index].target) {
+            for address in addresses { tables[index].entries[address]?.confirmed = nil }
         }
     }
 
     /// Forgets confirmation for every set matching `predicate` (a set or table was deleted).
     public mutating func forgetSets(where predicate: (SetTarget) -> Bool) {
-        for target in entries.keys where predicate(target) {
-            entries[target] = entries[target]?.mapValues { Entry(expiry: $0.expiry, confirmed: nil) }
+        for index in tables.indices where predicate(tables[index].target) {
+            tables[index].entries = tables[index].entries.mapValues { Entry(expiry: $0.expiry, confirmed: nil) }
         }
     }
 
     /// Drops expired entries.
     public mutating func prune(now: UInt64) {
-        for target in entries.keys {
-            entries[target] = entries[target]?.filter { $0.value.expiry > now }
+        for index in tables.indices {
+            tables[index].entries = tables[index].entries.filter { $0.value.expiry > now }
         }
     }
 
-    public var count: Int { entries.values.reduce(0) { $0 + $1.count } }
+    public var count: Int { tables.reduce(0) { $0 + $1.entries.count } }
 }

@@ -116,7 +116,7 @@ extension QueryPipeline {
     /// of line: policies without a firewall do not pay for it.
     @inline(never)
     private func firewallAllowsHit(policy: String, type: DNSType, template: ResponseTemplate, elapsed: UInt32) -> Bool {
-        guard let binding = firewalls[policy] else { return true }
+        guard let binding = firewall(for: policy) else { return true }
         if binding.lacksSet(for: type) { return false }
         let elements = binding.elements(of: template, elapsed: elapsed)
         return elements.isEmpty || !binding.publisher.needsCommit(elements)
@@ -172,7 +172,7 @@ extension QueryPipeline {
         _ plain: PlainQuery, bytes: UnsafeRawBufferPointer, key: CacheKey, policy: String, rule: RuleID,
         maxSize: Int, context: QueryContext, started: UInt64, forward: (PendingForward) -> Void
     ) -> FastPathResult {
-        let binding = firewalls.isEmpty ? nil : firewalls[policy]
+        let binding = firewall(for: policy)
         if let binding, binding.lacksSet(for: key.type) {
             return .declined
         }

@@ -104,6 +104,9 @@ public final class QueryPipeline: Sendable {
     let forwarder: UpstreamForwarder
     let logger: Logger
     let firewalls: [String: FirewallBinding]
+    /// The same as a list, for a scan when there are few (cheaper than hashing the policy
+    /// name on every answer).
+    private let firewallList: [(policy: String, binding: FirewallBinding)]
     let metrics: QueryMetrics
     let queryLog: (any QueryLogSink)?
     private let inflight = Atomic<Int>(0)
@@ -117,6 +120,7 @@ public final class QueryPipeline: Sendable {
         firewalls: [String: FirewallBinding] = [:], queryLog: (any QueryLogSink)? = nil
     ) {
         self.firewalls = firewalls
+        self.firewallList = firewalls.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         self.queryLog = queryLog
         self.metrics = QueryMetrics(policies: selector.entries.keys.sorted())
         self.selector = selector
@@ -158,6 +162,13 @@ public final class QueryPipeline: Sendable {
         case .forward(let pending): forward(pending, on: loop, done: done)
         case .publish(let pending): publish(pending, on: loop, done: done)
         }
+    }
+
+    /// The firewall binding of the policy named `policy`, if it has one.
+    func firewall(for policy: String) -> FirewallBinding? {
+        if firewallList.isEmpty { return nil }
+        if firewallList.count <= 8 { return firewallList.first { $0.policy == policy }?.binding }
+        return firewalls[policy]
     }
 
     /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus
@@ -247,7 +258,7 @@ public final class QueryPipeline: Sendable {
             return respond(message)
         case .pass:
             if question.type == .any { return respond(Self.rfc8482(to: query)) }
-            let binding = firewalls[policy.name]
+            let binding = firewall(for: policy.name)
             if let binding, binding.lacksSet(for: question.type) {
                 // Address-family coherence: never hand out a family the firewall has no set for.
                 let family = question.type == .a ? "IPv4" : "IPv6"
