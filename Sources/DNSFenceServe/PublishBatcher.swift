@@ -38,10 +38,8 @@ final class PublishBatcher: Sendable {
 
     private func flush(_ key: ObjectIdentifier, on loop: any EventLoop) {
         let waiting = queues.withLock { queues -> [Waiting] in
-            guard let waiting = queues[key] else { return [] }
-            // Keeps the capacity (one allocation per batch rather than one per doubling).
-            queues[key]!.removeAll(keepingCapacity: true)
-            return waiting
+            defer { queues[key] = [] }
+            return queues[key] ?? []
         }
         guard !waiting.isEmpty else { return }
         let first = ObjectIdentifier(waiting[0].publisher)
