@@ -1,6 +1,7 @@
 #include "nft_batch.h"
 
 #include <endian.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,8 +68,8 @@ static int64_t now_ms(void) {
 // Reads acknowledgements until `expected` messages in [first_seq, last_seq] are answered.
 // Returns 0, the first kernel error (positive errno), or -1 (errno set: ETIMEDOUT or a socket
 // error).
-static int await_acks(dnsfence_nft_batch *batch, uint32_t first_seq, uint32_t last_seq, uint32_t expected,
-                      uint32_t timeout_ms) {
+static int await_acks(dnsfence_nft_batch *batch, uint32_t begin_seq, uint32_t first_seq, uint32_t last_seq,
+                      uint32_t expected, uint32_t timeout_ms) {
     char buffer[MNL_SOCKET_BUFFER_SIZE];
     int fd = mnl_socket_get_fd(batch->socket);
     int64_t deadline = now_ms() + timeout_ms;
@@ -92,6 +93,13 @@ static int await_acks(dnsfence_nft_batch *batch, uint32_t first_seq, uint32_t la
         const struct nlmsghdr *header = (const struct nlmsghdr *)buffer;
         for (; mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) {
             if (header->nlmsg_pid != batch->portid) continue;
+            if (header->nlmsg_type == NLMSG_ERROR && header->nlmsg_seq == begin_seq) {
+                // The whole batch was refused before any message ran (ERESTART: the ruleset
+                // generation is not the one the batch named).
+                const struct nlmsgerr *error = mnl_nlmsg_get_payload(header);
+                if (error->error != 0) return -error->error;
+                continue;
+            }
             if (header->nlmsg_seq < first_seq || header->nlmsg_seq > last_seq) continue;  // a stale reply
             if (header->nlmsg_type != NLMSG_ERROR) continue;
             const struct nlmsgerr *error = mnl_nlmsg_get_payload(header);
@@ -103,7 +111,7 @@ static int await_acks(dnsfence_nft_batch *batch, uint32_t first_seq, uint32_t la
 }
 
 int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_elements *sets, uint32_t set_count,
-                           uint32_t timeout_ms) {
+                           uint32_t generation, uint32_t timeout_ms) {
     size_t size = 2 * 128;
     uint32_t messages = 0;
     for (uint32_t i = 0; i < set_count; i++) {
@@ -126,7 +134,9 @@ int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_ele
     }
     char *buffer = batch->buffer;
     struct mnl_nlmsg_batch *out = mnl_nlmsg_batch_start(buffer, size);
-    nftnl_batch_begin(mnl_nlmsg_batch_current(out), batch->seq++);
+    uint32_t begin_seq = batch->seq++;
+    struct nlmsghdr *begin = nftnl_batch_begin(mnl_nlmsg_batch_current(out), begin_seq);
+    if (generation != 0) mnl_attr_put_u32(begin, NFNL_BATCH_GENID, htonl(generation));
     mnl_nlmsg_batch_next(out);
     uint32_t first_seq = batch->seq;
     for (uint32_t i = 0; i < set_count; i++) {
@@ -161,7 +171,7 @@ int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_ele
     ssize_t sent = mnl_socket_sendto(batch->socket, mnl_nlmsg_batch_head(out), mnl_nlmsg_batch_size(out));
     mnl_nlmsg_batch_stop(out);
     if (sent < 0) return -1;
-    return await_acks(batch, first_seq, last_seq, messages, timeout_ms);
+    return await_acks(batch, begin_seq, first_seq, last_seq, messages, timeout_ms);
 }
 
 struct element_keys {
@@ -226,7 +236,57 @@ static void report(const struct nlmsghdr *header, dnsfence_nft_event_handler han
     }
 }
 
-int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context) {
+int dnsfence_nft_batch_generation(dnsfence_nft_batch *batch, uint32_t *generation, uint32_t timeout_ms) {
+    char buffer[MNL_SOCKET_BUFFER_SIZE];
+    uint32_t seq = batch->seq++;
+    struct nlmsghdr *request = nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
+    if (mnl_socket_sendto(batch->socket, request, request->nlmsg_len) < 0) return -1;
+    int fd = mnl_socket_get_fd(batch->socket);
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = deadline - now_ms();
+        if (left <= 0) {
+            errno = ETIMEDOUT;
+            return -1;
+        }
+        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t received = mnl_socket_recvfrom(batch->socket, buffer, sizeof buffer);
+        if (received < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) errno = ETIMEDOUT;
+            return -1;
+        }
+        int length = (int)received;
+        const struct nlmsghdr *header = (const struct nlmsghdr *)buffer;
+        for (; mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) {
+            if (header->nlmsg_pid != batch->portid || header->nlmsg_seq != seq) continue;  // a stale reply
+            if (header->nlmsg_type == NLMSG_ERROR) {
+                const struct nlmsgerr *error = mnl_nlmsg_get_payload(header);
+                errno = error->error != 0 ? -error->error : EPROTO;
+                return -1;
+            }
+            if (NFNL_MSG_TYPE(header->nlmsg_type) != NFT_MSG_NEWGEN) continue;
+            const struct nlattr *attribute;
+            mnl_attr_for_each(attribute, header, sizeof(struct nfgenmsg)) {
+                if (mnl_attr_get_type(attribute) == NFTA_GEN_ID && mnl_attr_get_payload_len(attribute) == 4) {
+                    *generation = ntohl(mnl_attr_get_u32(attribute));
+                    return 0;
+                }
+            }
+            errno = EPROTO;
+            return -1;
+        }
+    }
+}
+
+int dnsfence_nft_listen(int fd, int join) {
+    int group = NFNLGRP_NFTABLES;
+    return setsockopt(fd, SOL_NETLINK, join ? NETLINK_ADD_MEMBERSHIP : NETLINK_DROP_MEMBERSHIP, &group,
+                      sizeof group);
+}
+
+int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context, int *socket_fd) {
     struct mnl_socket *socket = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
     if (socket == NULL) return -errno;
     if (mnl_socket_bind(socket, 1u << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
@@ -234,6 +294,7 @@ int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context) {
         mnl_socket_close(socket);
         return -saved;
     }
+    __atomic_store_n(socket_fd, mnl_socket_get_fd(socket), __ATOMIC_RELEASE);
     // A large receive buffer: a flush of a big set arrives as one notification per element.
     int size = 8 << 20;
     setsockopt(mnl_socket_get_fd(socket), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
@@ -253,9 +314,12 @@ int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context) {
             }
             int saved = errno;
             free(buffer);
-            mnl_socket_close(socket);
+            // Left open: a commit may be quieting this descriptor right now, and a closed
+            // number could be reused by another socket.
+            __atomic_store_n(socket_fd, -1, __ATOMIC_RELEASE);
             return -saved;
         }
+        handler(context, DNSFENCE_NFT_RECEIVED, 0, NULL, NULL, NULL, 0, 0);
         int length = (int)received;
         const struct nlmsghdr *header = (const struct nlmsghdr *)buffer;
         for (; mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) report(header, handler, context);

@@ -43,17 +43,22 @@ public final class NftablesSetPublisher: SetPublisher {
         self.shadow = shadow
         self.clock = clock
         self.logger = logger
-        var monitors: [NetnsMonitor] = []
+        var monitors: [String: NetnsMonitor] = [:]
         for netns in namespaces {
-            monitors.append(
-                NetnsMonitor(netns: netns, logger: logger) { event in
-                    NftablesSetPublisher.apply(event, netns: netns, to: shadow)
-                })
+            monitors[netns ?? ""] = NetnsMonitor(netns: netns, logger: logger) { event in
+                NftablesSetPublisher.apply(event, netns: netns, to: shadow)
+            }
         }
         self.monitors = monitors
     }
 
-    private let monitors: [NetnsMonitor]
+    private let monitors: [String: NetnsMonitor]
+
+    /// The worker of namespace `netns` (nil: dnsfence's own).
+    func worker(for netns: String?) -> NetnsWorker? { workers[netns ?? ""] }
+
+    /// Whether the monitor of `netns` listens yet.
+    func monitorListens(in netns: String?) -> Bool { (monitors[netns ?? ""]?.socketFD ?? -1) >= 0 }
 
     /// Applies one deletion notification to the shadow: deleted elements, sets and tables are
     /// no longer believed present (and after lost notifications, nothing in the namespace is).
@@ -74,14 +79,16 @@ public final class NftablesSetPublisher: SetPublisher {
         }
     }
 
-    /// Statistics: transactions committed, elements written, failures.
+    /// Statistics: transactions committed, elements written, failures, notifications seen.
     public var statistics: NetnsWorker.Statistics {
-        workers.values.reduce(into: NetnsWorker.Statistics()) { total, worker in
+        var total = workers.values.reduce(into: NetnsWorker.Statistics()) { total, worker in
             let s = worker.statistics
             total.batches += s.batches
             total.elements += s.elements
             total.failures += s.failures
         }
+        total.notifications = monitors.values.reduce(0) { $0 + $1.received.load(ordering: .relaxed) }
+        return total
     }
 
     /// Creates (if `create`) and verifies each set: it must exist with the right address type
@@ -189,7 +196,8 @@ public final class NftablesSetPublisher: SetPublisher {
                 firstError = firstError ?? .unavailable("no worker for namespace \(netns)")
                 continue
             }
-            switch worker.commit(items) {
+            let (result, unwatched) = worker.commit(items, quieting: monitors[netns])
+            switch result {
             case .success:
                 let committedAt = clock()
                 shadow.withLock { $0.committed(items, now: min(now, committedAt)) }
@@ -197,6 +205,9 @@ public final class NftablesSetPublisher: SetPublisher {
                 shadow.withLock { s in for target in Set(items.map(\.target)) { s.forget(target) } }
                 firstError = firstError ?? error
             }
+            // Someone else committed while the monitor was not listening: what they deleted
+            // went unseen, so nothing in the namespace is believed until it is committed again.
+            if unwatched { Self.apply(.eventsLost, netns: worker.netns, to: shadow) }
         }
         return firstError
     }
@@ -240,6 +251,9 @@ public final class NetnsWorker: Sendable {
         public var batches = 0
         public var elements = 0
         public var failures = 0
+        /// Datagrams of nftables change notifications the monitors received (others' changes:
+        /// while we commit, no monitor of ours listens, so the kernel builds none for us).
+        public var notifications = 0
     }
 
     typealias Job = (command: String, continuation: CheckedContinuation<Result<String, PublishError>, Never>)
@@ -248,6 +262,11 @@ public final class NetnsWorker: Sendable {
         var jobs: [Job] = []
         var statistics = Statistics()
     }
+
+    /// Where a commit is while the monitor is out of the group.
+    enum QuietPhase: Sendable { case beforeBatch, afterBatch }
+    /// Runs at each ``QuietPhase`` of a commit (tests: someone else's change in the gap).
+    let whileQuiet = Mutex<(@Sendable (QuietPhase) -> Void)?>(nil)
 
     /// The nfnetlink socket the thread opened inside the namespace (a socket stays in the
     /// namespace it was created in, whichever thread uses it), or why there is none yet.
@@ -282,9 +301,50 @@ public final class NetnsWorker: Sendable {
     }
 
     /// Commits `elements` as one transaction on the calling thread.
-    func commit(_ elements: [SetElement]) -> Result<Void, PublishError> {
+    ///
+    /// With `monitor` listening, the monitor leaves the notification group for the transaction:
+    /// the kernel builds a change notification per element for a listener (a page-sized buffer
+    /// each, ~4 µs per answer in an A/B), and our own additions are of no interest to it. So
+    /// that nobody else's change goes unseen meanwhile, the batch names the ruleset generation
+    /// read while the monitor still listened (the kernel refuses it with ERESTART if another
+    /// transaction came in between; then it is sent again with the monitor back), and the
+    /// generation is read again once the monitor is back: any number but ours + 1 means someone
+    /// else committed in the gap. `unwatched` then says the monitor may have missed deletions.
+    func commit(_ elements: [SetElement], quieting monitor: NetnsMonitor? = nil) -> (
+        result: Result<Void, PublishError>, unwatched: Bool
+    ) {
         let started = ContinuousClock.now
-        let result = netlink.withLock { socket in socket.flatMap { Self.add(elements, through: $0.pointer) } }
+        var unwatched = false
+        let result = netlink.withLock { socket in
+            socket.flatMap { socket -> Result<Void, PublishError> in
+                guard let fd = monitor?.socketFD, fd >= 0 else { return Self.add(elements, through: socket.pointer) }
+                var before: UInt32 = 0
+                guard dnsfence_nft_batch_generation(socket.pointer, &before, 1000) == 0, before != 0,
+                    dnsfence_nft_listen(fd, 0) == 0
+                else { return Self.add(elements, through: socket.pointer) }
+                let hook = whileQuiet.withLock { $0 }
+                hook?(.beforeBatch)
+                let attempt = Self.attempt(elements, through: socket.pointer, generation: before)
+                hook?(.afterBatch)
+                let listening = dnsfence_nft_listen(fd, 1) == 0
+                if !listening {
+                    logger.error("nftables monitor could not rejoin the notification group; deletions may go unseen")
+                }
+                guard let result = attempt else {
+                    // Another transaction came first; nothing of ours ran. Again, listened to.
+                    unwatched = true
+                    return Self.add(elements, through: socket.pointer)
+                }
+                // Ours moved the generation by one (the kernel skips 0); a failure by none.
+                var expected = before
+                if case .success = result { expected = before == UInt32.max ? 1 : before + 1 }
+                var after: UInt32 = 0
+                if !listening || dnsfence_nft_batch_generation(socket.pointer, &after, 1000) != 0 || after != expected {
+                    unwatched = true
+                }
+                return result
+            }
+        }
         let elapsed = (ContinuousClock.now - started).components
         batchTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
         switch result {
@@ -299,7 +359,7 @@ public final class NetnsWorker: Sendable {
             state.withLock { $0.statistics.failures += 1 }
             failureCounters[error.reasonLabel]?.increment()
         }
-        return result
+        return (result, unwatched)
     }
 
     private func main() {
@@ -332,6 +392,14 @@ public final class NetnsWorker: Sendable {
 
     /// Commits `elements` as one nfnetlink transaction.
     static func add(_ elements: [SetElement], through batch: OpaquePointer) -> Result<Void, PublishError> {
+        attempt(elements, through: batch, generation: 0) ?? .failure(.rejected("the ruleset generation changed"))
+    }
+
+    /// The same, but if `generation` is not 0 only at that ruleset generation: nil if the
+    /// ruleset has moved on (then nothing ran).
+    static func attempt(_ elements: [SetElement], through batch: OpaquePointer, generation: UInt32) -> Result<
+        Void, PublishError
+    >? {
         // A batch names one or two sets in practice: found by a short search from the last one.
         var groups: [(target: SetTarget, keys: [UInt8], timeouts: [UInt64])] = []
         var last = 0
@@ -383,10 +451,14 @@ public final class NetnsWorker: Sendable {
                     key_length: group.target.isIPv6 ? 16 : 4, count: UInt32(group.timeouts.count),
                     keys: keyBuffers[i].baseAddress, timeouts_ms: timeoutBuffers[i].baseAddress))
         }
-        let rc = specs.withUnsafeBufferPointer { dnsfence_nft_batch_add(batch, $0.baseAddress, UInt32($0.count), 1000) }
+        let rc = specs.withUnsafeBufferPointer {
+            dnsfence_nft_batch_add(batch, $0.baseAddress, UInt32($0.count), generation, 1000)
+        }
         switch rc {
         case 0:
             return .success(())
+        case ERESTART where generation != 0:
+            return nil
         case -1:
             return .failure(.unavailable("netlink: \(String(cString: strerror(errno)))"))
         default:
@@ -442,10 +514,22 @@ enum NftablesEvent: Sendable, Equatable {
 /// Follows nf_tables change notifications in one namespace on a thread of its own: a netlink
 /// socket subscribed to the nftables group; deletions are parsed (libnftnl) and handed to
 /// `onEvent`, additions — most of the traffic, our own commits — are skipped by message type.
-final class NetnsMonitor: Sendable {
+final class NetnsMonitor: @unchecked Sendable {
+    // @unchecked Sendable: `fd` is written by the C monitor (an atomic store) and read with
+    // atomic loads; everything else is immutable.
     let netns: String?
     let logger: Logger
     let onEvent: @Sendable (NftablesEvent) -> Void
+    private let fd: UnsafeMutablePointer<Int32> = {
+        let fd = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
+        fd.initialize(to: -1)
+        return fd
+    }()
+
+    /// The monitor's socket once it listens, else -1.
+    var socketFD: Int32 { dnsfence_nft_monitor_fd(fd) }
+    /// Datagrams of notifications received.
+    let received = Atomic<Int>(0)
 
     init(netns: String?, logger: Logger, onEvent: @escaping @Sendable (NftablesEvent) -> Void) {
         self.netns = netns
@@ -475,6 +559,10 @@ final class NetnsMonitor: Sendable {
         let rc = dnsfence_nft_monitor(
             { context, kind, family, table, set, keys, keyLength, count in
                 let monitor = Unmanaged<NetnsMonitor>.fromOpaque(context!).takeUnretainedValue()
+                if kind == DNSFENCE_NFT_RECEIVED {
+                    monitor.received.add(1, ordering: .relaxed)
+                    return
+                }
                 if kind == DNSFENCE_NFT_EVENTS_LOST { return monitor.onEvent(.eventsLost) }
                 guard let family = NetnsMonitor.familyName(family), let table else { return }
                 let tableName = String(cString: table)
@@ -496,7 +584,7 @@ final class NetnsMonitor: Sendable {
                 default:
                     return
                 }
-            }, context)
+            }, context, fd)
         logger.error(
             "nftables monitor stopped",
             metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-rc)))"])

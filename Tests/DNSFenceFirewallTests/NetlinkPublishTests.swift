@@ -1,8 +1,9 @@
-import DNSFenceFirewall
 import DNSFenceWire
 import Foundation
 import Logging
 import Testing
+
+@testable import DNSFenceFirewall
 
 /// The netlink path against the kernel: real sets in a network namespace the test creates.
 /// Needs root (CI runs as root); skipped elsewhere because namespaces and nftables need
@@ -160,5 +161,56 @@ struct NetlinkPublishTests {
 
         try Self.sh("ip netns exec \(netns) nft delete table inet t")
         #expect(await Self.eventually { publisher.needsCommit([six]) })
+    }
+
+    @Test(
+        "our commits build no notifications (the monitor is out of the group meanwhile); others' changes still arrive")
+    func monitorQuietDuringOwnCommits() async throws {
+        let namespace = try Namespace()
+        defer { namespace.delete() }
+        let publisher = try await namespace.publisher(clock: { 1_000_000 })
+        #expect(await Self.eventually { publisher.monitorListens(in: namespace.path) })
+        try await Task.sleep(for: .milliseconds(100))  // what setup caused, drained
+        let before = publisher.statistics.notifications
+        for i in 1...20 {
+            try await publisher.publish([
+                SetElement(target: namespace.v4, address: .v4(0xC000_0200 + UInt32(i)), timeout: 300),
+                SetElement(target: namespace.v6, address: .v6(high: 0x2001_0DB8 << 32, low: UInt64(i)), timeout: 300),
+            ])
+        }
+        // A notification would have been queued before the commit returned.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(publisher.statistics.batches >= 20)
+        #expect(publisher.statistics.notifications == before)
+        try Self.sh("ip netns exec \(namespace.name) nft add element inet t a4 '{ 198.51.100.1 timeout 60s }'")
+        #expect(await Self.eventually { publisher.statistics.notifications > before })
+    }
+
+    @Test(
+        "a deletion by someone else while the monitor is out of the group is not missed",
+        arguments: [NetnsWorker.QuietPhase.beforeBatch, .afterBatch])
+    func deletionInTheGap(_ phase: NetnsWorker.QuietPhase) async throws {
+        let namespace = try Namespace()
+        defer { namespace.delete() }
+        // A clock that stands still and a long trust: only the deletion can make `one` needed again.
+        let publisher = try await namespace.publisher(shadowTrustSeconds: 3600, clock: { 1_000_000 })
+        #expect(await Self.eventually { publisher.monitorListens(in: namespace.path) })
+        let one = SetElement(target: namespace.v4, address: IPAddress("192.0.2.1")!, timeout: 300)
+        try await publisher.publish([one])
+        #expect(!publisher.needsCommit([one]))
+        let worker = try #require(publisher.worker(for: namespace.path))
+        let name = namespace.name
+        worker.whileQuiet.withLock {
+            $0 = { at in
+                guard at == phase else { return }
+                _ = try? NetlinkPublishTests.sh("ip netns exec \(name) nft delete element inet t a4 '{ 192.0.2.1 }'")
+            }
+        }
+        let other = SetElement(target: namespace.v4, address: IPAddress("192.0.2.9")!, timeout: 300)
+        try await publisher.publish([other])
+        worker.whileQuiet.withLock { $0 = nil }
+        #expect(try Self.expiresIn(name, "a4", "192.0.2.1") == nil)  // it really is gone
+        #expect(try Self.expiresIn(name, "a4", "192.0.2.9") != nil)  // and ours landed
+        #expect(await Self.eventually { publisher.needsCommit([one]) })
     }
 }

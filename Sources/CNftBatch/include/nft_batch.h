@@ -30,10 +30,19 @@ void dnsfence_nft_batch_close(dnsfence_nft_batch *batch);
 /// Adds (or, for elements already present, refreshes the timeout of) every element in one
 /// transaction: all or nothing. Returns 0, or a positive errno from the kernel for the first
 /// message it refused (ENOENT: no such set or table, ENOSPC/ENFILE: set full, EINVAL: wrong key
-/// type), or -1 for a local failure (errno set). Waits for the kernel's acknowledgement of
-/// every message, at most `timeout_ms`.
+/// type; ERESTART: `generation` is not 0 and the ruleset is no longer at that generation, so
+/// nothing ran), or -1 for a local failure (errno set). Waits for the kernel's acknowledgement
+/// of every message, at most `timeout_ms`.
 int dnsfence_nft_batch_add(dnsfence_nft_batch *batch, const dnsfence_nft_set_elements *sets, uint32_t set_count,
-                           uint32_t timeout_ms);
+                           uint32_t generation, uint32_t timeout_ms);
+
+/// The ruleset generation (NFT_MSG_GETGEN): 0, or -1 with errno set.
+int dnsfence_nft_batch_generation(dnsfence_nft_batch *batch, uint32_t *generation, uint32_t timeout_ms);
+
+/// Joins (`join` non-zero) or leaves the nf_tables notification group on a monitor's socket:
+/// 0, or -1 with errno set. While no socket in the namespace is in the group, the kernel builds
+/// no change notifications at all.
+int dnsfence_nft_listen(int fd, int join);
 
 /// What a deletion notification removed.
 typedef enum {
@@ -41,15 +50,20 @@ typedef enum {
     DNSFENCE_NFT_SET_DELETED = 1,
     DNSFENCE_NFT_TABLE_DELETED = 2,     // `set` is NULL
     DNSFENCE_NFT_EVENTS_LOST = 3,       // the socket overflowed: assume anything may be gone
+    DNSFENCE_NFT_RECEIVED = 4,          // a datagram of notifications arrived (before parsing)
 } dnsfence_nft_event_kind;
 
 typedef void (*dnsfence_nft_event_handler)(void *context, dnsfence_nft_event_kind kind, uint8_t family,
                                            const char *table, const char *set, const uint8_t *keys,
                                            uint32_t key_length, uint32_t count);
 
+/// Reads a descriptor `dnsfence_nft_monitor` stores (atomically; -1 until it listens).
+static inline int dnsfence_nft_monitor_fd(const int *socket_fd) { return __atomic_load_n(socket_fd, __ATOMIC_ACQUIRE); }
+
 /// Follows nf_tables change notifications in the calling thread's network namespace and reports
 /// deletions of set elements, sets and tables (additions are skipped by message type, never
-/// parsed). Blocks; returns -errno if the socket fails.
-int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context);
+/// parsed). Stores its socket's descriptor in `*socket_fd` (atomically) once it listens.
+/// Blocks; returns -errno if the socket fails.
+int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context, int *socket_fd);
 
 #endif
