@@ -65,17 +65,11 @@ static int64_t now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-// Reads acknowledgements until `expected` messages in [first_seq, last_seq] are answered.
-// Returns 0, the first kernel error (positive errno), or -1 (errno set: ETIMEDOUT or a socket
-// error).
-static int await_acks(dnsfence_nft_batch *batch, uint32_t begin_seq, uint32_t first_seq, uint32_t last_seq,
-                      uint32_t expected, uint32_t timeout_ms) {
-    char buffer[MNL_SOCKET_BUFFER_SIZE];
+// One datagram from the batch socket, waiting until `deadline` (CLOCK_MONOTONIC ms) at most:
+// its length, or -1 with errno set (ETIMEDOUT when the deadline passed).
+static ssize_t receive_before(dnsfence_nft_batch *batch, char *buffer, size_t size, int64_t deadline) {
     int fd = mnl_socket_get_fd(batch->socket);
-    int64_t deadline = now_ms() + timeout_ms;
-    int first_error = 0;
-    uint32_t answered = 0;
-    while (answered < expected) {
+    for (;;) {
         int64_t left = deadline - now_ms();
         if (left <= 0) {
             errno = ETIMEDOUT;
@@ -83,12 +77,26 @@ static int await_acks(dnsfence_nft_batch *batch, uint32_t begin_seq, uint32_t fi
         }
         struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        ssize_t received = mnl_socket_recvfrom(batch->socket, buffer, sizeof buffer);
-        if (received < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) errno = ETIMEDOUT;
-            return -1;
-        }
+        ssize_t received = mnl_socket_recvfrom(batch->socket, buffer, size);
+        if (received >= 0) return received;
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) errno = ETIMEDOUT;
+        return -1;
+    }
+}
+
+// Reads acknowledgements until `expected` messages in [first_seq, last_seq] are answered.
+// Returns 0, the first kernel error (positive errno), or -1 (errno set: ETIMEDOUT or a socket
+// error).
+static int await_acks(dnsfence_nft_batch *batch, uint32_t begin_seq, uint32_t first_seq, uint32_t last_seq,
+                      uint32_t expected, uint32_t timeout_ms) {
+    char buffer[MNL_SOCKET_BUFFER_SIZE];
+    int64_t deadline = now_ms() + timeout_ms;
+    int first_error = 0;
+    uint32_t answered = 0;
+    while (answered < expected) {
+        ssize_t received = receive_before(batch, buffer, sizeof buffer, deadline);
+        if (received < 0) return -1;
         int length = (int)received;
         const struct nlmsghdr *header = (const struct nlmsghdr *)buffer;
         for (; mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) {
@@ -241,22 +249,10 @@ int dnsfence_nft_batch_generation(dnsfence_nft_batch *batch, uint32_t *generatio
     uint32_t seq = batch->seq++;
     struct nlmsghdr *request = nftnl_nlmsg_build_hdr(buffer, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
     if (mnl_socket_sendto(batch->socket, request, request->nlmsg_len) < 0) return -1;
-    int fd = mnl_socket_get_fd(batch->socket);
     int64_t deadline = now_ms() + timeout_ms;
     for (;;) {
-        int64_t left = deadline - now_ms();
-        if (left <= 0) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        ssize_t received = mnl_socket_recvfrom(batch->socket, buffer, sizeof buffer);
-        if (received < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) errno = ETIMEDOUT;
-            return -1;
-        }
+        ssize_t received = receive_before(batch, buffer, sizeof buffer, deadline);
+        if (received < 0) return -1;
         int length = (int)received;
         const struct nlmsghdr *header = (const struct nlmsghdr *)buffer;
         for (; mnl_nlmsg_ok(header, length); header = mnl_nlmsg_next(header, &length)) {
