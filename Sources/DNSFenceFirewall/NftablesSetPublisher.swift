@@ -310,7 +310,7 @@ public final class NetnsWorker: Sendable {
     /// transaction came in between; then it is sent again with the monitor back), and the
     /// generation is read again once the monitor is back: any number but ours + 1 means someone
     /// else committed in the gap. `unwatched` then says the monitor may have missed deletions.
-    func commit(_ elements: [SetElement], quieting monitor: NetnsMonitor? = nil) -> (
+    func commit(_ elements: [SetElement], quieting monitor: NetnsMonitor?) -> (
         result: Result<Void, PublishError>, unwatched: Bool
     ) {
         let started = ContinuousClock.now
@@ -513,7 +513,8 @@ enum NftablesEvent: Sendable, Equatable {
 
 /// Follows nf_tables change notifications in one namespace on a thread of its own: a netlink
 /// socket subscribed to the nftables group; deletions are parsed (libnftnl) and handed to
-/// `onEvent`, additions — most of the traffic, our own commits — are skipped by message type.
+/// `onEvent`, additions by others are skipped by message type. Our own commits never reach it:
+/// the worker takes it out of the group for each of them (``NetnsWorker/commit(_:quieting:)``).
 final class NetnsMonitor: @unchecked Sendable {
     // @unchecked Sendable: `fd` is written by the C monitor (an atomic store) and read with
     // atomic loads; everything else is immutable.

@@ -27,8 +27,6 @@ public struct PlainReply: Sendable {
 
     public var id: UInt16 { UInt16(bytes[0]) << 8 | UInt16(bytes[1]) }
     public var authenticData: Bool { bytes[3] & 0x20 != 0 }
-    /// The question's name, type and class as the reply carries them.
-    public var questionRange: Range<Int> { 12..<questionEnd }
 
     public init?(_ bytes: [UInt8]) {
         guard bytes.count >= 12 else { return nil }
