@@ -5,7 +5,8 @@
 #   sets    — cold CPU per answer and transaction time with publishing into sets that already
 #             hold 1,000 vs 100,000 elements;
 #   threads — answers/s with 1 vs 2 event-loop threads (server and dnsperf share both cores);
-#   p99     — client-side latency percentiles at a steady 2,000 queries/s of the mixed load.
+#   p99     — client-side latency percentiles at a steady 2,000 queries/s of the mixed load, with
+#             a UDP echo server as the floor (P99_ROUNDS rounds, default 1; P99_SECONDS each).
 # Usage: scripts/bench-scale.sh [cache|sets|threads|p99 ...]   (default: all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -133,17 +134,36 @@ if [[ " $WHAT " == *" threads "* ]]; then
 fi
 
 if [[ " $WHAT " == *" p99 "* ]]; then
-    echo "== p99: client latency at 2,000 queries/s, mixed load (80 % cached, 20 % denied), 10 s"
-    start "" 1
-    $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
-    echo -n "dnsfence: "; $X taskset -c 1 python3 scripts/latency.py 127.0.0.1 $PORT "$W/mix.txt" 2000 10
-    stop
-    # The same client against Unbound: how much of the tail is this machine and the client.
+    echo "== p99: client latency at 2,000 queries/s, mixed load (80 % cached, 20 % denied), ${P99_SECONDS:-10} s, ${P99_ROUNDS:-1} round(s)"
+    # scripts/latency.c spins on CPU 1, so a reply is timed when it arrives, not when the client
+    # wakes. The UDP echo server is the floor: the same path with no DNS work at all. Each
+    # server runs twice: as it is, and with CPU 0 kept from halting by a spinner at SCHED_IDLE
+    # (it yields the moment a server thread wakes), which shows what the VM's vCPU wake-up costs.
+    ${CC:-$(command -v cc || command -v clang)} -O2 -Wall -o "$W/latency" scripts/latency.c
+    client() { echo -n "$1 "; $X taskset -c 1 "$W/latency" 127.0.0.1 $PORT "$W/mix.txt" 2000 ${P99_SECONDS:-10}; }
     unbound_conf "$W" $PORT $AUTH scale.test
-    $X taskset -c 0 unbound -d -c "$W/unbound.conf" >"$W/unbound.log" 2>&1 &
-    echo $! >"$W/server.pid"; sleep 1.5
-    $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
-    echo -n "unbound:  "; $X taskset -c 1 python3 scripts/latency.py 127.0.0.1 $PORT "$W/mix.txt" 2000 10
-    stop
+    for _ in $(seq ${P99_ROUNDS:-1}); do
+        for cpu0 in halting awake; do
+            if [[ $cpu0 == awake ]]; then
+                chrt -i 0 taskset -c 0 sh -c 'while :; do :; done' &
+                echo $! >"$W/spinner.pid"
+            fi
+            $X taskset -c 0 "$W/latency" --echo $PORT &
+            echo $! >"$W/server.pid"; sleep 0.5
+            client "echo     ($cpu0):"
+            stop
+            start "" 1
+            $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
+            client "dnsfence ($cpu0):"
+            stop
+            # The same client against Unbound, the peer of the CPU targets.
+            $X taskset -c 0 unbound -d -c "$W/unbound.conf" >"$W/unbound.log" 2>&1 &
+            echo $! >"$W/server.pid"; sleep 1.5
+            $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
+            client "unbound  ($cpu0):"
+            stop
+            if [[ $cpu0 == awake ]]; then kill "$(cat "$W/spinner.pid")"; rm "$W/spinner.pid"; fi
+        done
+    done
 fi
 echo "(work files in $W)"
