@@ -3,11 +3,13 @@
 # fraction of a percent, unlike timings. Two runs with different iteration counts; the
 # difference divided by the extra queries removes start-up.
 #   hot, denied: the synchronous path (decode, policy, cache, encode, metrics);
+#   hot-nft: hot under a firewall whose real nftables set holds every address (root: each run
+#         gets a network namespace of its own), so every hit checks the set's shadow;
 #   cold: distinct names through real loopback sockets, each one a cache miss answered by an
 #         upstream of the replay's own (every thread of the process is counted);
 #   cold-nft: the same, publishing every address into a real nftables set first (root: each
 #         run gets a network namespace of its own).
-# Usage: scripts/callgrind.sh [hot|denied|cold|cold-nft ...]   (default: hot denied)
+# Usage: scripts/callgrind.sh [hot|hot-nft|denied|cold|cold-nft ...]   (default: hot denied)
 # CALLGRIND_KEEP=DIR keeps the profiles (callgrind_annotate DIR/WORKLOAD.N).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,7 @@ OUT=${CALLGRIND_KEEP:-$W}
 mkdir -p "$OUT"
 instructions() {  # workload iterations → total instructions
     local prefix=""
-    if [ "$1" = cold-nft ]; then
+    if [[ $1 == *-nft ]]; then
         local ns=dfcg$$-$2
         ip netns add "$ns"
         ip -n "$ns" link set lo up
@@ -32,7 +34,7 @@ instructions() {  # workload iterations → total instructions
     fi
     SWIFT_DETERMINISTIC_HASHING=1 $prefix valgrind --tool=callgrind --callgrind-out-file="$OUT/$1.$2" "$BIN" "$1" "$2" \
         >"$W/stdout" 2>"$W/err" || { cat "$W/stdout" "$W/err" >&2; exit 1; }
-    [ "$1" != cold-nft ] || ip netns del "dfcg$$-$2"
+    [[ $1 != *-nft ]] || ip netns del "dfcg$$-$2"
     awk '/^summary:/ {print $2}' "$OUT/$1.$2"
 }
 for w in ${@:-hot denied}; do

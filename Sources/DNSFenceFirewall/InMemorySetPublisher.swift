@@ -20,9 +20,9 @@ public final class InMemorySetPublisher: SetPublisher {
         self.shadow = Mutex(SetShadow(trustSeconds: shadowTrustSeconds))
     }
 
-    public func needsCommit(_ elements: [SetElement]) -> Bool {
+    public func needsCommit(_ element: SetElement) -> Bool {
         let now = clock()
-        return shadow.withLock { s in elements.contains { s.plan($0, now: now) != nil } }
+        return shadow.withLock { $0.plan(element, now: now) != nil }
     }
 
     public func publish(_ elements: [SetElement]) async throws(PublishError) {

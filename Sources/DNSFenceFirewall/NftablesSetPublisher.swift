@@ -144,9 +144,9 @@ public final class NftablesSetPublisher: SetPublisher {
         return problems
     }
 
-    public func needsCommit(_ elements: [SetElement]) -> Bool {
+    public func needsCommit(_ element: SetElement) -> Bool {
         let now = clock()
-        return shadow.withLock { shadow in elements.contains { shadow.plan($0, now: now) != nil } }
+        return shadow.withLock { $0.plan(element, now: now) != nil }
     }
 
     /// Commits on the committer thread; `completion` runs there.

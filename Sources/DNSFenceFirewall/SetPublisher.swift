@@ -109,9 +109,10 @@ public protocol SetPublisher: AnyObject, Sendable {
     /// already outlives it is left alone), or throws — then none may be relied on.
     func publish(_ elements: [SetElement]) async throws(PublishError)
 
-    /// Whether `publish` would have to commit anything for `elements` (false lets a cache hit
-    /// answer without a round trip through the publisher).
-    func needsCommit(_ elements: [SetElement]) -> Bool
+    /// Whether `publish` would have to commit anything for `element` (false lets a cache hit
+    /// answer without a round trip through the publisher). One element, not an array: a cache
+    /// hit asks for each of its addresses (usually one or two) without building an array.
+    func needsCommit(_ element: SetElement) -> Bool
 
     /// The same as `publish`, reporting through `completion` (nil: committed) on any thread,
     /// so a caller can race it against a timer without creating tasks.
@@ -124,6 +125,11 @@ public protocol SetPublisher: AnyObject, Sendable {
 }
 
 extension SetPublisher {
+    /// Whether `publish` would have to commit anything for any of `elements`.
+    public func needsCommit(_ elements: [SetElement]) -> Bool {
+        elements.contains { needsCommit($0) }
+    }
+
     public func publish(_ elements: [SetElement], completion: @escaping @Sendable (PublishError?) -> Void) {
         Task {
             do throws(PublishError) {

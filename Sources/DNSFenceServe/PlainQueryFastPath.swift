@@ -110,18 +110,6 @@ extension QueryPipeline {
         return .answered
     }
 
-    /// Whether a hit may go out now under the policy's firewall (if it has one): only when every
-    /// address is in its set for long enough, as the full path checks (otherwise the full path
-    /// commits first), and never for a family without a set (the full path's NODATA). Kept out
-    /// of line: policies without a firewall do not pay for it.
-    @inline(never)
-    private func firewallAllowsHit(policy: String, type: DNSType, template: ResponseTemplate, elapsed: UInt32) -> Bool {
-        guard let binding = firewall(for: policy) else { return true }
-        if binding.lacksSet(for: type) { return false }
-        let elements = binding.elements(of: template, elapsed: elapsed)
-        return elements.isEmpty || !binding.publisher.needsCommit(elements)
-    }
-
     /// A cache hit served from its template, or a miss forwarded, for a name the policy passes.
     private func cacheHit(
         _ plain: PlainQuery, bytes: UnsafeRawBufferPointer, name: UnsafeRawBufferPointer,
@@ -148,6 +136,9 @@ extension QueryPipeline {
         let size = template.size(edns: dnssecOK != nil)
         // Too big for this client: the full path truncates.
         guard size <= maxSize, question.count == template.questionLength else { return .declined }
+        // Only when every address is in its set for long enough, as the full path checks
+        // (otherwise the full path commits first), and never for a family without a set (the
+        // full path's NODATA). Out of line: policies without a firewall do not pay for it.
         if !firewalls.isEmpty, !firewallAllowsHit(policy: policy.name, type: type, template: template, elapsed: elapsed)
         {
             return .declined

@@ -104,9 +104,10 @@ public final class QueryPipeline: Sendable {
     let forwarder: UpstreamForwarder
     let logger: Logger
     let firewalls: [String: FirewallBinding]
-    /// The same as a list, for a scan when there are few (cheaper than hashing the policy
-    /// name on every answer).
-    private let firewallList: [(policy: String, binding: FirewallBinding)]
+    /// The same as two lists, for a scan when there are few (cheaper than hashing the policy
+    /// name on every answer; a list of tuples would be copied through generic value witnesses).
+    private let firewallPolicies: [String]
+    private let firewallBindings: [FirewallBinding]
     let metrics: QueryMetrics
     let queryLog: (any QueryLogSink)?
     private let inflight = Atomic<Int>(0)
@@ -120,7 +121,9 @@ public final class QueryPipeline: Sendable {
         firewalls: [String: FirewallBinding] = [:], queryLog: (any QueryLogSink)? = nil
     ) {
         self.firewalls = firewalls
-        self.firewallList = firewalls.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        let sorted = firewalls.sorted { $0.key < $1.key }
+        self.firewallPolicies = sorted.map(\.key)
+        self.firewallBindings = sorted.map(\.value)
         self.queryLog = queryLog
         self.metrics = QueryMetrics(policies: selector.entries.keys.sorted())
         self.selector = selector
@@ -166,9 +169,20 @@ public final class QueryPipeline: Sendable {
 
     /// The firewall binding of the policy named `policy`, if it has one.
     func firewall(for policy: String) -> FirewallBinding? {
-        if firewallList.isEmpty { return nil }
-        if firewallList.count <= 8 { return firewallList.first { $0.policy == policy }?.binding }
+        if firewallPolicies.isEmpty { return nil }
+        if firewallPolicies.count <= 8 { return firewallPolicies.firstIndex(of: policy).map { firewallBindings[$0] } }
         return firewalls[policy]
+    }
+
+    /// Whether a hit for `policy` may go out now under its firewall (true without one): see
+    /// ``FirewallBinding/allowsHit(type:template:elapsed:)``.
+    @inline(never)
+    func firewallAllowsHit(policy: String, type: DNSType, template: ResponseTemplate, elapsed: UInt32) -> Bool {
+        if firewallPolicies.count <= 8 {
+            guard let index = firewallPolicies.firstIndex(of: policy) else { return true }
+            return firewallBindings[index].allowsHit(type: type, template: template, elapsed: elapsed)
+        }
+        return firewalls[policy]?.allowsHit(type: type, template: template, elapsed: elapsed) ?? true
     }
 
     /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus

@@ -1,10 +1,13 @@
 // A fixed, socket-free replay of the query pipeline's synchronous path, for repeatable
 // instruction counts under callgrind (scripts/callgrind.sh): hot cache hits and denials.
+// `hot-nft` is hot under a firewall whose real nftables set already holds every address (as
+// root, in a network namespace of its own), so each hit checks the set's shadow first.
 // `cold` and `cold-nft` replay the asynchronous path instead, through real sockets
 // (ColdReplay.swift).
 //
-// Usage: QueryReplay hot|denied|memory|cold|cold-nft ITERATIONS
+// Usage: QueryReplay hot|hot-nft|denied|memory|cold|cold-nft ITERATIONS
 
+import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceResolve
 import DNSFenceServe
@@ -14,6 +17,7 @@ import Logging
 import Metrics
 import NIOPosix
 import Prometheus
+import Synchronization
 
 // The metrics backend the server runs with, so that recording costs what it costs there.
 MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: PrometheusCollectorRegistry()))
@@ -22,21 +26,37 @@ let arguments = CommandLine.arguments
 let workload = arguments.count > 1 ? arguments[1] : "hot"
 let iterations = arguments.count > 2 ? Int(arguments[2]) ?? 10_000 : 10_000
 
-if workload.hasPrefix("cold") {
-    // Not a top-level await: that makes main async, and valgrind cannot run libdispatch's
-    // main-thread wait (sigsuspend) it brings.
-    let (count, publishing) = (iterations, workload == "cold-nft")
+/// Runs `body` to its end from synchronous code. Not a top-level await: that makes main
+/// async, and valgrind cannot run libdispatch's main-thread wait (sigsuspend) it brings.
+func waitFor(_ body: @escaping @Sendable () async throws -> Void) throws {
     let finished = DispatchSemaphore(value: 0)
+    let failure = Mutex<(any Error)?>(nil)
     Task.detached {
-        do {
-            try await ColdReplay.run(iterations: count, publishing: publishing)
-        } catch {
-            print("cold replay: \(error)")
-            exit(1)
-        }
+        do { try await body() } catch { failure.withLock { $0 = error } }
         finished.signal()
     }
     finished.wait()
+    if let error = failure.withLock({ $0 }) { throw error }
+}
+
+/// The firewall of `hot-nft`: a real set (created in this process's network namespace).
+func preparedFirewall() throws -> FirewallBinding {
+    let clock: @Sendable () -> UInt64 = { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
+    let publisher = NftablesSetPublisher(namespaces: [nil], clock: clock, logger: Logger(label: "replay"))
+    let target = SetTarget(netns: nil, family: "inet", table: "replay", set: "allow4", isIPv6: false)
+    try waitFor { try await publisher.prepare([target], create: true) }
+    return FirewallBinding(
+        publisher: publisher, ipv4: target, ipv6: nil, minTTL: 60, maxTTL: 86400, grace: 30, admitPrivate: false)
+}
+
+if workload.hasPrefix("cold") {
+    let (count, publishing) = (iterations, workload == "cold-nft")
+    do {
+        try waitFor { try await ColdReplay.run(iterations: count, publishing: publishing) }
+    } catch {
+        print("cold replay: \(error)")
+        exit(1)
+    }
     exit(0)
 }
 
@@ -44,18 +64,21 @@ let policy = try PolicyCompiler().compile(
     name: "replay", sources: [PolicySource(file: "replay.allow", text: "*.allowed.test\n")]
 ).policy
 let logger = Logger(label: "replay")
+let hits = workload == "hot" || workload == "hot-nft"
+let binding = workload == "hot-nft" ? try preparedFirewall() : nil
 let cache = AnswerCache(limits: .init(maxEntries: 1000, minTTL: 0, maxTTL: 86400), clock: { 1000 })
 let pipeline = QueryPipeline(
     selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
     forwarder: UpstreamForwarder(
         settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
         logger: logger),
-    logger: logger)
+    logger: logger, firewalls: binding.map { ["replay": $0] } ?? [:])
 
 var queries: [[UInt8]] = []
+var elements: [SetElement] = []
 for i in 0..<100 {
-    let name = try DNSName(workload == "hot" ? "h\(i).allowed.test" : "x\(i * 7919).example.com")
-    if workload == "hot" {
+    let name = try DNSName(hits ? "h\(i).allowed.test" : "x\(i * 7919).example.com")
+    if hits {
         let key = CacheKey(policy: "replay", name: name, type: .a, dnssecOK: false, checkingDisabled: false)
         cache.store(
             CachedAnswer(
@@ -63,10 +86,19 @@ for i in 0..<100 {
                 answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i)))],
                 authorities: [], additionals: []), for: key
         ) { stored in
-            QueryPipeline.template(for: stored, question: DNSQuestion(name: name, type: .a), dnssecOK: false)
+            QueryPipeline.template(
+                for: stored, question: DNSQuestion(name: name, type: .a), dnssecOK: false, binding: binding)
+        }
+        if let binding, let target = binding.ipv4 {
+            elements.append(SetElement(target: target, address: .v4(0xC612_0000 + UInt32(i)), timeout: 3600))
         }
     }
     queries.append(DNSMessage.query(id: UInt16(i), DNSQuestion(name: name, type: .a), edns: EDNS()).encoded())
+}
+if let binding {
+    // Every address in the set for an hour, so that each hit finds it there.
+    // (Captured by value: the task must not reach for main's globals while main waits.)
+    try waitFor { [publisher = binding.publisher, elements] in try await publisher.publish(elements) }
 }
 if workload == "memory" {
     // Memory per cached answer: `iterations` answers (one A record each, with their wire

@@ -198,6 +198,26 @@ struct PlainQueryFastPathTests {
         // No IPv6 set: AAAA gets the full path's NODATA with its EDE.
         let aaaa = DNSMessage.query(id: 10, DNSQuestion(name: owner, type: .aaaa)).encoded()
         #expect(aaaa.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
+
+        // Two addresses, only the first in the set: not fast until the second is there too.
+        let two = try DNSName("two.wild.test")
+        let twoKey = CacheKey(policy: "p", name: two, type: .a, dnssecOK: false, checkingDisabled: false)
+        let addresses = [IPAddress("192.0.2.7")!, IPAddress("192.0.2.8")!]
+        cache.store(
+            CachedAnswer(
+                rcode: .noError, authenticData: false,
+                answers: addresses.map { DNSRecord(name: two, ttl: 300, address: $0) }, authorities: [],
+                additionals: []), for: twoKey, keepRecords: false
+        ) {
+            QueryPipeline.template(
+                for: $0, question: DNSQuestion(name: two, type: .a), dnssecOK: false, binding: binding)
+        }
+        let twoQuery = DNSMessage.query(id: 11, DNSQuestion(name: two, type: .a)).encoded()
+        let elements = addresses.map { SetElement(target: binding.ipv4!, address: $0, timeout: 3600) }
+        try await publisher.publish([elements[0]])
+        #expect(twoQuery.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
+        try await publisher.publish([elements[1]])
+        #expect(twoQuery.withUnsafeBytes { pipeline.fastPath($0, context: context) } != nil)
     }
 
     @Test("a miss goes upstream as the full path would send it, looked up once")

@@ -13,7 +13,7 @@ final class RecordingPublisher: SetPublisher {
 
     init(refuse: IPAddress? = nil) { self.refuse = refuse }
 
-    func needsCommit(_ elements: [SetElement]) -> Bool { true }
+    func needsCommit(_ element: SetElement) -> Bool { true }
 
     func publish(_ elements: [SetElement]) async throws(PublishError) {
         if elements.contains(where: { $0.address == refuse }) { throw .rejected("refused") }
@@ -33,7 +33,7 @@ final class RecordingPublisher: SetPublisher {
 final class SilentPublisher: SetPublisher {
     let pending = Mutex<[@Sendable ([PublishError?]) -> Void]>([])
 
-    func needsCommit(_ elements: [SetElement]) -> Bool { true }
+    func needsCommit(_ element: SetElement) -> Bool { true }
 
     func publish(_ elements: [SetElement]) async throws(PublishError) {}
 
