@@ -129,10 +129,20 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         self.length = length
     }
 
-    /// Whether `other` lies inside this prefix (same family only).
+    /// Whether `other` lies inside this prefix (same family only). Bit operations on the
+    /// address words, no address built: every published address and every client is checked
+    /// against a few prefixes.
+    @inlinable
     public func contains(_ other: IPAddress) -> Bool {
-        guard other.isIPv4 == address.isIPv4 else { return false }
-        return IPPrefix.mask(other, length) == address
+        switch (address, other) {
+        case (.v4(let network), .v4(let value)):
+            return value & Self.mask4(length) == network
+        case (.v6(let high, let low), .v6(let otherHigh, let otherLow)):
+            let (maskHigh, maskLow) = Self.mask6(length)
+            return otherHigh & maskHigh == high && otherLow & maskLow == low
+        default:
+            return false
+        }
     }
 
     public var description: String { "\(address)/\(length)" }
@@ -140,12 +150,24 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
     static func mask(_ address: IPAddress, _ length: Int) -> IPAddress {
         switch address {
         case .v4(let v):
-            return .v4(length == 0 ? 0 : v & ~UInt32(0) << UInt32(32 - length))
+            return .v4(v & mask4(length))
         case .v6(let high, let low):
-            if length <= 64 {
-                return .v6(high: length == 0 ? 0 : high & ~UInt64(0) << UInt64(64 - length), low: 0)
-            }
-            return .v6(high: high, low: length == 128 ? low : low & ~UInt64(0) << UInt64(128 - length))
+            let (maskHigh, maskLow) = mask6(length)
+            return .v6(high: high & maskHigh, low: low & maskLow)
         }
+    }
+
+    /// The network mask of an IPv4 prefix of `length` bits (0...32).
+    @inlinable
+    static func mask4(_ length: Int) -> UInt32 {
+        length == 0 ? 0 : ~UInt32(0) << UInt32(32 - length)
+    }
+
+    /// The network mask of an IPv6 prefix of `length` bits (0...128), as its high and low words.
+    @inlinable
+    static func mask6(_ length: Int) -> (high: UInt64, low: UInt64) {
+        let high = length == 0 ? 0 : length >= 64 ? ~UInt64(0) : ~UInt64(0) << UInt64(64 - length)
+        let low = length <= 64 ? 0 : length == 128 ? ~UInt64(0) : ~UInt64(0) << UInt64(128 - length)
+        return (high, low)
     }
 }

@@ -177,12 +177,26 @@ struct AddressAdmissionTests {
         #expect(AddressAdmission.admits(IPAddress("2001:db8::1")!, admitPrivate: false))
     }
 
-    /// The per-family masks decide as matching the prefixes one by one does: every range's
-    /// first and last address and its neighbours outside, and seeded random addresses.
+    /// The filter (prefix matching with masks on the address words) decides as comparing each
+    /// prefix's leading bits byte by byte does: every range's first and last address and its
+    /// neighbours outside, and seeded random addresses.
     @Test func masksAgreeWithPrefixes() {
+        func inside(_ prefix: IPPrefix, _ address: IPAddress) -> Bool {
+            guard prefix.address.isIPv4 == address.isIPv4 else { return false }
+            var bytes: [UInt8] = []
+            var network: [UInt8] = []
+            address.appendBytes(to: &bytes)
+            prefix.address.appendBytes(to: &network)
+            let whole = prefix.length / 8
+            guard bytes[..<whole] == network[..<whole] else { return false }
+            let bits = prefix.length % 8
+            guard bits > 0 else { return true }
+            let mask = UInt8(0xFF) << UInt8(8 - bits)
+            return bytes[whole] & mask == network[whole] & mask
+        }
         func model(_ address: IPAddress, admitPrivate: Bool) -> Bool {
-            if AddressAdmission.alwaysDenied.contains(where: { $0.contains(address) }) { return false }
-            return admitPrivate || !AddressAdmission.privateRanges.contains(where: { $0.contains(address) })
+            if AddressAdmission.alwaysDenied.contains(where: { inside($0, address) }) { return false }
+            return admitPrivate || !AddressAdmission.privateRanges.contains(where: { inside($0, address) })
         }
         var addresses: [IPAddress] = []
         for prefix in AddressAdmission.alwaysDenied + AddressAdmission.privateRanges {
