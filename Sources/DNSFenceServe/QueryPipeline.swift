@@ -178,11 +178,7 @@ public final class QueryPipeline: Sendable {
     /// ``FirewallBinding/allowsHit(type:template:elapsed:)``.
     @inline(never)
     func firewallAllowsHit(policy: String, type: DNSType, template: ResponseTemplate, elapsed: UInt32) -> Bool {
-        if firewallPolicies.count <= 8 {
-            guard let index = firewallPolicies.firstIndex(of: policy) else { return true }
-            return firewallBindings[index].allowsHit(type: type, template: template, elapsed: elapsed)
-        }
-        return firewalls[policy]?.allowsHit(type: type, template: template, elapsed: elapsed) ?? true
+        firewall(for: policy)?.allowsHit(type: type, template: template, elapsed: elapsed) ?? true
     }
 
     /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus

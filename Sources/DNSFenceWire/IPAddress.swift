@@ -43,13 +43,10 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
 
     /// Network-order bytes (4 or 16).
     public var bytes: [UInt8] {
-        switch self {
-        case .v4(let value):
-            return [UInt8(value >> 24), UInt8(value >> 16 & 0xFF), UInt8(value >> 8 & 0xFF), UInt8(value & 0xFF)]
-        case .v6(let high, let low):
-            return (0..<8).map { UInt8(high >> (56 - 8 * UInt64($0)) & 0xFF) }
-                + (0..<8).map { UInt8(low >> (56 - 8 * UInt64($0)) & 0xFF) }
-        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(isIPv4 ? 4 : 16)
+        appendBytes(to: &bytes)
+        return bytes
     }
 
     /// Appends the network-order bytes (4 or 16) to `buffer`, without an array of their own.
