@@ -24,10 +24,11 @@ import NIOPosix
 enum ColdReplay {
     /// Queries in flight at once, as many as dnsperf keeps by default.
     static let window = 100
+    /// Seconds, as the server's clocks count.
+    static let clock: @Sendable () -> UInt64 = { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
 
     static func run(iterations: Int, publishing: Bool) async throws {
         let logger = Logger(label: "replay")
-        let clock: @Sendable () -> UInt64 = { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
 
         let upstreamLoop = try DatagramLoop(name: "replay-upstream")
         let upstream = try await DatagramSocket.bind(
@@ -40,14 +41,7 @@ enum ColdReplay {
             name: "replay", sources: [PolicySource(file: "replay.allow", text: "*.allowed.test\n")]
         ).policy
         var firewalls: [String: FirewallBinding] = [:]
-        if publishing {
-            let publisher = NftablesSetPublisher(namespaces: [nil], clock: clock, logger: logger)
-            let target = SetTarget(netns: nil, family: "inet", table: "replay", set: "allow4", isIPv6: false)
-            try await publisher.prepare([target], create: true)
-            firewalls["replay"] = FirewallBinding(
-                publisher: publisher, ipv4: target, ipv6: nil, minTTL: 60, maxTTL: 86400, grace: 30,
-                admitPrivate: false)
-        }
+        if publishing { firewalls["replay"] = try await firewall() }
         let group = MultiThreadedEventLoopGroup.singleton
         let loop = try DatagramLoop(name: "replay-udp")
         let forwarder = UpstreamForwarder(
@@ -66,6 +60,16 @@ enum ColdReplay {
 
         let answered = try query(port: server.localAddress.port, count: iterations)
         print("workload=cold\(publishing ? "-nft" : "") iterations=\(iterations) answered=\(answered)")
+    }
+
+    /// A binding that publishes into a real set, `inet replay allow4`, made in this process's
+    /// network namespace (`cold-nft` and `hot-nft`).
+    static func firewall() async throws -> FirewallBinding {
+        let publisher = NftablesSetPublisher(namespaces: [nil], clock: clock, logger: Logger(label: "replay"))
+        let target = SetTarget(netns: nil, family: "inet", table: "replay", set: "allow4", isIPv6: false)
+        try await publisher.prepare([target], create: true)
+        return FirewallBinding(
+            publisher: publisher, ipv4: target, ipv6: nil, minTTL: 60, maxTTL: 86400, grace: 30, admitPrivate: false)
     }
 
     /// An upstream's answer to an A question: one record with an address made from the query ID

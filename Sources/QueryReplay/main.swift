@@ -39,14 +39,14 @@ func waitFor(_ body: @escaping @Sendable () async throws -> Void) throws {
     if let error = failure.withLock({ $0 }) { throw error }
 }
 
-/// The firewall of `hot-nft`: a real set (created in this process's network namespace).
+/// The firewall of `hot-nft` (``ColdReplay/firewall()``), from synchronous code.
 func preparedFirewall() throws -> FirewallBinding {
-    let clock: @Sendable () -> UInt64 = { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
-    let publisher = NftablesSetPublisher(namespaces: [nil], clock: clock, logger: Logger(label: "replay"))
-    let target = SetTarget(netns: nil, family: "inet", table: "replay", set: "allow4", isIPv6: false)
-    try waitFor { try await publisher.prepare([target], create: true) }
-    return FirewallBinding(
-        publisher: publisher, ipv4: target, ipv6: nil, minTTL: 60, maxTTL: 86400, grace: 30, admitPrivate: false)
+    let made = Mutex<FirewallBinding?>(nil)
+    try waitFor {
+        let binding = try await ColdReplay.firewall()
+        made.withLock { $0 = binding }
+    }
+    return made.withLock { $0! }
 }
 
 if workload.hasPrefix("cold") {

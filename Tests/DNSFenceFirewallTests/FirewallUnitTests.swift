@@ -183,10 +183,8 @@ struct AddressAdmissionTests {
     @Test func masksAgreeWithPrefixes() {
         func inside(_ prefix: IPPrefix, _ address: IPAddress) -> Bool {
             guard prefix.address.isIPv4 == address.isIPv4 else { return false }
-            var bytes: [UInt8] = []
-            var network: [UInt8] = []
-            address.appendBytes(to: &bytes)
-            prefix.address.appendBytes(to: &network)
+            let bytes = address.bytes
+            let network = prefix.address.bytes
             let whole = prefix.length / 8
             guard bytes[..<whole] == network[..<whole] else { return false }
             let bits = prefix.length % 8
