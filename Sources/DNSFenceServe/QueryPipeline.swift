@@ -49,8 +49,8 @@ public final class PendingPublish: Sendable {
     let elements: [SetElement]
     /// The answer to release once committed: a message to encode, or bytes already made.
     let answer: Answer
-    let publisher: any SetPublisher
-    let commitTimeout: Duration
+    /// Where to commit, and for how long the answer may wait.
+    let binding: FirewallBinding
     let query: DNSMessage
     let maxUDPSize: Int
 
@@ -61,8 +61,7 @@ public final class PendingPublish: Sendable {
         self.record = record
         self.elements = elements
         self.answer = answer
-        self.publisher = binding.publisher
-        self.commitTimeout = binding.commitTimeout
+        self.binding = binding
         self.query = query
         self.maxUDPSize = maxUDPSize
     }
@@ -463,7 +462,8 @@ public final class QueryPipeline: Sendable {
         _ pending: PendingPublish, on loop: any EventLoop, done: @escaping @Sendable (QueryRecord, [UInt8]) -> Void
     ) {
         // The batch's timer bounds the wait (conclude runs once, with .timedOut if it fires).
-        batcher.submit(pending.elements, to: pending.publisher, timeout: pending.commitTimeout, on: loop) { error in
+        let binding = pending.binding
+        batcher.submit(pending.elements, to: binding.publisher, timeout: binding.commitTimeout, on: loop) { error in
             self.conclude(pending, error: error, done: done)
         }
     }
