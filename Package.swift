@@ -39,10 +39,12 @@ let package = Package(
             linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
         ),
         .target(name: "CDatagram"),
+        .target(name: "CCore"),
+        .target(name: "DNSFenceCore", dependencies: ["CCore"], swiftSettings: strict),
         .target(
             name: "DNSFenceIO",
             dependencies: [
-                "CDatagram",
+                "CDatagram", "DNSFenceCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -51,7 +53,7 @@ let package = Package(
         .target(
             name: "DNSFenceFirewall",
             dependencies: [
-                "CNftables", "CNftBatch", "DNSFenceWire", "DNSFenceIO",
+                "CNftables", "CNftBatch", "DNSFenceCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],
@@ -59,7 +61,7 @@ let package = Package(
         ),
         .target(
             name: "DNSFenceWire",
-            dependencies: ["CLDNS"],
+            dependencies: ["CLDNS", "DNSFenceCore"],
             swiftSettings: strict
         ),
         .target(
@@ -100,6 +102,7 @@ let package = Package(
         .target(
             name: "DNSFenceObserve",
             dependencies: [
+                "DNSFenceCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -141,38 +144,39 @@ let package = Package(
         ),
         .testTarget(
             name: "DNSFenceWireTests",
-            dependencies: ["DNSFenceWire"],
+            dependencies: ["DNSFenceCore", "DNSFenceWire"],
             resources: [.copy("Fixtures")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DNSFencePolicyTests",
-            dependencies: ["DNSFenceWire", "DNSFencePolicy"],
+            dependencies: ["DNSFenceCore", "DNSFenceWire", "DNSFencePolicy"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DNSFenceConfigTests",
-            dependencies: ["DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig"],
+            dependencies: ["DNSFenceCore", "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DNSFenceFirewallTests",
-            dependencies: ["DNSFenceWire", "DNSFenceFirewall", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["DNSFenceCore", "DNSFenceFirewall", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DNSFenceIOTests",
-            dependencies: ["DNSFenceIO", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["DNSFenceCore", "DNSFenceIO", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DNSFenceResolveTests",
-            dependencies: ["DNSFenceWire", "DNSFenceResolve", "DNSFenceIO"],
+            dependencies: ["DNSFenceCore", "DNSFenceWire", "DNSFenceResolve", "DNSFenceIO"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "DNSFenceServeTests",
             dependencies: [
+                "DNSFenceCore",
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceFirewall",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -183,7 +187,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DNSFenceIntegrationTests",
-            dependencies: ["DNSFenceWire", "dnsfence"],
+            dependencies: ["DNSFenceCore", "DNSFenceWire", "dnsfence"],
             exclude: ["Fixtures"],
             swiftSettings: strict
         ),

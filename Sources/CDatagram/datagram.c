@@ -114,10 +114,3 @@ void dnsfence_eventfd_drain(int fd) {
     ssize_t ignored = read(fd, &value, sizeof(value));
     (void)ignored;
 }
-
-void dnsfence_set_thread_name(const char *name) {
-    char truncated[16];
-    strncpy(truncated, name, sizeof(truncated) - 1);
-    truncated[sizeof(truncated) - 1] = 0;
-    pthread_setname_np(pthread_self(), truncated);
-}

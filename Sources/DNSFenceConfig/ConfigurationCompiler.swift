@@ -1,3 +1,4 @@
+import DNSFenceCore
 public import DNSFencePolicy
 import DNSFenceWire
 

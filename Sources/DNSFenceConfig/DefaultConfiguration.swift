@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFenceWire
 
 /// What `dnsfence serve` runs with no configuration file: listen on 127.0.0.1:5353, the

@@ -1,3 +1,4 @@
+public import DNSFenceCore
 public import DNSFencePolicy
 public import DNSFenceWire
 

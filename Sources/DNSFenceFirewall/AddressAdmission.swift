@@ -1,4 +1,4 @@
-public import DNSFenceWire
+public import DNSFenceCore
 
 /// Which addresses may enter an egress set at all (DESIGN.md: "an admission filter").
 /// Loopback, unspecified, link-local (which holds the cloud metadata address

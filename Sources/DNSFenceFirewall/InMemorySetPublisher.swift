@@ -1,4 +1,4 @@
-public import DNSFenceWire
+public import DNSFenceCore
 public import Synchronization
 
 /// A ``SetPublisher`` that keeps sets in memory, for unit tests of everything above the

@@ -1,4 +1,4 @@
-public import DNSFenceWire
+public import DNSFenceCore
 
 /// Renders nftables commands from typed values: the one place text is made, pure and tested.
 /// Names must be identifiers (`[A-Za-z][A-Za-z0-9_]*`); anything else is refused rather than

@@ -2,7 +2,7 @@
 // released (DESIGN.md, "Firewall coherence"). Knows nothing about DNS messages: it gets
 // addresses and timeouts.
 
-public import DNSFenceWire
+public import DNSFenceCore
 import Synchronization
 
 /// One nftables set: where it lives and what it is called. Names are validated at

@@ -1,4 +1,4 @@
-public import DNSFenceWire
+public import DNSFenceCore
 
 /// What dnsfence believes each set holds: per element, the latest expiry it has committed and
 /// when the kernel last confirmed it (a successful commit or a listing).

@@ -1,4 +1,5 @@
 import CDatagram
+import DNSFenceCore
 public import Dispatch
 public import NIOCore
 import Synchronization
@@ -304,35 +305,4 @@ public struct DatagramError: Error, CustomStringConvertible, Sendable {
 struct UnsafeTransfer<Value>: @unchecked Sendable {
     let value: Value
     init(_ value: Value) { self.value = value }
-}
-
-/// Starts a detached thread named `name` running `body` (a plain pthread, not Dispatch: the
-/// threads here own epoll sets, enter network namespaces or block in the kernel). False if the
-/// thread could not be made.
-public func startThread(named name: String, _ body: @escaping @Sendable () -> Void) -> Bool {
-    final class Box: Sendable {
-        let name: String
-        let body: @Sendable () -> Void
-        init(_ name: String, _ body: @escaping @Sendable () -> Void) {
-            self.name = name
-            self.body = body
-        }
-    }
-    let box = Unmanaged.passRetained(Box(name, body))
-    var thread = pthread_t()
-    let rc = pthread_create(
-        &thread, nil,
-        { raw in
-            let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
-            // Linux limits thread names to 15 bytes.
-            dnsfence_set_thread_name(box.name)
-            box.body()
-            return nil
-        }, box.toOpaque())
-    guard rc == 0 else {
-        box.release()
-        return false
-    }
-    pthread_detach(thread)
-    return true
 }

@@ -1,4 +1,4 @@
-public import DNSFenceWire
+public import DNSFenceCore
 
 /// Chooses the policy for a query from the listener it reached and the client's address.
 ///

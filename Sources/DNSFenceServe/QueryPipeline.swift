@@ -1,6 +1,7 @@
 // DNSFenceServe: the query pipeline (decode → policy → deny | local data | cache → forward)
 // and the UDP/TCP listeners that feed it.
 
+public import DNSFenceCore
 import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve

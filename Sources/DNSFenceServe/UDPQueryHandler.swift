@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFenceIO
 import DNSFenceWire
 import NIOCore

@@ -1,3 +1,5 @@
+public import DNSFenceCore
+
 /// A question: name, type and class (RFC 1035 4.1.2).
 public struct DNSQuestion: Hashable, Sendable, CustomStringConvertible {
     public var name: DNSName

@@ -1,3 +1,5 @@
+public import DNSFenceCore
+
 /// An upstream reply of the common shape, read where it lies: a positive answer (NOERROR, not
 /// truncated, one question, at least one answer) whose answer section holds only A, AAAA and
 /// CNAME records of class IN, and whose other sections hold only NS, SOA, A, AAAA and an OPT

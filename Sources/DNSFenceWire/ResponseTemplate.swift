@@ -1,3 +1,5 @@
+public import DNSFenceCore
+
 /// A cached answer already in wire form: the sections that follow the question, encoded once
 /// when the answer is stored, so a cache hit is a copy and a few patches instead of building and
 /// encoding a message (DESIGN.md, "Performance notes": wire-level cache hits).

@@ -1,4 +1,5 @@
 import DNSFenceConfig
+import DNSFenceCore
 import DNSFencePolicy
 import DNSFenceWire
 import Testing

@@ -1,4 +1,4 @@
-import DNSFenceWire
+import DNSFenceCore
 import Testing
 
 @testable import DNSFenceFirewall

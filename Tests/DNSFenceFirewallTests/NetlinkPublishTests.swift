@@ -1,4 +1,4 @@
-import DNSFenceWire
+import DNSFenceCore
 import Foundation
 import Logging
 import Testing

@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFencePolicy
 import DNSFenceWire
 import Testing

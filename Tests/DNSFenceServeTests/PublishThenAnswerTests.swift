@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceResolve

@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFenceResolve
 import DNSFenceWire
 import Testing

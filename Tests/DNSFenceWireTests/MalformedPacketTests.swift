@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFenceWire
 import Testing
 

@@ -42,9 +42,6 @@ int dnsfence_eventfd(void);
 void dnsfence_eventfd_signal(int fd);
 void dnsfence_eventfd_drain(int fd);
 
-/// Names the calling thread (Linux keeps the first 15 bytes).
-void dnsfence_set_thread_name(const char *name);
-
 enum {
     DNSFENCE_EPOLL_ADD = 1,
     DNSFENCE_EPOLL_DEL = 2,

@@ -1,0 +1,276 @@
+import CNftBatch
+import CNftables
+import CoreMetrics
+import DNSFenceCore
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// One thread inside one network namespace with one nft context.
+public final class NetnsWorker: Sendable {
+    public struct Statistics: Sendable {
+        public var batches = 0
+        public var elements = 0
+        public var failures = 0
+        /// Datagrams of nftables change notifications the monitors received (others' changes:
+        /// while we commit, no monitor of ours listens, so the kernel builds none for us).
+        public var notifications = 0
+    }
+
+    typealias Job = (command: String, continuation: CheckedContinuation<Result<String, PublishError>, Never>)
+
+    /// Where a commit is while the monitor is out of the group.
+    enum QuietPhase: Sendable { case beforeBatch, afterBatch }
+    /// Runs at each ``QuietPhase`` of a commit (tests: someone else's change in the gap).
+    let whileQuiet = Mutex<(@Sendable (QuietPhase) -> Void)?>(nil)
+
+    /// The nfnetlink socket the thread opened inside the namespace (a socket stays in the
+    /// namespace it was created in, whichever thread uses it), or why there is none yet.
+    private let netlink: NetlinkSlot
+
+    let netns: String?
+    let logger: Logger
+    private let state = Mutex(Statistics())
+    /// The thread inside the namespace: opens the netlink socket there, then runs setup and
+    /// verification commands through its nft context.
+    private let thread: JobThread<Job>
+    private let batchCounter = Counter(label: "dnsfence_nft_batches_total")
+    private let elementCounter = Counter(label: "dnsfence_nft_elements_total")
+    private let batchTimer = Timer(label: "dnsfence_nft_batch_duration_seconds")
+    private let failureCounters: [String: Counter] = Dictionary(
+        uniqueKeysWithValues: ["rejected", "timeout", "unavailable"].map {
+            ($0, Counter(label: "dnsfence_nft_failures_total", dimensions: [("reason", $0)]))
+        })
+
+    init(netns: String?, logger: Logger) {
+        self.netns = netns
+        self.logger = logger
+        let netlink = NetlinkSlot()
+        self.netlink = netlink
+        thread = JobThread(
+            name: "dnsfence-nft", setup: { Self.enter(netns, netlink: netlink, logger: logger) },
+            handle: { context, jobs in
+                for job in jobs { job.continuation.resume(returning: context.run(job.command)) }
+            })
+    }
+
+    var statistics: Statistics { state.withLock { $0 } }
+
+    /// Runs one command on the worker thread (setup and verification).
+    func run(_ command: String) async -> Result<String, PublishError> {
+        await withCheckedContinuation { continuation in
+            thread.submit((command, continuation))
+        }
+    }
+
+    /// Commits `elements` as one transaction on the calling thread.
+    ///
+    /// With `monitor` listening, the monitor leaves the notification group for the transaction:
+    /// the kernel builds a change notification per element for a listener (a page-sized buffer
+    /// each, ~4 µs per answer in an A/B), and our own additions are of no interest to it. So
+    /// that nobody else's change goes unseen meanwhile, the batch names the ruleset generation
+    /// read while the monitor still listened (the kernel refuses it with ERESTART if another
+    /// transaction came in between; then it is sent again with the monitor back), and the
+    /// generation is read again once the monitor is back: any number but ours + 1 means someone
+    /// else committed in the gap. `unwatched` then says the monitor may have missed deletions.
+    func commit(_ elements: [SetElement], quieting monitor: NetnsMonitor?) -> (
+        result: Result<Void, PublishError>, unwatched: Bool
+    ) {
+        let started = ContinuousClock.now
+        var unwatched = false
+        let result = netlink.socket.withLock { socket in
+            socket.flatMap { socket -> Result<Void, PublishError> in
+                guard let fd = monitor?.socketFD, fd >= 0 else { return Self.add(elements, through: socket.pointer) }
+                var before: UInt32 = 0
+                guard dnsfence_nft_batch_generation(socket.pointer, &before, 1000) == 0, before != 0,
+                    dnsfence_nft_listen(fd, 0) == 0
+                else { return Self.add(elements, through: socket.pointer) }
+                let hook = whileQuiet.withLock { $0 }
+                hook?(.beforeBatch)
+                let attempt = Self.attempt(elements, through: socket.pointer, generation: before)
+                hook?(.afterBatch)
+                let listening = dnsfence_nft_listen(fd, 1) == 0
+                if !listening {
+                    logger.error("nftables monitor could not rejoin the notification group; deletions may go unseen")
+                }
+                guard let result = attempt else {
+                    // Another transaction came first; nothing of ours ran. Again, listened to.
+                    unwatched = true
+                    return Self.add(elements, through: socket.pointer)
+                }
+                // Ours moved the generation by one (the kernel skips 0); a failure by none.
+                var expected = before
+                if case .success = result { expected = before == UInt32.max ? 1 : before + 1 }
+                var after: UInt32 = 0
+                if !listening || dnsfence_nft_batch_generation(socket.pointer, &after, 1000) != 0 || after != expected {
+                    unwatched = true
+                }
+                return result
+            }
+        }
+        let elapsed = (ContinuousClock.now - started).components
+        batchTimer.recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        switch result {
+        case .success:
+            state.withLock {
+                $0.batches += 1
+                $0.elements += elements.count
+            }
+            batchCounter.increment()
+            elementCounter.increment(by: elements.count)
+        case .failure(let error):
+            state.withLock { $0.failures += 1 }
+            failureCounters[error.reasonLabel]?.increment()
+        }
+        return (result, unwatched)
+    }
+
+    /// On the worker thread: enters the namespace, opens the netlink socket there and an nft
+    /// context for commands (or records why it could not).
+    private static func enter(_ netns: String?, netlink: NetlinkSlot, logger: Logger) -> NftContext {
+        if let netns, dnsfence_enter_netns(netns) != 0 {
+            let reason = "cannot enter network namespace \(netns): \(String(cString: strerror(errno)))"
+            logger.error("nftables worker failed", metadata: ["netns": "\(netns)", "error": "\(reason)"])
+            netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
+            return .failed(reason)
+        }
+        if let socket = dnsfence_nft_batch_open() {
+            netlink.socket.withLock { $0 = .success(NetlinkSocket(pointer: socket)) }
+        } else {
+            let reason = "cannot open a netfilter netlink socket: \(String(cString: strerror(errno)))"
+            netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
+        }
+        guard let ctx = nft_ctx_new(0) else { return .failed("nft_ctx_new failed") }
+        nft_ctx_buffer_output(ctx)
+        nft_ctx_buffer_error(ctx)
+        return .ready(ctx)
+    }
+
+    /// Commits `elements` as one nfnetlink transaction.
+    static func add(_ elements: [SetElement], through batch: OpaquePointer) -> Result<Void, PublishError> {
+        attempt(elements, through: batch, generation: 0) ?? .failure(.rejected("the ruleset generation changed"))
+    }
+
+    /// The same, but if `generation` is not 0 only at that ruleset generation: nil if the
+    /// ruleset has moved on (then nothing ran).
+    static func attempt(_ elements: [SetElement], through batch: OpaquePointer, generation: UInt32) -> Result<
+        Void, PublishError
+    >? {
+        // A batch names one or two sets in practice: found by a short search from the last one.
+        var groups: [(target: SetTarget, keys: [UInt8], timeouts: [UInt64])] = []
+        var last = 0
+        for element in elements {
+            let slot: Int
+            if last < groups.count, groups[last].target == element.target {
+                slot = last
+            } else if let known = groups.firstIndex(where: { $0.target == element.target }) {
+                slot = known
+            } else {
+                slot = groups.count
+                groups.append((element.target, [], []))
+                groups[slot].keys.reserveCapacity(elements.count * (element.target.isIPv6 ? 16 : 4))
+                groups[slot].timeouts.reserveCapacity(elements.count)
+            }
+            last = slot
+            element.address.appendBytes(to: &groups[slot].keys)
+            groups[slot].timeouts.append(UInt64(max(element.timeout, 1)) * 1000)
+        }
+        for group in groups where group.keys.count != group.timeouts.count * (group.target.isIPv6 ? 16 : 4) {
+            return .failure(.rejected("set \(group.target): an address of the wrong family"))
+        }
+        // Keep every buffer and C string alive while the C structures point into them.
+        let tables = groups.map { strdup($0.target.table) }
+        let sets = groups.map { strdup($0.target.set) }
+        defer {
+            tables.forEach { free($0) }
+            sets.forEach { free($0) }
+        }
+        let keyBuffers = groups.map { group in
+            let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(group.keys.count, 1))
+            _ = buffer.initialize(from: group.keys)
+            return buffer
+        }
+        let timeoutBuffers = groups.map { group in
+            let buffer = UnsafeMutableBufferPointer<UInt64>.allocate(capacity: max(group.timeouts.count, 1))
+            _ = buffer.initialize(from: group.timeouts)
+            return buffer
+        }
+        defer {
+            keyBuffers.forEach { $0.deallocate() }
+            timeoutBuffers.forEach { $0.deallocate() }
+        }
+        var specs: [dnsfence_nft_set_elements] = []
+        for (i, group) in groups.enumerated() {
+            specs.append(
+                dnsfence_nft_set_elements(
+                    family: familyNumber(group.target.family), table: tables[i], set: sets[i],
+                    key_length: group.target.isIPv6 ? 16 : 4, count: UInt32(group.timeouts.count),
+                    keys: keyBuffers[i].baseAddress, timeouts_ms: timeoutBuffers[i].baseAddress))
+        }
+        let rc = specs.withUnsafeBufferPointer {
+            dnsfence_nft_batch_add(batch, $0.baseAddress, UInt32($0.count), generation, 1000)
+        }
+        switch rc {
+        case 0:
+            return .success(())
+        case ERESTART where generation != 0:
+            return nil
+        case -1:
+            return .failure(.unavailable("netlink: \(String(cString: strerror(errno)))"))
+        default:
+            let names = groups.map { "\($0.target.family) \($0.target.table) \($0.target.set)" }.joined(separator: ", ")
+            let why =
+                switch rc {
+                case ENOENT: "no such table or set"
+                case ENFILE, ENOSPC: "set is full"
+                case EINVAL: "element does not match the set's type"
+                default: String(cString: strerror(rc))
+                }
+            return .failure(.rejected("\(names): \(why)"))
+        }
+    }
+
+    /// nfproto numbers of the families `NftablesCommand` accepts.
+    static func familyNumber(_ family: String) -> UInt8 {
+        switch family {
+        case "ip": return 2  // NFPROTO_IPV4
+        case "ip6": return 10  // NFPROTO_IPV6
+        default: return 1  // NFPROTO_INET
+        }
+    }
+}
+
+/// A worker thread's nft context, or why it has none. Lives on that thread only.
+enum NftContext {
+    case ready(OpaquePointer)
+    case failed(String)
+
+    /// Runs one nft text command (setup, listing); its output or the first line of its error.
+    func run(_ command: String) -> Result<String, PublishError> {
+        guard case .ready(let ctx) = self else {
+            if case .failed(let reason) = self { return .failure(.unavailable(reason)) }
+            return .failure(.unavailable("no nft context"))
+        }
+        let rc = nft_run_cmd_from_buffer(ctx, command)
+        if rc != 0 {
+            let error = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? "error \(rc)"
+            return .failure(.rejected(error.split(separator: "\n").first.map(String.init) ?? error))
+        }
+        return .success(nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? "")
+    }
+}
+
+/// The nfnetlink socket a worker opened inside its namespace (a socket stays in the namespace
+/// it was created in, whichever thread uses it), or why there is none yet.
+final class NetlinkSlot: Sendable {
+    let socket = Mutex<Result<NetlinkSocket, PublishError>>(.failure(.unavailable("starting")))
+}
+
+/// An open nfnetlink socket (used only under its worker's lock).
+struct NetlinkSocket: @unchecked Sendable {
+    // @unchecked Sendable: the pointer is only dereferenced inside NetnsWorker.netlink's lock.
+    let pointer: OpaquePointer
+}
