@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "DNSFenceResolve",
             dependencies: [
-                "DNSFenceWire", "DNSFenceIO",
+                "DNSFenceCore", "DNSFenceWire", "DNSFenceIO",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -89,9 +89,15 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "DNSFenceRelease",
+            dependencies: ["DNSFenceCore", "DNSFenceWire", "DNSFenceResolve", "DNSFenceFirewall"],
+            swiftSettings: strict
+        ),
+        .target(
             name: "DNSFenceServe",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceFirewall", "DNSFenceIO",
+                "DNSFenceCore", "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceFirewall",
+                "DNSFenceRelease", "DNSFenceIO",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -128,7 +134,8 @@ let package = Package(
         .executableTarget(
             name: "QueryReplay",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceIO",
+                "DNSFenceCore", "DNSFenceRelease", "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
+                "DNSFenceIO",
                 "DNSFenceFirewall",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -24,45 +24,43 @@ public final class Policy: Sendable {
         self.notAllowlisted = ExtendedDNSError(ExtendedDNSError.blocked, "dnsfence: policy \(name): not allowlisted")
     }
 
-    /// Decides what to do with `question`. Default deny.
+    /// Decides what to do with a question whose name is given as wire bytes (uncompressed, any
+    /// letter case, validated: labels ≤ 63, ≤ 255 bytes, ending with the root label). The one
+    /// lookup of the policy: every query, on every path, is decided here. Default deny.
     ///
     /// - A name no rule covers is denied with the policy's response and EDE 15 (Blocked).
     /// - A deny rule answers with its own response (or the policy's) and EDE 15.
     /// - A type outside ``allowedTypes`` for an otherwise allowed name gets NODATA and EDE 17
     ///   (Filtered), so the name still exists for the types that are allowed.
     /// - Local data answers with the records of the asked type, or with a CNAME the name has;
-    ///   no record of that type means NODATA, not NXDOMAIN.
-    public func decide(_ question: DNSQuestion) -> PolicyDecision {
-        guard let rule = rules.match(question.name) else { return defaultDeny }
+    ///   no record of that type means NODATA, not NXDOMAIN. Their owner is the rule's name:
+    ///   the answer renames them to the name as asked.
+    public func decide(wire: UnsafeRawBufferPointer, type: DNSType) -> PolicyDecision {
+        guard let rule = rules.match(wire: wire) else { return defaultDeny }
         switch rule.action {
         case .deny(let response):
             return deniedByRule(rule, response: response)
-        case .pass, .localData:
-            guard allowedTypes.contains(question.type) else { return filtered(rule, type: question.type) }
-            guard case .localData(let records) = rule.action else { return .pass(rule: rule.id) }
-            let cname = records.filter { $0.type == .cname }
-            let chosen = cname.isEmpty ? records.filter { $0.type == question.type } : cname
-            let answers = chosen.map { record in
-                var copy = record
-                copy.name = question.name
-                return copy
-            }
-            return .localData(records: answers, rule: rule.id)
+        case .pass:
+            guard allowedTypes.contains(type) else { return filtered(rule, type: type) }
+            return .pass(rule: rule.id)
+        case .localData(let records):
+            guard allowedTypes.contains(type) else { return filtered(rule, type: type) }
+            return .localData(records: Self.localAnswer(records, type: type), rule: rule.id)
         }
     }
 
-    /// ``decide(_:)`` for a name given as wire bytes (any letter case), with no ``DNSName``
-    /// made, for the byte-level fast path: a denial or a pass. Nil for local data (its records
-    /// carry the name as asked: the caller takes the full path).
-    public func quickDecision(wire: UnsafeRawBufferPointer, type: DNSType) -> PolicyDecision? {
-        guard let rule = rules.match(wire: wire) else { return defaultDeny }
-        switch rule.action {
-        case .deny(let response): return deniedByRule(rule, response: response)
-        case .pass, .localData:
-            guard allowedTypes.contains(type) else { return filtered(rule, type: type) }
-            guard case .pass = rule.action else { return nil }
-            return .pass(rule: rule.id)
-        }
+    /// ``decide(wire:type:)`` for a question, with local data renamed to the name asked.
+    public func decide(_ question: DNSQuestion) -> PolicyDecision {
+        let decision = question.name.wire.withUnsafeBytes { decide(wire: $0, type: question.type) }
+        guard case .localData(let records, let rule) = decision else { return decision }
+        return .localData(records: records.map { $0.renamed(question.name) }, rule: rule)
+    }
+
+    /// The local records that answer `type`: a CNAME the name has, else the records of that type.
+    private static func localAnswer(_ records: [DNSRecord], type: DNSType) -> [DNSRecord] {
+        if records.contains(where: { $0.type == .cname }) { return records.filter { $0.type == .cname } }
+        if records.allSatisfy({ $0.type == type }) { return records }
+        return records.filter { $0.type == type }
     }
 
     private var defaultDeny: PolicyDecision { .deny(response: denyResponse, error: notAllowlisted, rule: nil) }

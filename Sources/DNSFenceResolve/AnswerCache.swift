@@ -2,6 +2,7 @@
 // of policy or firewalls; callers key the cache by policy so sandboxes never share answers.
 
 import CoreMetrics
+public import DNSFenceCore
 public import DNSFenceWire
 import Synchronization
 
@@ -37,6 +38,17 @@ public struct CacheKey: Hashable, Sendable {
     }
 }
 
+/// An answer in wire form and the addresses it hands out (TTLs as stored).
+public struct WireAnswer: Sendable, Hashable {
+    public var template: ResponseTemplate
+    public var addresses: [AnswerAddress]
+
+    public init(template: ResponseTemplate, addresses: [AnswerAddress] = []) {
+        self.template = template
+        self.addresses = addresses
+    }
+}
+
 /// A cached upstream answer: rcode, sections and flags as received, with TTLs to count down.
 public struct CachedAnswer: Sendable, Hashable {
     public var rcode: DNSRCode
@@ -47,6 +59,8 @@ public struct CachedAnswer: Sendable, Hashable {
     /// The same answer in wire form, as the caller shapes responses for this key (set by
     /// `store`'s `template` closure; TTLs are as stored and aged on use).
     public var template: ResponseTemplate?
+    /// The addresses that wire form hands out, with their TTLs as stored (set with it).
+    public var addresses: [AnswerAddress] = []
 
     public init(
         rcode: DNSRCode, authenticData: Bool, answers: [DNSRecord], authorities: [DNSRecord],
@@ -75,6 +89,18 @@ public struct CachedAnswer: Sendable, Hashable {
     }
 }
 
+/// A cached answer as the cache holds it: immutable, behind one reference, so a hit hands it
+/// on with one retain instead of copying every field.
+public final class CacheEntry: Sendable {
+    public let answer: CachedAnswer
+
+    public init(_ answer: CachedAnswer) { self.answer = answer }
+
+    /// What a freed node holds until it is reused.
+    static let empty = CacheEntry(
+        CachedAnswer(rcode: .noError, authenticData: false, answers: [], authorities: [], additionals: []))
+}
+
 /// A bounded answer cache with LRU eviction, positive and negative (RFC 2308) entries, and an
 /// injected clock so TTL arithmetic is testable.
 public final class AnswerCache: Sendable {
@@ -100,7 +126,7 @@ public final class AnswerCache: Sendable {
     /// One cached answer, a node of the LRU list (indices into `State.nodes`; -1 is none).
     struct Node {
         var key: CacheKey
-        var answer: CachedAnswer
+        var entry: CacheEntry
         var hash: Int
         var stored: UInt64
         var expires: UInt64
@@ -195,9 +221,7 @@ public final class AnswerCache: Sendable {
             unindex(i)
             unlink(i)
             count -= 1
-            nodes[i].answer = CachedAnswer(
-                rcode: .noError, authenticData: false, answers: [], authorities: [],
-                additionals: [])
+            nodes[i].entry = CacheEntry.empty
             free.append(i)
         }
 
@@ -234,19 +258,19 @@ public final class AnswerCache: Sendable {
 
     /// The answer for `key` with TTLs counted down, or nil (expired entries are dropped).
     public func lookup(_ key: CacheKey) -> CachedAnswer? {
-        guard let (answer, elapsed) = lookupEntry(key) else { return nil }
-        return elapsed == 0 ? answer : answer.aged(by: elapsed)
+        guard let (entry, elapsed) = lookupEntry(key) else { return nil }
+        return elapsed == 0 ? entry.answer : entry.answer.aged(by: elapsed)
     }
 
     /// The answer for `key` as stored and the seconds since it was stored (the caller ages it,
     /// or uses its template), or nil (expired entries are dropped).
     /// `counting: false` looks without counting a hit or a miss (a caller that may still hand
     /// the query to a path that looks again counts once, with ``recordHit()`` or that lookup).
-    public func lookupEntry(_ key: CacheKey, counting: Bool = true) -> (answer: CachedAnswer, elapsed: UInt32)? {
+    public func lookupEntry(_ key: CacheKey, counting: Bool = true) -> (entry: CacheEntry, elapsed: UInt32)? {
         let time = now()
         let hash = key.hashValue
         // Filled inside the lock; the closure returns nothing (a concrete copy, not a generic one).
-        var found: CachedAnswer? = nil
+        var found: CacheEntry? = nil
         var elapsed: UInt32 = 0
         state.withLock { state in
             guard let i = state.find(key, hash: hash) else {
@@ -273,7 +297,7 @@ public final class AnswerCache: Sendable {
                 state.hits += 1
                 hitCounter.increment()
             }
-            found = state.nodes[i].answer
+            found = state.nodes[i].entry
             elapsed = UInt32(clamping: time - state.nodes[i].stored)
         }
         guard let found else { return nil }
@@ -320,8 +344,8 @@ public final class AnswerCache: Sendable {
     @discardableResult
     public func store(
         _ answer: CachedAnswer, for key: CacheKey, keepRecords: Bool = true,
-        template: ((CachedAnswer) -> ResponseTemplate?)? = nil
-    ) -> ResponseTemplate? {
+        template: ((CachedAnswer) -> WireAnswer?)? = nil
+    ) -> WireAnswer? {
         guard limits.maxEntries > 0, let ttl = lifetime(of: answer) else { return nil }
         var stored = answer
         // Clamp record TTLs so what we hand out never exceeds the cache lifetime.
@@ -337,7 +361,8 @@ public final class AnswerCache: Sendable {
         }
         stored.authorities = clamp(stored.authorities)
         let wire = template?(stored)
-        stored.template = wire
+        stored.template = wire?.template
+        stored.addresses = wire?.addresses ?? []
         if !keepRecords, wire != nil {
             stored.answers = []
             stored.authorities = []
@@ -349,11 +374,12 @@ public final class AnswerCache: Sendable {
 
     /// Stores an answer kept in wire form only (a positive answer made from an upstream's
     /// bytes), for `lifetime` seconds, evicting the least recently used entry when full.
-    public func store(_ template: ResponseTemplate, lifetime: UInt32, for key: CacheKey) {
+    public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey) {
         guard limits.maxEntries > 0, lifetime > 0 else { return }
-        let answer = CachedAnswer(
-            rcode: template.rcode, authenticData: template.authenticData, answers: [], authorities: [],
-            additionals: [], template: template)
+        var answer = CachedAnswer(
+            rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
+            additionals: [], template: wire.template)
+        answer.addresses = wire.addresses
         insert(answer, for: key, lifetime: lifetime)
     }
 
@@ -370,7 +396,8 @@ public final class AnswerCache: Sendable {
             }
             _ = state.insert(
                 Node(
-                    key: key, answer: stored, hash: hash, stored: time, expires: time + UInt64(ttl), previous: -1,
+                    key: key, entry: CacheEntry(stored), hash: hash, stored: time, expires: time + UInt64(ttl),
+                    previous: -1,
                     next: -1))
             entriesGauge.record(state.count)
         }

@@ -5,7 +5,8 @@ import DNSFenceWire
 /// client address as a label). Names follow Prometheus conventions; docs/metrics.md lists them.
 final class QueryMetrics: Sendable {
     static let qtypes: [DNSType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .mx, .ptr, .srv, .ns, .soa, .any]
-    static let actions = ["pass", "local", "deny", "error"]
+    /// The action labels, in ``QueryAction/index`` order.
+    static let actions = QueryAction.allCases.map(\.rawValue)
     static let rcodes: [DNSRCode] = [.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers]
     static let edeCodes: [UInt16] = [0, 14, 15, 17, 18, 22, 23]
 
@@ -78,18 +79,16 @@ final class QueryMetrics: Sendable {
     /// Records one finished query with its response's RCODE (low four bits; nil: no response
     /// was sent).
     func record(
-        transport: Transport, qtype: DNSType?, policy: String?, action: String, rcode: UInt8?, started: UInt64
+        transport: Transport, qtype: DNSType?, policy: String?, action: QueryAction, rcode: UInt8?, started: UInt64
     ) {
         let t = transport == .udp ? 0 : 1
         let q = qtype.map { $0.rawValue < 256 ? typeIndex[Int($0.rawValue)] : Self.qtypes.count } ?? Self.qtypes.count
-        // Few policies and actions: a scan of short strings beats hashing one.
+        // Few policies: a scan of short strings beats hashing one.
         let p = policy.flatMap { name in policyNames.firstIndex(of: name) } ?? policyNames.count - 1
-        let a = Self.actions.firstIndex(of: action) ?? Self.actions.count - 1
+        let a = action.index
         queries[t][q][p][a].increment()
-        if Self.actions.indices.contains(a) {
-            let now = QueryRecord.monotonicNow()
-            latency[a].record(nanoseconds: Int64(now > started ? now - started : 0))
-        }
+        let now = QueryRecord.monotonicNow()
+        latency[a].record(nanoseconds: Int64(now > started ? now - started : 0))
         guard let rcode else {
             dropped.increment()
             return

@@ -62,15 +62,13 @@ final class TCPQueryHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
-        let outcome = pipeline.process(
-            bytes, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp))
-        switch outcome {
-        case .drop:
-            registry.activity(context.channel, busyDelta: 0)
-        case .respond(let response):
-            registry.activity(context.channel, busyDelta: 0)
-            context.writeAndFlush(wrapOutboundOut(Self.frame(response)), promise: nil)
-        case .forward, .publish:
+        var response: [UInt8]? = nil
+        let pending = bytes.withUnsafeBytes {
+            pipeline.handle(
+                $0, context: QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .tcp),
+                emit: { response = QueryPipeline.array($0, $1) })
+        }
+        if let pending {
             guard outstanding < Self.maxOutstanding else {
                 // A client that pipelines faster than upstreams answer is slowed, not buffered without bound.
                 context.close(promise: nil)
@@ -81,14 +79,17 @@ final class TCPQueryHandler: ChannelInboundHandler {
             let registry = self.registry
             let pipeline = self.pipeline
             let bound = NIOLoopBound((handler: self, context: context), eventLoop: context.eventLoop)
-            pipeline.complete(outcome, on: context.eventLoop) { response in
+            pipeline.complete(pending, on: context.eventLoop) { response in
                 let (handler, context) = bound.value
                 handler.outstanding -= 1
                 registry.activity(context.channel, busyDelta: -1)
                 guard let response else { return }
                 context.writeAndFlush(handler.wrapOutboundOut(Self.frame(response)), promise: nil)
             }
+            return
         }
+        registry.activity(context.channel, busyDelta: 0)
+        if let response { context.writeAndFlush(wrapOutboundOut(Self.frame(response)), promise: nil) }
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

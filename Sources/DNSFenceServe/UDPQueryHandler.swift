@@ -13,28 +13,14 @@ enum UDPQueryHandler {
         { socket, bytes, peer in
             guard let client = peer.ipAddress else { return }
             let queryContext = QueryContext(client: client, listenerPolicy: listenerPolicy, transport: .udp)
-            // Denials and cache hits of plain queries are written straight into the send buffer;
-            // their misses go upstream from there.
-            let result = pipeline.fastPath(
-                bytes, context: queryContext, emit: { socket.send(count: $0, to: peer, writing: $1) },
-                forward: { pending in
-                    pipeline.complete(.forward(pending), on: socket.loop) { response in
-                        guard let response else { return }
-                        socket.send(response, to: peer)
-                    }
-                })
-            guard case .declined = result else { return }
-            let outcome = pipeline.process(Array(bytes), context: queryContext)
-            switch outcome {
-            case .drop:
-                return
-            case .respond(let response):
+            // An answer made now is written straight into the send buffer.
+            guard
+                let pending = pipeline.handle(
+                    bytes, context: queryContext, emit: { socket.send(count: $0, to: peer, writing: $1) })
+            else { return }
+            pipeline.complete(pending, on: socket.loop) { response in
+                guard let response else { return }
                 socket.send(response, to: peer)
-            case .forward, .publish:
-                pipeline.complete(outcome, on: socket.loop) { response in
-                    guard let response else { return }
-                    socket.send(response, to: peer)
-                }
             }
         }
     }

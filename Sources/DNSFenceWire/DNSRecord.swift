@@ -35,6 +35,13 @@ public struct DNSRecord: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// An A or AAAA record for `address`.
+    /// The same record with owner `name` (local data answers with the name as asked).
+    public func renamed(_ name: DNSName) -> DNSRecord {
+        var copy = self
+        copy.name = name
+        return copy
+    }
+
     public init(name: DNSName, ttl: UInt32, address: IPAddress) {
         self.init(name: name, type: address.isIPv4 ? .a : .aaaa, ttl: ttl, rdata: address.bytes)
     }

@@ -1,5 +1,3 @@
-public import DNSFenceCore
-
 /// A cached answer already in wire form: the sections that follow the question, encoded once
 /// when the answer is stored, so a cache hit is a copy and a few patches instead of building and
 /// encoding a message (DESIGN.md, "Performance notes": wire-level cache hits).
@@ -16,9 +14,6 @@ public struct ResponseTemplate: Sendable, Hashable {
     public let answerCount: UInt16
     public let authorityCount: UInt16
     public let additionalCount: UInt16
-    /// Addresses this answer hands out, with their TTLs as stored (what a firewall must
-    /// publish before releasing it; empty where no firewall is involved).
-    public let published: [PublishedAddress]
 
     /// Answer, authority and additional records (no OPT), then the offset of each record's
     /// TTL in them (two bytes each): one allocation per cached answer.
@@ -35,7 +30,7 @@ public struct ResponseTemplate: Sendable, Hashable {
 
     /// The template for `message`'s records after its single question; nil for messages it
     /// cannot stand for (not one question, an OPT, an extended RCODE, over 65,535 bytes).
-    public init?(_ message: DNSMessage, published: [PublishedAddress] = []) {
+    public init?(_ message: DNSMessage) {
         guard message.questions.count == 1, message.edns == nil, message.rcode.rawValue <= 0x0F else { return nil }
         var encoder = DNSMessageEncoder()
         encoder.write(message)
@@ -54,7 +49,6 @@ public struct ResponseTemplate: Sendable, Hashable {
             storage.append(UInt8((offset - start) & 0xFF))
         }
         self.storage = storage
-        self.published = published
     }
 
     /// The template for an answer section kept as it lies in a reply: `sections` holds the
@@ -62,7 +56,7 @@ public struct ResponseTemplate: Sendable, Hashable {
     /// at offset 12, as in a ``PlainReply``), `ttlOffsets` where each record's TTL sits in them.
     public init?(
         questionLength: Int, rcode: DNSRCode, authenticData: Bool, answerCount: Int, sections: [UInt8],
-        ttlOffsets: [Int], published: [PublishedAddress] = []
+        ttlOffsets: [Int]
     ) {
         guard rcode.rawValue <= 0x0F, answerCount <= 0xFFFF, 12 + questionLength + sections.count <= 65535,
             ttlOffsets.allSatisfy({ $0 >= 0 && $0 + 4 <= sections.count })
@@ -81,7 +75,6 @@ public struct ResponseTemplate: Sendable, Hashable {
             storage.append(UInt8(offset & 0xFF))
         }
         self.storage = storage
-        self.published = published
     }
 
     /// The response to `query` (whose bytes are `bytes`): ID, RD and CD from the query, RA set,
@@ -92,16 +85,23 @@ public struct ResponseTemplate: Sendable, Hashable {
     public func response(to query: DNSMessage, bytes: [UInt8], elapsed: UInt32, maxSize: Int, ednsPayload: UInt16)
         -> [UInt8]?
     {
+        bytes.withUnsafeBytes {
+            response(to: query, bytes: $0, elapsed: elapsed, maxSize: maxSize, ednsPayload: ednsPayload)
+        }
+    }
+
+    /// The same for the query's bytes in place.
+    public func response(
+        to query: DNSMessage, bytes: UnsafeRawBufferPointer, elapsed: UInt32, maxSize: Int, ednsPayload: UInt16
+    ) -> [UInt8]? {
         guard let question = query.questions.first, query.questions.count == 1,
             question.name.wire.count + 4 == questionLength, bytes.count >= 12 + questionLength,
             question.name.isStored(in: bytes, at: 12)
         else { return nil }
         let flags = query.responseFlags(rcode: rcode, authenticData: authenticData && query.asksForAuthenticData)
-        return bytes.withUnsafeBytes { raw in
-            response(
-                id: query.id, flags: flags, question: UnsafeRawBufferPointer(rebasing: raw[12..<(12 + questionLength)]),
-                dnssecOK: query.edns?.dnssecOK, elapsed: elapsed, maxSize: maxSize, ednsPayload: ednsPayload)
-        }
+        return response(
+            id: query.id, flags: flags, question: UnsafeRawBufferPointer(rebasing: bytes[12..<(12 + questionLength)]),
+            dnssecOK: query.edns?.dnssecOK, elapsed: elapsed, maxSize: maxSize, ednsPayload: ednsPayload)
     }
 
     /// The same from raw parts: the response's ID and flags (AD already decided), the question
@@ -142,16 +142,5 @@ public struct ResponseTemplate: Sendable, Hashable {
         if let dnssecOK {
             _ = out.storeOPT(at: base + sectionsLength, payloadSize: ednsPayload, dnssecOK: dnssecOK, rdataLength: 0)
         }
-    }
-}
-
-/// An address a cached answer hands out, and its TTL when stored.
-public struct PublishedAddress: Sendable, Hashable {
-    public var address: IPAddress
-    public var ttl: UInt32
-
-    public init(address: IPAddress, ttl: UInt32) {
-        self.address = address
-        self.ttl = ttl
     }
 }

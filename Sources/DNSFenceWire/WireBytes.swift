@@ -77,9 +77,12 @@ extension DNSName {
     /// Whether `bytes` hold this name exactly (same letter case, uncompressed) at `offset`: the
     /// question of a query as the client sent it, ready to be copied into the answer.
     package func isStored(in bytes: [UInt8], at offset: Int) -> Bool {
+        bytes.withUnsafeBytes { isStored(in: $0, at: offset) }
+    }
+
+    /// The same for bytes in place.
+    package func isStored(in bytes: UnsafeRawBufferPointer, at offset: Int) -> Bool {
         guard bytes.count >= offset + wire.count else { return false }
-        return bytes.withUnsafeBytes { raw in
-            wire.withUnsafeBytes { memcmp(raw.baseAddress! + offset, $0.baseAddress!, $0.count) == 0 }
-        }
+        return wire.withUnsafeBytes { memcmp(bytes.baseAddress! + offset, $0.baseAddress!, $0.count) == 0 }
     }
 }

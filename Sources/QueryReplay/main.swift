@@ -9,6 +9,7 @@
 
 import DNSFenceFirewall
 import DNSFencePolicy
+import DNSFenceRelease
 import DNSFenceResolve
 import DNSFenceServe
 import DNSFenceWire
@@ -86,7 +87,7 @@ for i in 0..<100 {
                 answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i)))],
                 authorities: [], additionals: []), for: key
         ) { stored in
-            QueryPipeline.template(
+            WireAnswerBuilder.wire(
                 for: stored, question: DNSQuestion(name: name, type: .a), dnssecOK: false, binding: binding)
         }
         if let binding, let target = binding.ipv4 {
@@ -120,7 +121,7 @@ if workload == "memory" {
                 authorities: [], additionals: []),
             for: CacheKey(policy: "replay", name: name, type: .a, dnssecOK: false, checkingDisabled: false),
             keepRecords: false
-        ) { QueryPipeline.template(for: $0, question: question, dnssecOK: false) }
+        ) { WireAnswerBuilder.wire(for: $0, question: question, dnssecOK: false) }
     }
     let after = residentKiB()
     print(
@@ -134,18 +135,13 @@ var scratch = [UInt8](repeating: 0, count: 65_536)
 for i in 0..<iterations {
     // What the UDP listener does: the byte-level path writes into the send buffer (here a
     // reused scratch buffer), anything else takes the full pipeline.
-    let handled = queries[i % queries.count].withUnsafeBytes { query in
-        pipeline.fastPath(
+    _ = queries[i % queries.count].withUnsafeBytes { query in
+        pipeline.handle(
             query, context: context,
             emit: { count, write in
                 scratch.withUnsafeMutableBufferPointer { write(UnsafeMutableBufferPointer(rebasing: $0[0..<count])) }
                 answered += count > 12 ? 1 : 0
-            }, forward: { _ in })
-    }
-    if case .declined = handled,
-        case .respond(let bytes) = pipeline.process(queries[i % queries.count], context: context)
-    {
-        answered += bytes.count > 12 ? 1 : 0
+            })
     }
 }
 print("workload=\(workload) iterations=\(iterations) answered=\(answered)")

@@ -1,5 +1,6 @@
 import DNSFenceCore
 import DNSFenceFirewall
+import DNSFenceRelease
 import DNSFenceResolve
 import DNSFenceWire
 import Testing
@@ -77,7 +78,7 @@ struct PlainReplyTests {
                     maxTTL: [30, 3600][Int(random.next() % 2)],
                     grace: 30, admitPrivate: random.next() % 2 == 0)
 
-            // The decoded path, as QueryPipeline.answer(_:record:with:on:done:) stores it.
+            // The decoded path, as QueryPipeline+Upstream stores it.
             let cache = AnswerCache(limits: limits, clock: { 0 })
             let key = CacheKey(policy: "p", name: question.name, type: type, dnssecOK: false, checkingDisabled: false)
             let decoded = try DNSMessage(decoding: bytes)
@@ -85,15 +86,19 @@ struct PlainReplyTests {
                 rcode: decoded.rcode, authenticData: decoded.authenticData, answers: decoded.answers, authorities: [],
                 additionals: [])
             let slow = cache.store(cached, for: key, keepRecords: false) { stored in
-                QueryPipeline.template(for: stored, question: question, dnssecOK: false, binding: binding)
+                WireAnswerBuilder.wire(for: stored, question: question, dnssecOK: false, binding: binding)
             }
-            let fast = QueryPipeline.template(for: plain, limits: limits, binding: binding)
+            let fast = WireAnswerBuilder.wire(for: plain, limits: limits, binding: binding)
             #expect((slow == nil) == (fast == nil), "\(decoded) limits \(limits)")
             guard let slow, let fast else { continue }
             #expect(fast.lifetime == cache.lifetime(of: cached))
-            #expect(fast.template.published == slow.published)
-            #expect(fast.template.answerCount == slow.answerCount && fast.template.recordCount == slow.recordCount)
-            #expect(fast.template.authenticData == slow.authenticData && fast.template.rcode == slow.rcode)
+            #expect(fast.wire.addresses == slow.addresses)
+            #expect(
+                fast.wire.template.answerCount == slow.template.answerCount
+                    && fast.wire.template.recordCount == slow.template.recordCount)
+            #expect(
+                fast.wire.template.authenticData == slow.template.authenticData
+                    && fast.wire.template.rcode == slow.template.rcode)
 
             // Any client asking the same question (in its own case, with or without EDNS, after
             // some seconds) gets the same message from both.
@@ -103,10 +108,11 @@ struct PlainReplyTests {
             let queryBytes = query.encoded()
             let elapsed = UInt32(random.next() % 100)
             let ours = try #require(
-                fast.template.response(
+                fast.wire.template.response(
                     to: query, bytes: queryBytes, elapsed: elapsed, maxSize: 65535, ednsPayload: 1232))
             let theirs = try #require(
-                slow.response(to: query, bytes: queryBytes, elapsed: elapsed, maxSize: 65535, ednsPayload: 1232))
+                slow.template.response(
+                    to: query, bytes: queryBytes, elapsed: elapsed, maxSize: 65535, ednsPayload: 1232))
             #expect(try DNSMessage(decoding: ours) == (try DNSMessage(decoding: theirs)))
             #expect(Array(ours[12..<(12 + asked.name.wire.count)]) == asked.name.wire)  // the client's case
         }

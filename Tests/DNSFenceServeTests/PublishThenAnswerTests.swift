@@ -1,6 +1,7 @@
 import DNSFenceCore
 import DNSFenceFirewall
 import DNSFencePolicy
+import DNSFenceRelease
 import DNSFenceResolve
 import DNSFenceServe
 import DNSFenceWire
@@ -49,7 +50,7 @@ struct FirewallFixture {
         cache.store(
             CachedAnswer(rcode: .noError, authenticData: false, answers: answers, authorities: [], additionals: []),
             for: key, keepRecords: false
-        ) { QueryPipeline.template(for: $0, question: question, dnssecOK: false, binding: binding) }
+        ) { WireAnswerBuilder.wire(for: $0, question: question, dnssecOK: false, binding: binding) }
     }
 
     func ask(_ name: String, _ type: DNSType = .a) async throws -> DNSMessage? {

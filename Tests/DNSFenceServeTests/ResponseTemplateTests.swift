@@ -1,4 +1,5 @@
 import DNSFenceCore
+import DNSFenceRelease
 import DNSFenceResolve
 import DNSFenceWire
 import Testing
@@ -64,7 +65,8 @@ struct ResponseTemplateTests {
         for (label, answer) in try Self.answers() {
             for dnssecOK in [false, true] {
                 let question = DNSQuestion(name: try DNSName("www.example.test"), type: .a)
-                let template = try #require(QueryPipeline.template(for: answer, question: question, dnssecOK: dnssecOK))
+                let template = try #require(WireAnswerBuilder.wire(for: answer, question: question, dnssecOK: dnssecOK))
+                    .template
                 for name in ["www.example.test", "WwW.ExAmPlE.tEsT"] {
                     for edns in [nil, EDNS(udpPayloadSize: 4096, dnssecOK: dnssecOK)] where edns != nil || !dnssecOK {
                         for (rd, cd, ad) in [(true, false, false), (false, true, true)] {
@@ -77,8 +79,7 @@ struct ResponseTemplateTests {
                                 let bytes = query.encoded()
                                 let decoded = try DNSMessage(decodingQuery: bytes)
                                 let aged = elapsed == 0 ? answer : answer.aged(by: elapsed)
-                                let slow = QueryPipeline.fit(
-                                    QueryPipeline.response(to: decoded, from: aged), maxUDP: 1232)
+                                let slow = aged.response(to: decoded).encoded(fitting: 1232)
                                 let fast = template.response(
                                     to: decoded, bytes: bytes, elapsed: elapsed, maxSize: 1232, ednsPayload: 1232)
                                 #expect(
@@ -98,7 +99,8 @@ struct ResponseTemplateTests {
     func declines() throws {
         let (_, answer) = try Self.answers()[0]
         let question = DNSQuestion(name: try DNSName("www.example.test"), type: .a)
-        let template = try #require(QueryPipeline.template(for: answer, question: question, dnssecOK: false))
+        let template = try #require(WireAnswerBuilder.wire(for: answer, question: question, dnssecOK: false))
+            .template
         let query = DNSMessage.query(id: 1, question, edns: nil)
         #expect(template.response(to: query, bytes: query.encoded(), elapsed: 0, maxSize: 60, ednsPayload: 1232) == nil)
         let other = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("w.example.test"), type: .a), edns: nil)
@@ -116,7 +118,7 @@ struct ResponseTemplateTests {
         f.pipeline.cache.store(
             CachedAnswer(rcode: .noError, authenticData: false, answers: many, authorities: [], additionals: []),
             for: key, keepRecords: false
-        ) { QueryPipeline.template(for: $0, question: question, dnssecOK: false) }
+        ) { WireAnswerBuilder.wire(for: $0, question: question, dnssecOK: false) }
         #expect(f.pipeline.cache.lookup(key)?.answers.isEmpty == true)  // records really dropped
 
         let whole = try #require(f.answer(try PipelineFixture.query("ok.test")))  // EDNS, 1232 bytes

@@ -1,6 +1,7 @@
 import DNSFenceCore
 import DNSFenceFirewall
 import DNSFencePolicy
+import DNSFenceRelease
 import DNSFenceResolve
 import DNSFenceWire
 import Logging
@@ -9,11 +10,36 @@ import Testing
 
 @testable import DNSFenceServe
 
-/// The byte-level path against the full pipeline: for every query it answers (denials, cache
-/// hits), the bytes must be exactly what `process` would have sent; what it declines must be a
-/// query the full path treats differently (forwarded, local data, dropped, refused, BADVERS, …).
-@Suite("Plain query fast path")
-struct PlainQueryFastPathTests {
+extension QueryPipeline {
+    /// The byte renderer's answer to `bytes` (nil: it declines the decision, or the answer waits
+    /// for an upstream or a commit).
+    func byteAnswer(_ bytes: [UInt8], context: QueryContext) -> [UInt8]? {
+        bytes.withUnsafeBytes { raw in
+            guard let view = try? QueryView(raw) else { return nil }
+            let decision = snapshots.load().decide(view, context: context)
+            if decision.waits { return nil }
+            var out: [UInt8]? = nil
+            _ = ByteRenderer.render(decision, view: view) { out = Self.array($0, $1) }
+            return out
+        }
+    }
+
+    /// The same pipeline (same snapshot: policies, cache, firewall) with the byte renderer off,
+    /// so every decision is rendered by the message renderer.
+    var messagesOnly: QueryPipeline {
+        QueryPipeline(snapshot: snapshots.load(), forwarder: forwarder, logger: logger, renderBytes: false)
+    }
+
+    var cache: AnswerCache { snapshots.load().cache }
+}
+
+/// The byte renderer against the message renderer on the same decisions: for every query the
+/// byte renderer answers (denials, cache hits), the bytes must be exactly what the message
+/// renderer sends; what it declines must be a decision only the message renderer can render
+/// (forwarded, local data, dropped, refused, BADVERS, …). The generated cases are in
+/// `DecisionDifferentialTests`.
+@Suite("Byte renderer")
+struct ByteRendererTests {
     static let zone = """
         $TTL 60
         @ SOA a. b. 1 2 3 4 5
@@ -53,7 +79,7 @@ struct PlainQueryFastPathTests {
                             policy: "p", name: owner, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled
                         )
                         cache.store(stored, for: key, keepRecords: false) {
-                            QueryPipeline.template(
+                            WireAnswerBuilder.wire(
                                 for: $0, question: DNSQuestion(name: owner, type: type), dnssecOK: dnssecOK)
                         }
                     }
@@ -114,20 +140,21 @@ struct PlainQueryFastPathTests {
         return out
     }
 
-    @Test("every answer it gives is byte for byte the full pipeline's", arguments: DenyResponse.allCases)
+    @Test("every answer it gives is byte for byte the message renderer's", arguments: DenyResponse.allCases)
     func sameBytes(deny: DenyResponse) throws {
         let pipeline = try Self.pipeline(deny: deny)
+        let messages = pipeline.messagesOnly
         let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
         var fast = 0
         var declined: Set<String> = []
         for (label, bytes) in try Self.queries() {
-            let quick = bytes.withUnsafeBytes { pipeline.fastPath($0, context: context) }
+            let quick = pipeline.byteAnswer(bytes, context: context)
             guard let quick else {
                 declined.insert(label)
                 continue
             }
             fast += 1
-            guard case .respond(let full) = pipeline.process(bytes, context: context) else {
+            guard case .respond(let full) = messages.process(bytes, context: context) else {
                 Issue.record("\(label): the fast path answered what the full path does not")
                 continue
             }
@@ -141,13 +168,15 @@ struct PlainQueryFastPathTests {
         for label in [
             "b.wild.test A edns",  // allowed, not cached: forwarded
             "proxy.test A no-edns", "class CH", "EDNS version 1", "opcode NOTIFY",
-            "nowhere.example ANY edns", "nowhere.example AXFR edns", "quiet.test A edns",
+            "nowhere.example AXFR edns", "quiet.test A edns",
             "ok.test AAAA no-edns",  // too big for 512 bytes: the full path truncates
         ] {
             #expect(declined.contains(label), "\(label)")
         }
-        // A type the policy does not allow, for an allowed name, is a fast NODATA.
+        // A type the policy does not allow, for an allowed name, is a fast NODATA; ANY for a
+        // denied name is its denial.
         #expect(!declined.contains("ok.test TXT edns"))
+        if deny != .drop { #expect(!declined.contains("nowhere.example ANY edns")) }
         if deny == .drop { #expect(declined.contains("nowhere.example A edns")) }
     }
 
@@ -168,7 +197,7 @@ struct PlainQueryFastPathTests {
             answers: [DNSRecord(name: owner, ttl: 300, address: IPAddress("192.0.2.1")!)], authorities: [],
             additionals: [])
         cache.store(stored, for: key, keepRecords: false) {
-            QueryPipeline.template(
+            WireAnswerBuilder.wire(
                 for: $0, question: DNSQuestion(name: owner, type: .a), dnssecOK: false, binding: binding)
         }
         let logger = Logger(label: "test")
@@ -180,25 +209,31 @@ struct PlainQueryFastPathTests {
         let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
         let query = DNSMessage.query(id: 9, DNSQuestion(name: try DNSName("OK.test"), type: .a)).encoded()
 
-        // Not in the set yet: the full path commits first.
-        #expect(query.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
+        // Not in the set yet: the answer waits for the commit.
+        #expect(pipeline.byteAnswer(query, context: context) == nil)
         guard case .publish(let pending) = pipeline.process(query, context: context) else {
             Issue.record("a hit with an unpublished address was not published first")
             return
         }
         try await publisher.publish(pending.elements)
 
-        // In the set: answered fast, as the full path answers.
-        let quick = try #require(query.withUnsafeBytes { pipeline.fastPath($0, context: context) })
-        guard case .respond(let full) = pipeline.process(query, context: context) else {
+        // In the set: answered at once, as the message renderer answers.
+        let quick = try #require(pipeline.byteAnswer(query, context: context))
+        guard case .respond(let full) = pipeline.messagesOnly.process(query, context: context) else {
             Issue.record("a hit with published addresses was not answered at once")
             return
         }
         #expect(quick == full)
 
-        // No IPv6 set: AAAA gets the full path's NODATA with its EDE.
+        // No IPv6 set: AAAA gets NODATA with EDE 17, the same from both renderers.
         let aaaa = DNSMessage.query(id: 10, DNSQuestion(name: owner, type: .aaaa)).encoded()
-        #expect(aaaa.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
+        let nodata = try #require(pipeline.byteAnswer(aaaa, context: context))
+        guard case .respond(let nodataFull) = pipeline.messagesOnly.process(aaaa, context: context) else {
+            Issue.record("AAAA without an IPv6 set was not answered at once")
+            return
+        }
+        #expect(nodata == nodataFull)
+        #expect(try DNSMessage(decoding: nodata).edns?.options.first?.code == EDNSOption.extendedErrorCode)
 
         // Two addresses, only the first in the set: not fast until the second is there too.
         let two = try DNSName("two.wild.test")
@@ -210,40 +245,34 @@ struct PlainQueryFastPathTests {
                 answers: addresses.map { DNSRecord(name: two, ttl: 300, address: $0) }, authorities: [],
                 additionals: []), for: twoKey, keepRecords: false
         ) {
-            QueryPipeline.template(
+            WireAnswerBuilder.wire(
                 for: $0, question: DNSQuestion(name: two, type: .a), dnssecOK: false, binding: binding)
         }
         let twoQuery = DNSMessage.query(id: 11, DNSQuestion(name: two, type: .a)).encoded()
         let elements = addresses.map { SetElement(target: binding.ipv4!, address: $0, timeout: 3600) }
         try await publisher.publish([elements[0]])
-        #expect(twoQuery.withUnsafeBytes { pipeline.fastPath($0, context: context) } == nil)
+        #expect(pipeline.byteAnswer(twoQuery, context: context) == nil)
         try await publisher.publish([elements[1]])
-        #expect(twoQuery.withUnsafeBytes { pipeline.fastPath($0, context: context) } != nil)
+        #expect(pipeline.byteAnswer(twoQuery, context: context) != nil)
     }
 
-    @Test("a miss goes upstream as the full path would send it, looked up once")
+    @Test("a miss goes upstream with the key, bytes and record the decision made, whichever renderer is on")
     func missesForwarded() throws {
         let pipeline = try Self.pipeline(deny: .nxdomain)
+        let messages = pipeline.messagesOnly
         var forwarded = 0
         for transport in [Transport.udp, .tcp] {
             let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: transport)
             for (label, bytes) in try Self.queries() {
-                var forward: PendingForward? = nil
-                let outcome = bytes.withUnsafeBytes { raw in
-                    pipeline.fastPath(raw, context: context, emit: { _, _ in }, forward: { forward = $0 })
-                }
-                guard case .forwarded = outcome else {
-                    #expect(forward == nil)
-                    continue
-                }
-                let fast = try #require(forward)
+                guard case .forward(let fast) = pipeline.process(bytes, context: context) else { continue }
                 forwarded += 1
-                guard case .forward(let full) = pipeline.process(bytes, context: context) else {
-                    Issue.record("\(label): forwarded by the byte-level path only")
+                guard case .forward(let full) = messages.process(bytes, context: context) else {
+                    Issue.record("\(label): forwarded with the byte renderer only")
                     continue
                 }
-                #expect(fast.query == full.query && fast.bytes == full.bytes && fast.question == full.question)
-                #expect(fast.key == full.key && fast.maxUDPSize == full.maxUDPSize && fast.transport == full.transport)
+                #expect(fast.bytes == bytes && full.bytes == bytes)
+                #expect(fast.key == full.key && fast.transport == full.transport)
+                #expect(fast.key.name == fast.record.question?.name.lowercased())
                 #expect(
                     fast.record.jsonLine(rcode: 0, now: 0, wallClock: "t")
                         == full.record.jsonLine(rcode: 0, now: 0, wallClock: "t"), "\(label)")
@@ -251,29 +280,29 @@ struct PlainQueryFastPathTests {
         }
         // b.wild.test A and AAAA (and the mixed-case ones) in every EDNS and header variant.
         #expect(forwarded >= 2 * 2 * 4 * 2)
-        // Each miss counted once: by the byte-level path, or by the full path after it declined.
+        // Each miss counted once.
         let before = pipeline.cache.statistics.misses
         let miss = DNSMessage.query(id: 2, DNSQuestion(name: try DNSName("c.wild.test"), type: .a)).encoded()
         let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
-        guard case .forward = miss.withUnsafeBytes({ pipeline.process(bytes: $0, context: context) }) else {
+        guard case .forward = pipeline.process(miss, context: context) else {
             Issue.record("an uncached allowed name was not forwarded")
             return
         }
         #expect(pipeline.cache.statistics.misses == before + 1)
     }
 
-    @Test("a hit it serves counts once; a miss it declines is counted by the full path, once")
+    @Test("a hit counts once, a miss counts once")
     func cacheCounters() throws {
         let pipeline = try Self.pipeline(deny: .nxdomain)
         let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
         let hit = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("ok.test"), type: .a)).encoded()
         let miss = DNSMessage.query(id: 2, DNSQuestion(name: try DNSName("b.wild.test"), type: .a)).encoded()
         let before = pipeline.cache.statistics
-        guard case .respond = hit.withUnsafeBytes({ pipeline.process(bytes: $0, context: context) }) else {
+        guard case .respond = pipeline.process(hit, context: context) else {
             Issue.record("a cached name was not answered")
             return
         }
-        guard case .forward = miss.withUnsafeBytes({ pipeline.process(bytes: $0, context: context) }) else {
+        guard case .forward = pipeline.process(miss, context: context) else {
             Issue.record("an uncached allowed name was not forwarded")
             return
         }
@@ -293,7 +322,7 @@ struct PlainQueryFastPathTests {
         }
     }
 
-    @Test("with a query log, denials log the full path's line; hits go fast only if answers are not logged")
+    @Test("with a query log, both renderers log the same line; hits are logged only if answers are")
     func queryLog() throws {
         let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "p", transport: .udp)
         let denied = DNSMessage.query(id: 1, DNSQuestion(name: try DNSName("Nowhere.example"), type: .a)).encoded()
@@ -302,23 +331,22 @@ struct PlainQueryFastPathTests {
         for logsAnswers in [false, true] {
             let base = try Self.pipeline(deny: .nxdomain)
             let log = CapturingLog(logsAnswers: logsAnswers)
-            let pipeline = QueryPipeline(
-                selector: base.selector, cache: base.cache, forwarder: base.forwarder, logger: base.logger,
-                queryLog: log)
-            for query in [denied, filtered] {
-                let quick = query.withUnsafeBytes { pipeline.fastPath($0, context: context) }
-                guard case .respond(let full) = pipeline.process(query, context: context) else {
+            let snapshot = Snapshot(selector: base.snapshots.load().selector, cache: base.cache, queryLog: log)
+            let pipeline = QueryPipeline(snapshot: snapshot, forwarder: base.forwarder, logger: base.logger)
+            for query in [denied, filtered, hit] {
+                guard case .respond(let quick) = pipeline.process(query, context: context),
+                    case .respond(let full) = pipeline.messagesOnly.process(query, context: context)
+                else {
                     Issue.record("not answered")
                     continue
                 }
                 #expect(quick == full)
-                #expect(log.lines.count == 2)
-                #expect(log.lines.first == log.lines.last, "the fast path's log line differs")
-                #expect(log.lines.first?.contains(#""action":"deny""#) == true)
+                let logged = query == hit && !logsAnswers ? 0 : 2
+                #expect(log.lines.count == logged)
+                #expect(log.lines.first == log.lines.last, "the renderers' log lines differ")
+                if query != hit { #expect(log.lines.first?.contains(#""action":"deny""#) == true) }
                 log.lines = []
             }
-            let quickHit = hit.withUnsafeBytes { pipeline.fastPath($0, context: context) }
-            #expect((quickHit == nil) == logsAnswers)
         }
     }
 }

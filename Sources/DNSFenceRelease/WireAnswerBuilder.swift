@@ -1,10 +1,30 @@
-import DNSFenceFirewall
-import DNSFenceResolve
-import DNSFenceWire
+import DNSFenceCore
+public import DNSFenceFirewall
+public import DNSFenceResolve
+public import DNSFenceWire
 
-extension QueryPipeline {
-    /// The cache template for a plain upstream reply (``PlainReply``), made from its bytes: what
-    /// ``template(for:question:dnssecOK:binding:)`` makes from the decoded answer after
+/// The wire form an answer is cached and released in (``WireAnswer``): a template and the
+/// addresses it hands out, shaped for a policy's firewall binding.
+public enum WireAnswerBuilder {
+    /// The wire form for `stored` as ``CachedAnswer/response(to:)`` shapes it for a client with
+    /// this DO bit (header and OPT are made per query). Under a firewall the template is the
+    /// guarded answer; an answer the guard withheld addresses from has none (it is answered
+    /// from its records, with an EDE where the guard says so).
+    public static func wire(
+        for stored: CachedAnswer, question: DNSQuestion, dnssecOK: Bool, binding: FirewallBinding? = nil
+    ) -> WireAnswer? {
+        let query = DNSMessage(id: 0, questions: [question], edns: dnssecOK ? EDNS(dnssecOK: true) : nil)
+        var message = stored.response(to: query)
+        message.edns = nil
+        message.authenticData = stored.authenticData
+        guard let binding else { return ResponseTemplate(message).map { WireAnswer(template: $0) } }
+        let plan = AnswerGuard.plan(message, binding: binding)
+        guard plan.withheld == 0 else { return nil }
+        return ResponseTemplate(plan.message).map { WireAnswer(template: $0, addresses: plan.addresses) }
+    }
+
+    /// The wire form for a plain upstream reply (``PlainReply``), made from its bytes: what
+    /// ``wire(for:question:dnssecOK:binding:)`` makes from the decoded answer after
     /// ``AnswerCache/store(_:for:keepRecords:template:)`` clamped it, without decoding, building
     /// records or encoding them again. The answer section is kept as the upstream compressed
     /// it, with TTLs clamped the cache's way (and to the binding's maximum); under a firewall
@@ -12,9 +32,9 @@ extension QueryPipeline {
     /// and of a family with a set. Also returns the entry's lifetime. Nil, for the decoded
     /// path, when the answer is not cached (lifetime 0, no cache) or the guard would withhold
     /// an address (that answer is made from the message, with an EDE where it says so).
-    static func template(
+    public static func wire(
         for reply: PlainReply, limits: AnswerCache.Limits, binding: FirewallBinding?
-    ) -> (template: ResponseTemplate, lifetime: UInt32)? {
+    ) -> (wire: WireAnswer, lifetime: UInt32)? {
         guard limits.maxEntries > 0 else { return nil }
         let answers = reply.answers
         var lowest = UInt32.max
@@ -35,7 +55,7 @@ extension QueryPipeline {
             return ttl
         }
 
-        var published: [PublishedAddress] = []
+        var published: [AnswerAddress] = []
         if let binding {
             // The chain of names from the question (offset 12), as AnswerGuard.plan follows it.
             var chain = [12]
@@ -52,10 +72,9 @@ extension QueryPipeline {
             for record in answers where record.type == .a || record.type == .aaaa {
                 guard chain.contains(where: { reply.sameName($0, record.owner) }),
                     let address = reply.address(of: record),
-                    (address.isIPv4 ? binding.ipv4 : binding.ipv6) != nil,
-                    AddressAdmission.admits(address, admitPrivate: binding.admitPrivate)
+                    binding.admits(address)
                 else { return nil }
-                published.append(PublishedAddress(address: address, ttl: clamped(reply.ttl(of: record))))
+                published.append(AnswerAddress(address: address, ttl: clamped(reply.ttl(of: record))))
             }
         }
 
@@ -73,8 +92,8 @@ extension QueryPipeline {
         guard
             let template = ResponseTemplate(
                 questionLength: base - 12, rcode: .noError, authenticData: reply.authenticData,
-                answerCount: answers.count, sections: sections, ttlOffsets: offsets, published: published)
+                answerCount: answers.count, sections: sections, ttlOffsets: offsets)
         else { return nil }
-        return (template, lifetime)
+        return (WireAnswer(template: template, addresses: published), lifetime)
     }
 }

@@ -1,0 +1,164 @@
+import DNSFenceFirewall
+import DNSFenceRelease
+import DNSFenceResolve
+import DNSFenceWire
+import NIOCore
+
+/// A query that passed policy and missed the cache, on its way upstream. It keeps a copy of the
+/// query's bytes and its view, to render the answer when it is back.
+public final class PendingForward: Sendable {
+    let record: QueryRecord
+    let decision: QueryDecision
+    let bytes: [UInt8]
+    /// The view the query was decided with; its `bytes` are rebased on ``bytes`` before use.
+    private let staleView: UnsafeView
+    let key: CacheKey
+    let snapshot: Snapshot
+    let transport: Transport
+
+    init(
+        record: QueryRecord, decision: consuming QueryDecision, view: QueryView, key: CacheKey, snapshot: Snapshot,
+        transport: Transport
+    ) {
+        self.record = record
+        self.decision = decision
+        self.bytes = Array(view.bytes)
+        self.staleView = UnsafeView(view)
+        self.key = key
+        self.snapshot = snapshot
+        self.transport = transport
+    }
+
+    /// Runs `body` with the query's view over the kept bytes.
+    func withView<R>(_ body: (QueryView) -> R) -> R {
+        bytes.withUnsafeBytes { body(staleView.view.rebased(on: $0)) }
+    }
+}
+
+/// A view whose bytes pointer is never read until rebased on a live copy of the same bytes.
+struct UnsafeView: @unchecked Sendable {
+    // @unchecked Sendable: the view's only reference-like field is the borrowed pointer, which
+    // PendingForward never dereferences before rebasing it on its own immutable copy; the
+    // decoded message it may hold is an immutable object.
+    let view: QueryView
+    init(_ view: QueryView) { self.view = view }
+}
+
+extension QueryPipeline {
+    /// Asks upstream, caches, then releases the answer as a hit on it would be released.
+    func forward(
+        _ pending: PendingForward, on loop: any EventLoop,
+        done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
+    ) {
+        var asked = pending.record
+        asked.upstream = true
+        let record = asked
+        inflight.add(1, ordering: .relaxed)
+        let finished: @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void = { snapshot, record, response in
+            done(snapshot, record, response)
+            self.inflight.subtract(1, ordering: .relaxed)
+        }
+        let question = record.question!
+        forwarder.resolve(question, key: pending.key, verdict: record.action, on: loop) { result in
+            switch result {
+            case .success(let reply):
+                guard let answer = self.store(reply, for: pending) else {
+                    return self.fail(pending, record: record, error: .failed(.formErr), done: finished)
+                }
+                self.release(answer, for: pending, record: record, on: loop, done: finished)
+            case .failure(let error):
+                self.fail(pending, record: record, error: error as? ForwardError ?? .unreachable, done: finished)
+            }
+        }
+    }
+
+    /// Caches an upstream's reply and returns the answer to release: a plain positive reply is
+    /// cached and answered from its bytes, anything else decoded first. Nil: undecodable.
+    private func store(_ reply: UpstreamReply, for pending: PendingForward) -> CachedAnswer? {
+        let cache = pending.snapshot.cache
+        let binding = pending.decision.binding
+        if case .plain(let plain) = reply, !pending.key.dnssecOK, pending.withView({ $0.questionEnd != 0 }),
+            let (wire, lifetime) = WireAnswerBuilder.wire(for: plain, limits: cache.limits, binding: binding)
+        {
+            cache.store(wire, lifetime: lifetime, for: pending.key)
+            var answer = CachedAnswer(
+                rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
+                additionals: [], template: wire.template)
+            answer.addresses = wire.addresses
+            return answer
+        }
+        guard let message = try? reply.decoded() else { return nil }
+        // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
+        // answer section only; the NS and glue an authoritative server adds are of no use
+        // to a stub and cost cache memory and bytes on every hit. Negative answers keep
+        // their SOA (RFC 2308), and DNSSEC-aware clients get everything (wildcard proofs).
+        let minimal = message.rcode == .noError && !message.answers.isEmpty && !pending.key.dnssecOK
+        var answer = CachedAnswer(
+            rcode: message.rcode, authenticData: message.authenticData, answers: message.answers,
+            authorities: minimal ? [] : message.authorities, additionals: minimal ? [] : message.additionals)
+        let question = pending.record.question!
+        // A hit needs only the wire form (guarded, with its addresses, under a firewall).
+        let wire = cache.store(answer, for: pending.key, keepRecords: false) { stored in
+            WireAnswerBuilder.wire(for: stored, question: question, dnssecOK: pending.key.dnssecOK, binding: binding)
+        }
+        answer.template = wire?.template
+        answer.addresses = wire?.addresses ?? []
+        return answer
+    }
+
+    /// Releases a fresh answer: the decision a hit on it would take (``Snapshot/hit``), rendered,
+    /// after a commit where the firewall needs one.
+    private func release(
+        _ answer: CachedAnswer, for pending: PendingForward, record: QueryRecord, on loop: any EventLoop,
+        done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
+    ) {
+        let snapshot = pending.snapshot
+        let waiting: PendingPublish? = pending.withView { view in
+            let binding = pending.decision.binding
+            var released = record
+            guard
+                let (hit, ede) = Snapshot.hit(
+                    CacheEntry(answer), elapsed: 0, view: view, transport: pending.transport, binding: binding)
+            else {
+                done(
+                    snapshot, record, MessageRenderer.render(.init(.refuse(.servFail)), view: view, maxSize: 512) ?? [])
+                return nil
+            }
+            let decision = QueryDecision.hit(
+                hit, policy: pending.decision.policy, action: pending.decision.action, rule: pending.decision.rule,
+                ede: ede, binding: binding)
+            released.ede = ede
+            if decision.binding != nil { released.published = hit.answer.addresses.map(\.address) }
+            let response = render(decision, view: view, transport: pending.transport)
+            guard let binding = decision.binding, !hit.commit.isEmpty else {
+                done(snapshot, released, response)
+                return nil
+            }
+            return PendingPublish(
+                record: released, elements: hit.commit, response: response, binding: binding, view: view,
+                snapshot: snapshot, transport: pending.transport)
+        }
+        if let waiting { publish(waiting, on: loop, done: done) }
+    }
+
+    /// SERVFAIL with the EDE that says why no upstream answer could be used.
+    private func fail(
+        _ pending: PendingForward, record: QueryRecord, error: ForwardError,
+        done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
+    ) {
+        let ede: ExtendedDNSError
+        switch error {
+        case .failed(let rcode):
+            ede = ExtendedDNSError(ExtendedDNSError.noReachableAuthority, "dnsfence: every upstream answered \(rcode)")
+        case .unreachable:
+            ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
+        }
+        var failed = record
+        failed.ede = ede
+        let response = pending.withView { view in
+            MessageRenderer.render(
+                QueryDecision(.deny(.servFail), ede: ede), view: view, maxSize: Self.maxSize(view, pending.transport))
+        }
+        done(pending.snapshot, failed, response ?? [])
+    }
+}

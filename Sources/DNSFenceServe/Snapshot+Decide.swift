@@ -1,0 +1,140 @@
+import DNSFenceFirewall
+import DNSFencePolicy
+import DNSFenceRelease
+import DNSFenceResolve
+public import DNSFenceWire
+
+extension Snapshot {
+    /// The one decision for one query: validation, client → policy, the policy's verdict, the
+    /// firewall's family check and the cache, in that order. Every path asks this, once per
+    /// query; renderers and the upstream stage only carry it out.
+    @inline(__always)
+    public func decide(_ view: QueryView, context: QueryContext) -> QueryDecision {
+        guard view.opcode == .query else { return QueryDecision(.refuse(.notImp)) }
+        guard view.questionCount == 1 else { return QueryDecision(.refuse(.formErr)) }
+        // RFC 6891 6.1.3: BADVERS, with our highest version (0) in the OPT record.
+        if view.ednsPayload != nil, view.ednsVersion != 0 { return QueryDecision(.refuse(.badVers)) }
+        let type = view.type
+        guard view.rrClass == .in, type != .axfr, type != .ixfr, type != .opt else {
+            return QueryDecision(.refuse(.refused))
+        }
+        guard let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy) else {
+            return QueryDecision(.deny(.refused), ede: Self.noPolicy)
+        }
+        // RFC 8482: ANY is answered with a synthesized HINFO, never forwarded, for names the
+        // policy answers; the policy is asked as if for A.
+        let asked = type == .any ? DNSType.a : type
+        switch view.withName({ policy.decide(wire: $0, type: asked) }) {
+        case .deny(let response, let error, let rule):
+            guard let rcode = response.rcode else {
+                return QueryDecision(.drop, policy: policy, action: .deny, rule: rule, ede: error)
+            }
+            return QueryDecision(.deny(rcode), policy: policy, action: .deny, rule: rule, ede: error)
+        case .localData(let records, let rule):
+            return QueryDecision(type == .any ? .any : .localData(records), policy: policy, action: .local, rule: rule)
+        case .pass(let rule):
+            if type == .any { return QueryDecision(.any, policy: policy, action: .pass, rule: rule) }
+            return passed(view, context: context, policy: policy, rule: rule)
+        }
+    }
+
+    /// A name the policy passes: NODATA for a family its firewall has no set for, else the
+    /// cache's answer or a forward.
+    @inline(__always)
+    private func passed(_ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID) -> QueryDecision {
+        let binding = firewall(for: policy.name)
+        if let binding, (view.type == .a && binding.ipv4 == nil) || (view.type == .aaaa && binding.ipv6 == nil) {
+            // Address-family coherence: never hand out a family the firewall has no set for.
+            return QueryDecision(
+                .deny(.noError), policy: policy, action: .pass, rule: rule, ede: Self.noSet(policy, view.type))
+        }
+        let key = view.withName { name in
+            var lower = Array(name)
+            DNSName.foldCase(&lower)
+            return CacheKey(
+                policy: policy.name, lowercasedName: DNSName(uncheckedWire: lower), type: view.type,
+                dnssecOK: view.dnssecOK, checkingDisabled: view.checkingDisabled)
+        }
+        if let (entry, elapsed) = cache.lookupEntry(key),
+            let (hit, ede) = Self.hit(
+                entry, elapsed: elapsed, view: view, transport: context.transport, binding: binding)
+        {
+            return .hit(hit, policy: policy, action: .pass, rule: rule, ede: ede, binding: binding)
+        }
+        return .forward(key, policy: policy, rule: rule, binding: binding)
+    }
+
+    /// How `entry`, `elapsed` seconds after it was stored, answers `view` under `binding`:
+    /// the cache hit (and the EDE it carries, if the firewall withheld addresses), or nil when
+    /// the entry cannot answer this query (kept in wire form only, and the query's question is
+    /// not where the template can copy it). Also how a fresh upstream answer is released,
+    /// with `elapsed` 0: hits and fresh answers take the same decision.
+    static func hit(
+        _ entry: CacheEntry, elapsed: UInt32, view: QueryView, transport: Transport, binding: FirewallBinding?
+    ) -> (CacheHit, ExtendedDNSError?)? {
+        // The template, without copying the rest of the entry.
+        if let template = entry.answer.template {
+            let maxSize = transport == .udp ? DNSMessage.udpLimit(payloadSize: view.ednsPayload) : 65535
+            if template.size(edns: view.ednsPayload != nil) > maxSize {
+                return (CacheHit(entry: entry, elapsed: elapsed, viaTemplate: true, truncated: true, commit: []), nil)
+            }
+            if view.questionEnd - 12 == template.questionLength {
+                var commit: [SetElement] = []
+                if let binding, !binding.allowsRelease(of: entry.answer.addresses, elapsed: elapsed) {
+                    commit = binding.elements(of: entry.answer.addresses, elapsed: elapsed)
+                }
+                return (
+                    CacheHit(entry: entry, elapsed: elapsed, viaTemplate: true, truncated: false, commit: commit), nil
+                )
+            }
+            // Kept in wire form only and not usable for this query: ask upstream again.
+            let stored = entry.answer
+            if stored.answers.isEmpty && stored.authorities.isEmpty && stored.additionals.isEmpty
+                && template.recordCount > 0
+            {
+                return nil
+            }
+        }
+        return recordsHit(entry, elapsed: elapsed, view: view, binding: binding)
+    }
+
+    /// A hit answered from the entry's records (aged; guarded under a firewall).
+    @inline(never)
+    private static func recordsHit(
+        _ entry: CacheEntry, elapsed: UInt32, view: QueryView, binding: FirewallBinding?
+    ) -> (CacheHit, ExtendedDNSError?)? {
+        let stored = entry.answer
+        let aged = elapsed == 0 ? stored : stored.aged(by: elapsed)
+        guard let binding else {
+            return (
+                CacheHit(entry: CacheEntry(aged), elapsed: 0, viaTemplate: false, truncated: false, commit: []), nil
+            )
+        }
+        // The records, guarded: only what the firewall lets through, and what it must hold first.
+        let query = view.message
+        let plan = AnswerGuard.plan(aged.response(to: query), binding: binding)
+        var guarded = aged
+        guarded.answers = plan.message.answers
+        guarded.authorities = plan.message.authorities
+        guarded.additionals = plan.message.additionals
+        guarded.template = nil
+        guarded.addresses = plan.addresses
+        var ede: ExtendedDNSError? = nil
+        if plan.withheld > 0, guarded.answers.allSatisfy({ $0.type == .cname }), view.ednsPayload != nil {
+            ede = ExtendedDNSError(
+                ExtendedDNSError.filtered, "dnsfence: \(plan.withheld) address(es) withheld by the firewall policy")
+        }
+        let elements = binding.elements(of: plan.addresses, elapsed: 0)
+        let commit = elements.isEmpty || !binding.publisher.needsCommit(elements) ? [] : elements
+        return (
+            CacheHit(entry: CacheEntry(guarded), elapsed: 0, viaTemplate: false, truncated: false, commit: commit), ede
+        )
+    }
+
+    private static let noPolicy = ExtendedDNSError(ExtendedDNSError.prohibited, "dnsfence: no policy for this client")
+
+    private static func noSet(_ policy: Policy, _ type: DNSType) -> ExtendedDNSError {
+        ExtendedDNSError(
+            ExtendedDNSError.filtered, "dnsfence: policy \(policy.name) has no \(type == .a ? "IPv4" : "IPv6") set")
+    }
+}

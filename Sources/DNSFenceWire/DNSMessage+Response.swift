@@ -1,0 +1,66 @@
+/// Responses as dnsfence shapes them, from a decoded query: the message renderer's building
+/// blocks (the byte renderer writes the same bytes from the query's own).
+extension DNSMessage {
+    /// Our advertised and maximum UDP payload (DNS Flag Day 2020).
+    public static let advertisedPayload = 1232
+
+    /// The UDP payload limit for a client: 512 without EDNS (RFC 1035), else its advertised
+    /// size clamped to 512…1232 (nil: no EDNS).
+    @inlinable
+    public static func udpLimit(payloadSize: UInt16?) -> Int {
+        guard let payloadSize else { return 512 }
+        return min(max(Int(payloadSize), 512), advertisedPayload)
+    }
+
+    /// A response skeleton: ID, opcode, RD and CD copied, the question echoed as asked, RA set,
+    /// EDNS only for EDNS clients (RFC 6891 7), carrying `error` if given.
+    public static func response(to query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError? = nil) -> DNSMessage {
+        var message = DNSMessage(
+            id: query.id, isResponse: true, opcode: query.opcode, recursionDesired: query.recursionDesired,
+            recursionAvailable: true, checkingDisabled: query.checkingDisabled, rcode: rcode, questions: query.questions
+        )
+        if let edns = query.edns {
+            message.edns = EDNS(
+                udpPayloadSize: UInt16(advertisedPayload), dnssecOK: edns.dnssecOK,
+                options: error.map { [$0.option] } ?? [])
+        }
+        return message
+    }
+
+    /// RFC 8482 section 4.2: a synthesized HINFO with CPU "RFC8482" and an empty OS.
+    public static func rfc8482(to query: DNSMessage) -> DNSMessage {
+        var message = response(to: query, rcode: .noError)
+        let cpu = Array("RFC8482".utf8)
+        message.answers = [
+            DNSRecord(name: query.questions[0].name, type: .hinfo, ttl: 3600, rdata: [UInt8(cpu.count)] + cpu + [0])
+        ]
+        return message
+    }
+
+    /// FORMERR/NOTIMP for a message we could not decode: the header only, ID and opcode copied.
+    public static func headerOnlyResponse(to bytes: UnsafeRawBufferPointer, rcode: DNSRCode) -> [UInt8] {
+        let flags = UInt16(bytes[2] & 0x79) << 8 | 0x0080 | (rcode.rawValue & 0x0F)  // opcode + RD, RA
+        return [bytes[0], bytes[1], UInt8(flags >> 8) | 0x80, UInt8(flags & 0xFF), 0, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    /// Encodes this message; if it exceeds `maxUDP`, the question with TC set instead, so the
+    /// client retries over TCP (RFC 7766 section 5).
+    public func encoded(fitting maxUDP: Int) -> [UInt8] {
+        let bytes = encoded()
+        guard bytes.count > maxUDP else { return bytes }
+        var truncated = self
+        truncated.truncated = true
+        truncated.answers = []
+        truncated.authorities = []
+        truncated.additionals = []
+        return truncated.encoded()
+    }
+
+    /// Whether a record is DNSSEC data that a client without DO does not get.
+    public static func isDNSSEC(_ record: DNSRecord) -> Bool {
+        switch record.type {
+        case .rrsig, .nsec, .nsec3, .ds, .dnskey: return true
+        default: return false
+        }
+    }
+}
