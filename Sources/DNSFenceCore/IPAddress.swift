@@ -12,15 +12,23 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
     case v6(high: UInt64, low: UInt64)
 
     /// Builds from 4 or 16 network-order bytes.
+    @inlinable
     public init?<C: Collection>(bytes: C) where C.Element == UInt8 {
-        if bytes.count == 4 {
-            self = .v4(bytes.reduce(0) { $0 << 8 | UInt32($1) })
-        } else if bytes.count == 16 {
-            let a = Array(bytes)
-            let high = a[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let low = a[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+        switch bytes.count {
+        case 4:
+            var value: UInt32 = 0
+            for byte in bytes { value = value << 8 | UInt32(byte) }
+            self = .v4(value)
+        case 16:
+            var high: UInt64 = 0
+            var low: UInt64 = 0
+            var index = 0
+            for byte in bytes {
+                if index < 8 { high = high << 8 | UInt64(byte) } else { low = low << 8 | UInt64(byte) }
+                index += 1
+            }
             self = .v6(high: high, low: low)
-        } else {
+        default:
             return nil
         }
     }
@@ -50,6 +58,7 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
     }
 
     /// Appends the network-order bytes (4 or 16) to `buffer`, without an array of their own.
+    @inlinable
     public func appendBytes(to buffer: inout [UInt8]) {
         switch self {
         case .v4(let value):
@@ -61,6 +70,7 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
     }
 
     /// A cheap seeded mix of the address bits (for tables of our own; `Hasher` is SipHash).
+    @inlinable
     public func mixedHash(seed: UInt64) -> UInt64 {
         let bits: UInt64
         switch self {
@@ -72,6 +82,7 @@ public enum IPAddress: Hashable, Sendable, CustomStringConvertible, Comparable {
         return mixed
     }
 
+    @inlinable
     public var isIPv4: Bool {
         if case .v4 = self { return true }
         return false

@@ -374,18 +374,22 @@ public final class AnswerCache: Sendable {
 
     /// Stores an answer kept in wire form only (a positive answer made from an upstream's
     /// bytes), for `lifetime` seconds, evicting the least recently used entry when full.
-    public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey) {
-        guard limits.maxEntries > 0, lifetime > 0 else { return }
+    /// Returns the entry as stored (nil: not cached).
+    @discardableResult
+    public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey) -> CacheEntry? {
+        guard limits.maxEntries > 0, lifetime > 0 else { return nil }
         var answer = CachedAnswer(
             rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
             additionals: [], template: wire.template)
         answer.addresses = wire.addresses
-        insert(answer, for: key, lifetime: lifetime)
+        return insert(answer, for: key, lifetime: lifetime)
     }
 
-    private func insert(_ stored: CachedAnswer, for key: CacheKey, lifetime ttl: UInt32) {
+    @discardableResult
+    private func insert(_ stored: CachedAnswer, for key: CacheKey, lifetime ttl: UInt32) -> CacheEntry {
         let time = now()
         let hash = key.hashValue
+        let entry = CacheEntry(stored)
         state.withLock { state in
             if let existing = state.find(key, hash: hash) {
                 state.remove(existing)
@@ -396,11 +400,12 @@ public final class AnswerCache: Sendable {
             }
             _ = state.insert(
                 Node(
-                    key: key, entry: CacheEntry(stored), hash: hash, stored: time, expires: time + UInt64(ttl),
+                    key: key, entry: entry, hash: hash, stored: time, expires: time + UInt64(ttl),
                     previous: -1,
                     next: -1))
             entriesGauge.record(state.count)
         }
+        return entry
     }
 
     /// Entry count, hits, misses and evictions so far.

@@ -11,22 +11,35 @@ public final class PendingPublish: Sendable {
     let response: [UInt8]
     /// Where to commit, and for how long the answer may wait.
     let binding: FirewallBinding
-    /// What a SERVFAIL instead needs: the query, and the client's size limit.
-    let query: DNSMessage
-    let maxSize: Int
+    /// The query, for a SERVFAIL instead: the forward it came from, or a copy of a hit's bytes.
+    let origin: Origin
     let snapshot: Snapshot
+    let transport: Transport
+
+    enum Origin: Sendable {
+        case forward(PendingForward)
+        case hit([UInt8], UnsafeView)
+    }
 
     init(
-        record: QueryRecord, elements: [SetElement], response: [UInt8], binding: FirewallBinding, view: QueryView,
+        record: QueryRecord, elements: [SetElement], response: [UInt8], binding: FirewallBinding, origin: Origin,
         snapshot: Snapshot, transport: Transport
     ) {
         self.record = record
         self.elements = elements
         self.response = response
         self.binding = binding
-        self.query = view.message
-        self.maxSize = QueryPipeline.maxSize(view, transport)
+        self.origin = origin
         self.snapshot = snapshot
+        self.transport = transport
+    }
+
+    /// Runs `body` with the query's view over kept bytes.
+    func withView<R>(_ body: (QueryView) -> R) -> R {
+        switch origin {
+        case .forward(let forward): return forward.withView(body)
+        case .hit(let bytes, let view): return bytes.withUnsafeBytes { body(view.view.rebased(on: $0)) }
+        }
     }
 }
 
@@ -56,8 +69,11 @@ extension QueryPipeline {
         record.ede = ede
         record.published = []
         if error == .timedOut { pending.snapshot.metrics.publishTimeouts.increment() }
-        done(
-            pending.snapshot, record,
-            DNSMessage.response(to: pending.query, rcode: .servFail, error: ede).encoded(fitting: pending.maxSize))
+        let response = pending.withView { view in
+            MessageRenderer.render(
+                QueryDecision(.deny(.servFail), ede: ede), view: view,
+                maxSize: QueryPipeline.maxSize(view, pending.transport))
+        }
+        done(pending.snapshot, record, response ?? [])
     }
 }

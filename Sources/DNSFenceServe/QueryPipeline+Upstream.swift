@@ -74,18 +74,18 @@ extension QueryPipeline {
 
     /// Caches an upstream's reply and returns the answer to release: a plain positive reply is
     /// cached and answered from its bytes, anything else decoded first. Nil: undecodable.
-    private func store(_ reply: UpstreamReply, for pending: PendingForward) -> CachedAnswer? {
+    private func store(_ reply: UpstreamReply, for pending: PendingForward) -> CacheEntry? {
         let cache = pending.snapshot.cache
         let binding = pending.decision.binding
         if case .plain(let plain) = reply, !pending.key.dnssecOK, pending.withView({ $0.questionEnd != 0 }),
             let (wire, lifetime) = WireAnswerBuilder.wire(for: plain, limits: cache.limits, binding: binding)
         {
-            cache.store(wire, lifetime: lifetime, for: pending.key)
+            if let entry = cache.store(wire, lifetime: lifetime, for: pending.key) { return entry }
             var answer = CachedAnswer(
                 rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
                 additionals: [], template: wire.template)
             answer.addresses = wire.addresses
-            return answer
+            return CacheEntry(answer)
         }
         guard let message = try? reply.decoded() else { return nil }
         // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
@@ -103,13 +103,13 @@ extension QueryPipeline {
         }
         answer.template = wire?.template
         answer.addresses = wire?.addresses ?? []
-        return answer
+        return CacheEntry(answer)
     }
 
     /// Releases a fresh answer: the decision a hit on it would take (``Snapshot/hit``), rendered,
     /// after a commit where the firewall needs one.
     private func release(
-        _ answer: CachedAnswer, for pending: PendingForward, record: QueryRecord, on loop: any EventLoop,
+        _ answer: CacheEntry, for pending: PendingForward, record: QueryRecord, on loop: any EventLoop,
         done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
     ) {
         let snapshot = pending.snapshot
@@ -118,7 +118,7 @@ extension QueryPipeline {
             var released = record
             guard
                 let (hit, ede) = Snapshot.hit(
-                    CacheEntry(answer), elapsed: 0, view: view, transport: pending.transport, binding: binding)
+                    answer, elapsed: 0, view: view, transport: pending.transport, binding: binding)
             else {
                 done(
                     snapshot, record, MessageRenderer.render(.init(.refuse(.servFail)), view: view, maxSize: 512) ?? [])
@@ -135,8 +135,8 @@ extension QueryPipeline {
                 return nil
             }
             return PendingPublish(
-                record: released, elements: hit.commit, response: response, binding: binding, view: view,
-                snapshot: snapshot, transport: pending.transport)
+                record: released, elements: hit.commit, response: response, binding: binding,
+                origin: .forward(pending), snapshot: snapshot, transport: pending.transport)
         }
         if let waiting { publish(waiting, on: loop, done: done) }
     }

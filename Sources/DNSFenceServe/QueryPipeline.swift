@@ -113,7 +113,8 @@ public final class QueryPipeline: Sendable {
                 PendingPublish(
                     record: record, elements: hit.commit,
                     response: render(decision, view: view, transport: context.transport),
-                    binding: decision.binding!, view: view, snapshot: snapshot, transport: context.transport))
+                    binding: decision.binding!, origin: .hit(Array(view.bytes), UnsafeView(view)), snapshot: snapshot,
+                    transport: context.transport))
         default:
             return nil
         }
