@@ -6,59 +6,6 @@ public import NIOCore
 import NIOPosix
 import Synchronization
 
-/// Why no upstream produced an answer.
-public enum ForwardError: Error, Sendable, Hashable {
-    /// Every upstream timed out or could not be reached (EDE 23, Network Error).
-    case unreachable
-    /// Every upstream answered, but with SERVFAIL, REFUSED or garbage (EDE 22, No Reachable Authority).
-    case failed(DNSRCode)
-}
-
-/// An upstream's answer: a plain positive reply still in its bytes (``PlainReply``: a caller
-/// can cache and answer from them without decoding), or a decoded message.
-public enum UpstreamReply: Sendable {
-    case plain(PlainReply)
-    case message(DNSMessage)
-
-    public var rcode: DNSRCode {
-        switch self {
-        case .plain: return .noError
-        case .message(let message): return message.rcode
-        }
-    }
-
-    public var truncated: Bool {
-        switch self {
-        case .plain: return false
-        case .message(let message): return message.truncated
-        }
-    }
-
-    public var id: UInt16 {
-        switch self {
-        case .plain(let plain): return plain.id
-        case .message(let message): return message.id
-        }
-    }
-
-    /// Whether this replies to `question`: its one question is that one, the name compared
-    /// without regard to case (RFC 5452 section 4).
-    public func repliesTo(_ question: DNSQuestion) -> Bool {
-        switch self {
-        case .plain(let plain): return plain.answers(question)
-        case .message(let message): return message.questions == [question]
-        }
-    }
-
-    /// The reply as a message (a plain reply is decoded now; its shape is one ldns accepts).
-    public func decoded() throws(WireError) -> DNSMessage {
-        switch self {
-        case .plain(let plain): return try DNSMessage(decoding: plain.bytes)
-        case .message(let message): return message
-        }
-    }
-}
-
 /// Forwards questions to upstream resolvers (RFC 5452 care: a fresh socket with a random source
 /// port and a random ID per query, replies accepted only from the queried address and port with
 /// the same ID and question), retries over TCP on TC, fails over between upstreams and backs
@@ -103,7 +50,7 @@ public final class UpstreamForwarder: Sendable {
     /// Questions in flight, with everyone waiting for each.
     private let inflight = Mutex<[CacheKey: [Waiter]]>([:])
     private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
-    private let counters = Mutex(Counters())
+    let counters = Mutex(Counters())
     private let metrics: UpstreamMetrics
     private let pools = Mutex<(v4: UpstreamSocketPool?, v6: UpstreamSocketPool?)>((nil, nil))
     /// The upstreams' indices in configured order.
@@ -318,127 +265,5 @@ public final class UpstreamForwarder: Sendable {
             result[upstream] = answered
         }
         return result
-    }
-
-    struct UpstreamTimeout: Error {}
-    struct BadReply: Error {}
-
-    /// Whether `reply` answers `query` (RFC 5452 section 4: ID and question must match).
-    static func matches(_ reply: DNSMessage, _ query: DNSMessage) -> Bool {
-        reply.isResponse && reply.id == query.id && query.questions.count == 1
-            && UpstreamReply.message(reply).repliesTo(query.questions[0])
-    }
-
-    /// One UDP exchange on a fresh connected socket (the kernel picks a random ephemeral port
-    /// and drops datagrams from any other address or port).
-    func exchangeUDP(_ query: DNSMessage, with upstream: SocketAddress) async throws -> DNSMessage {
-        let bind = upstream.protocol == .inet6 ? "::" : "0.0.0.0"
-        let channel = try await DatagramBootstrap(group: group)
-            .bind(host: bind, port: 0) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<AddressedEnvelope<ByteBuffer>, AddressedEnvelope<ByteBuffer>>(
-                        wrappingChannelSynchronously: channel)
-                }
-            }
-        let timeout = settings.timeout
-        return try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(
-                AddressedEnvelope(remoteAddress: upstream, data: ByteBuffer(bytes: query.encoded())))
-            return try await withThrowingTaskGroup(of: DNSMessage.self) { group in
-                group.addTask {
-                    for try await envelope in inbound {
-                        guard envelope.remoteAddress == upstream else {
-                            self.counters.withLock { $0.rejectedReplies += 1 }
-                            continue
-                        }
-                        guard let reply = try? DNSMessage(decoding: Array(buffer: envelope.data)),
-                            Self.matches(reply, query)
-                        else {
-                            self.counters.withLock { $0.rejectedReplies += 1 }
-                            continue
-                        }
-                        return reply
-                    }
-                    throw BadReply()
-                }
-                group.addTask {
-                    try await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
-                    throw UpstreamTimeout()
-                }
-                defer { group.cancelAll() }
-                return try await group.next()!
-            }
-        }
-    }
-
-    /// One TCP exchange (RFC 7766 two-byte length framing).
-    func exchangeTCP(_ query: DNSMessage, with upstream: SocketAddress) async throws -> DNSMessage {
-        let timeout = settings.timeout
-        return try await withThrowingTaskGroup(of: DNSMessage.self) { group in
-            group.addTask {
-                let channel = try await ClientBootstrap(group: self.group)
-                    .connectTimeout(timeout)
-                    .connect(to: upstream) { channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                        }
-                    }
-                return try await channel.executeThenClose { inbound, outbound in
-                    let bytes = query.encoded()
-                    var out = ByteBuffer()
-                    out.writeInteger(UInt16(bytes.count))
-                    out.writeBytes(bytes)
-                    try await outbound.write(out)
-                    var pending = ByteBuffer()
-                    for try await chunk in inbound {
-                        var chunk = chunk
-                        pending.writeBuffer(&chunk)
-                        while let length = pending.getInteger(at: pending.readerIndex, as: UInt16.self),
-                            pending.readableBytes >= 2 + Int(length)
-                        {
-                            pending.moveReaderIndex(forwardBy: 2)
-                            let frame = pending.readBytes(length: Int(length)) ?? []
-                            if let reply = try? DNSMessage(decoding: frame), Self.matches(reply, query) { return reply }
-                            self.counters.withLock { $0.rejectedReplies += 1 }
-                        }
-                    }
-                    throw BadReply()
-                }
-            }
-            group.addTask {
-                try await Task.sleep(nanoseconds: UInt64(timeout.nanoseconds))
-                throw UpstreamTimeout()
-            }
-            defer { group.cancelAll() }
-            return try await group.next()!
-        }
-    }
-}
-
-/// Upstream metrics with fixed labels: the configured upstream addresses and a few results
-/// (found by a short search per query: no string is hashed).
-final class UpstreamMetrics: Sendable {
-    static let results = ["noerror", "nxdomain", "servfail", "refused", "other", "timeout", "error"]
-    private let verdicts: [(label: String, counter: Counter)]
-    /// Per upstream, one counter per entry of `results`.
-    private let responses: [[Counter]]
-
-    init(upstreams: [String]) {
-        verdicts = ["pass", "deny", "local"].map {
-            ($0, Counter(label: "dnsfence_upstream_queries_total", dimensions: [("verdict", $0)]))
-        }
-        responses = upstreams.map { upstream in
-            Self.results.map {
-                Counter(
-                    label: "dnsfence_upstream_responses_total", dimensions: [("upstream", upstream), ("result", $0)])
-            }
-        }
-    }
-
-    func queries(verdict: String) { verdicts.first { $0.label == verdict }?.counter.increment() }
-
-    func response(upstream: Int, result: String) {
-        guard let index = Self.results.firstIndex(of: result) else { return }
-        responses[upstream][index].increment()
     }
 }
