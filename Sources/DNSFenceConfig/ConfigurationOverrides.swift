@@ -14,6 +14,7 @@ public struct ConfigurationOverrides: Sendable, Hashable {
     public var nftSet6: String? = nil
     /// `off`, `denied` or `all`.
     public var queryLog: String? = nil
+    public var control: String? = nil
 
     public init() {}
 
@@ -68,6 +69,13 @@ public struct ConfigurationOverrides: Sendable, Hashable {
                 config.queryLog = mode
             } else {
                 flagError("--query-log '\(queryLog)' must be off, denied or all")
+            }
+        }
+        if let control {
+            if control.hasPrefix("/") {
+                config.control = control
+            } else {
+                flagError("--control '\(control)' must be an absolute path to a Unix socket")
             }
         }
         if noFirewall {

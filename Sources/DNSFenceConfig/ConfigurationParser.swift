@@ -95,10 +95,18 @@ public struct ConfigurationParser {
                     default: unknownKey(k, in: "log", known: ["queries"])
                     }
                 }
+            case "control":
+                guard let path = string(value, "control") else { continue }
+                if path.hasPrefix("/") {
+                    config.control = path
+                } else {
+                    error(
+                        value, "'control' must be an absolute path to a Unix socket (e.g. /run/dnsfence/control.sock)")
+                }
             default:
                 unknownKey(
                     key, in: "the configuration",
-                    known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log"])
+                    known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log", "control"])
             }
         }
         return config

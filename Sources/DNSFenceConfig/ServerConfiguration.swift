@@ -170,6 +170,8 @@ public struct ServerConfiguration: Hashable, Sendable {
     public var tcp = TCPConfiguration()
     public var metrics: Endpoint?
     public var queryLog: QueryLogMode
+    /// The control socket (a Unix socket path) `dnsfence reload` talks to; nil: none.
+    public var control: String?
     /// Line of each item for messages at validation time (key path → line).
     public var lines: [String: Int]
 

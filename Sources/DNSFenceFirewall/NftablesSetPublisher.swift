@@ -23,7 +23,9 @@ public final class NftablesSetPublisher: SetPublisher {
     /// Seconds on a monotonic clock.
     public typealias Clock = @Sendable () -> UInt64
 
-    private let workers: [String: NetnsWorker]
+    /// One worker and one monitor per namespace, by path ("" for dnsfence's own); namespaces
+    /// are added as policies name them (``addNamespaces(_:)``), never removed.
+    private let namespaces = Mutex<(workers: [String: NetnsWorker], monitors: [String: NetnsMonitor])>(([:], [:]))
     private let committer = JobThread<@Sendable () -> Void>(name: "dnsfence-commit")
     private let shadow: ShadowStore
     private let clock: Clock
@@ -35,29 +37,35 @@ public final class NftablesSetPublisher: SetPublisher {
     /// `shadowTrustSeconds` bounds how long the shadow is believed without a commit, in case a
     /// notification is lost.
     public init(namespaces: Set<String?>, shadowTrustSeconds: UInt64 = 10, clock: @escaping Clock, logger: Logger) {
-        var workers: [String: NetnsWorker] = [:]
-        for netns in namespaces { workers[netns ?? ""] = NetnsWorker(netns: netns, logger: logger) }
-        self.workers = workers
         let shadow = ShadowStore(SetShadow(trustSeconds: shadowTrustSeconds))
         self.shadow = shadow
         self.clock = clock
         self.logger = logger
-        var monitors: [String: NetnsMonitor] = [:]
-        for netns in namespaces {
-            monitors[netns ?? ""] = NetnsMonitor(netns: netns, logger: logger) { event in
-                NftablesSetPublisher.apply(event, netns: netns, to: shadow)
-            }
-        }
-        self.monitors = monitors
+        addNamespaces(namespaces)
     }
 
-    private let monitors: [String: NetnsMonitor]
+    /// Starts a worker and a monitor for each of `namespaces` that has none yet (nil:
+    /// dnsfence's own namespace).
+    public func addNamespaces(_ namespaces: Set<String?>) {
+        let shadow = self.shadow
+        let logger = self.logger
+        self.namespaces.withLock { known in
+            for netns in namespaces where known.workers[netns ?? ""] == nil {
+                known.workers[netns ?? ""] = NetnsWorker(netns: netns, logger: logger)
+                known.monitors[netns ?? ""] = NetnsMonitor(netns: netns, logger: logger) { event in
+                    NftablesSetPublisher.apply(event, netns: netns, to: shadow)
+                }
+            }
+        }
+    }
 
     /// The worker of namespace `netns` (nil: dnsfence's own).
-    func worker(for netns: String?) -> NetnsWorker? { workers[netns ?? ""] }
+    func worker(for netns: String?) -> NetnsWorker? { namespaces.withLock { $0.workers[netns ?? ""] } }
 
     /// Whether the monitor of `netns` listens yet.
-    func monitorListens(in netns: String?) -> Bool { (monitors[netns ?? ""]?.socketFD ?? -1) >= 0 }
+    func monitorListens(in netns: String?) -> Bool {
+        (namespaces.withLock { $0.monitors[netns ?? ""] }?.socketFD ?? -1) >= 0
+    }
 
     /// Applies one deletion notification to the shadow: deleted elements, sets and tables are
     /// no longer believed present (and after lost notifications, nothing in the namespace is).
@@ -80,6 +88,7 @@ public final class NftablesSetPublisher: SetPublisher {
 
     /// Statistics: transactions committed, elements written, failures, notifications seen.
     public var statistics: NetnsWorker.Statistics {
+        let (workers, monitors) = namespaces.withLock { ($0.workers, $0.monitors) }
         var total = workers.values.reduce(into: NetnsWorker.Statistics()) { total, worker in
             let s = worker.statistics
             total.batches += s.batches
@@ -96,7 +105,7 @@ public final class NftablesSetPublisher: SetPublisher {
     public func prepare(_ targets: [SetTarget], create: Bool) async throws(FirewallSetupError) {
         for target in targets {
             guard NftablesCommand.isValid(target) else { throw .invalidName(target) }
-            guard let worker = workers[target.netns ?? ""] else {
+            guard let worker = worker(for: target.netns) else {
                 throw .unavailable(target, "no worker for namespace")
             }
             if create {
@@ -124,7 +133,7 @@ public final class NftablesSetPublisher: SetPublisher {
     public func verify(_ targets: [SetTarget]) async -> [String] {
         var problems: [String] = []
         for target in targets {
-            guard let worker = workers[target.netns ?? ""] else {
+            guard let worker = worker(for: target.netns) else {
                 problems.append("set \(target): no worker")
                 continue
             }
@@ -191,11 +200,12 @@ public final class NftablesSetPublisher: SetPublisher {
         }
         var firstError: PublishError? = nil
         for (netns, items) in byNamespace {
-            guard let worker = workers[netns] else {
+            guard let worker = worker(for: netns.isEmpty ? nil : netns) else {
                 firstError = firstError ?? .unavailable("no worker for namespace \(netns)")
                 continue
             }
-            let (result, unwatched) = worker.commit(items, quieting: monitors[netns])
+            let monitor = namespaces.withLock { $0.monitors[netns] }
+            let (result, unwatched) = worker.commit(items, quieting: monitor)
             switch result {
             case .success:
                 let committedAt = clock()

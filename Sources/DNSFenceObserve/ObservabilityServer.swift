@@ -11,16 +11,23 @@ public final class ObservabilityServer: Sendable {
     public typealias MetricsSource = @Sendable () -> [UInt8]
     /// Why the server is not ready (empty: ready).
     public typealias ReadinessCheck = @Sendable () async -> [String]
+    /// More members for `/readyz`'s JSON object (already encoded, e.g. `"reload":{…}`), or "".
+    public typealias Details = @Sendable () -> String
 
     let group: any EventLoopGroup
     let metrics: MetricsSource
     let readiness: ReadinessCheck
+    let details: Details
     private let channel: NIOLockedChannel
 
-    public init(group: any EventLoopGroup, metrics: @escaping MetricsSource, readiness: @escaping ReadinessCheck) {
+    public init(
+        group: any EventLoopGroup, metrics: @escaping MetricsSource, readiness: @escaping ReadinessCheck,
+        details: @escaping Details = { "" }
+    ) {
         self.group = group
         self.metrics = metrics
         self.readiness = readiness
+        self.details = details
         self.channel = NIOLockedChannel()
     }
 
@@ -29,12 +36,14 @@ public final class ObservabilityServer: Sendable {
     public func start(at address: SocketAddress) async throws -> SocketAddress? {
         let metrics = self.metrics
         let readiness = self.readiness
+        let details = self.details
         let bound = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(metrics: metrics, readiness: readiness))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPHandler(metrics: metrics, readiness: readiness, details: details))
                 }
             }
             .bind(to: address).get()
@@ -61,12 +70,16 @@ final class HTTPHandler: ChannelInboundHandler {
 
     let metrics: ObservabilityServer.MetricsSource
     let readiness: ObservabilityServer.ReadinessCheck
+    let details: ObservabilityServer.Details
     var head: HTTPRequestHead?
 
-    init(metrics: @escaping ObservabilityServer.MetricsSource, readiness: @escaping ObservabilityServer.ReadinessCheck)
-    {
+    init(
+        metrics: @escaping ObservabilityServer.MetricsSource, readiness: @escaping ObservabilityServer.ReadinessCheck,
+        details: @escaping ObservabilityServer.Details
+    ) {
         self.metrics = metrics
         self.readiness = readiness
+        self.details = details
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -99,16 +112,18 @@ final class HTTPHandler: ChannelInboundHandler {
             let readiness = self.readiness
             let promise = context.eventLoop.makePromise(of: [String].self)
             promise.completeWithTask { await readiness() }
+            let extra = details()
+            let more = extra.isEmpty ? "" : "," + extra
             promise.futureResult.assumeIsolated().whenSuccess { reasons in
                 if reasons.isEmpty {
                     self.respond(
                         context: context, head: head, status: .ok, type: "application/json",
-                        body: Array("{\"status\":\"ready\"}\n".utf8))
+                        body: Array("{\"status\":\"ready\"\(more)}\n".utf8))
                 } else {
                     let list = reasons.map { "\"" + $0.replacingQuotes() + "\"" }.joined(separator: ",")
                     self.respond(
                         context: context, head: head, status: .serviceUnavailable, type: "application/json",
-                        body: Array("{\"status\":\"not ready\",\"reasons\":[\(list)]}\n".utf8))
+                        body: Array("{\"status\":\"not ready\",\"reasons\":[\(list)]\(more)}\n".utf8))
                 }
             }
         default:

@@ -293,6 +293,27 @@ public final class AnswerCache: Sendable {
         return entry
     }
 
+    /// Drops every entry cached for one of `policies` (a reload changed how their answers are
+    /// shaped or released, or removed them); returns how many were dropped.
+    @discardableResult
+    public func removeAll(policies: Set<String>) -> Int {
+        guard !policies.isEmpty else { return 0 }
+        return state.withLock { state in
+            var removed = 0
+            var i = state.newest
+            while i >= 0 {
+                let next = Int(state.nodes[i].next)
+                if policies.contains(state.nodes[i].key.policy) {
+                    state.remove(i)
+                    removed += 1
+                }
+                i = next
+            }
+            entriesGauge.record(state.count)
+            return removed
+        }
+    }
+
     /// Entry count, hits, misses and evictions so far.
     public var statistics: (entries: Int, hits: Int, misses: Int, evictions: Int) {
         state.withLock { ($0.count, $0.hits, $0.misses, $0.evictions) }

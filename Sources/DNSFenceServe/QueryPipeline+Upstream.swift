@@ -59,7 +59,7 @@ extension QueryPipeline {
             self.inflight.subtract(1, ordering: .relaxed)
         }
         let question = record.question!
-        forwarder.resolve(question, key: pending.key, verdict: record.action, on: loop) { result in
+        pending.snapshot.forwarder.resolve(question, key: pending.key, verdict: record.action, on: loop) { result in
             switch result {
             case .success(let reply):
                 guard let answer = self.store(reply, for: pending) else {

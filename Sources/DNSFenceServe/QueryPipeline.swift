@@ -17,7 +17,8 @@ public final class QueryPipeline: Sendable {
 
     /// The snapshot queries are decided with; a reload swaps it.
     public let snapshots: SnapshotStore
-    let forwarder: UpstreamForwarder
+    /// The event loops the asynchronous stage may run on (the forwarders' group).
+    let group: any EventLoopGroup
     let logger: Logger
     let inflight = Atomic<Int>(0)
     let batcher = PublishBatcher()
@@ -27,9 +28,9 @@ public final class QueryPipeline: Sendable {
     /// Queries waiting for an upstream right now.
     public var inflightCount: Int { inflight.load(ordering: .relaxed) }
 
-    public init(snapshot: Snapshot, forwarder: UpstreamForwarder, logger: Logger, renderBytes: Bool = true) {
+    public init(snapshot: Snapshot, logger: Logger, renderBytes: Bool = true) {
         self.snapshots = SnapshotStore(snapshot)
-        self.forwarder = forwarder
+        self.group = snapshot.forwarder.group
         self.logger = logger
         self.renderBytes = renderBytes
     }
@@ -39,8 +40,9 @@ public final class QueryPipeline: Sendable {
         firewalls: [String: FirewallBinding] = [:], queryLog: (any QueryLogSink)? = nil, renderBytes: Bool = true
     ) {
         self.init(
-            snapshot: Snapshot(selector: selector, cache: cache, firewalls: firewalls, queryLog: queryLog),
-            forwarder: forwarder, logger: logger, renderBytes: renderBytes)
+            snapshot: Snapshot(
+                selector: selector, cache: cache, forwarder: forwarder, firewalls: firewalls, queryLog: queryLog),
+            logger: logger, renderBytes: renderBytes)
     }
 
     /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus
@@ -170,7 +172,7 @@ public final class QueryPipeline: Sendable {
 
     /// The asynchronous stage for whatever the synchronous one left open.
     public func complete(_ pending: PendingQuery) async -> [UInt8]? {
-        let loop = forwarder.group.next()
+        let loop = group.next()
         return await withCheckedContinuation { continuation in
             complete(pending, on: loop) { continuation.resume(returning: $0) }
         }

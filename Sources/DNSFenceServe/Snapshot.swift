@@ -4,14 +4,16 @@ public import DNSFenceResolve
 import Synchronization
 
 /// Everything a query is decided with, in one immutable value: policies and the client
-/// selector, firewall bindings, the answer cache (partitioned by policy name in its keys),
-/// metrics and the query log. The loops read it once per query; a reload builds a new one off
+/// selector, firewall bindings, the answer cache (partitioned by policy name in its keys), the
+/// upstreams, metrics and the query log. The loops read it once per query; a reload builds a new one off
 /// the loops and swaps it in with one store (``SnapshotStore``): queries in flight finish on
 /// the one they read.
 public final class Snapshot: Sendable {
     public let selector: ClientPolicySelector
     public let cache: AnswerCache
     public let queryLog: (any QueryLogSink)?
+    /// Where passed names are forwarded (a query in flight keeps the forwarder it started with).
+    public let forwarder: UpstreamForwarder
     let metrics: QueryMetrics
     /// Bindings by policy name, and the same as two lists for a scan when there are few
     /// (cheaper than hashing the policy name on every answer).
@@ -20,10 +22,11 @@ public final class Snapshot: Sendable {
     private let firewallBindings: [FirewallBinding]
 
     public init(
-        selector: ClientPolicySelector, cache: AnswerCache, firewalls: [String: FirewallBinding] = [:],
-        queryLog: (any QueryLogSink)? = nil
+        selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder,
+        firewalls: [String: FirewallBinding] = [:], queryLog: (any QueryLogSink)? = nil
     ) {
         self.selector = selector
+        self.forwarder = forwarder
         self.cache = cache
         self.queryLog = queryLog
         self.firewalls = firewalls

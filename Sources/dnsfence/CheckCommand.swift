@@ -43,6 +43,7 @@ extension ConfigurationOptions {
         o.nftSet4 = nftSet4
         o.nftSet6 = nftSet6
         o.queryLog = queryLog
+        o.control = control
         return o
     }
 }

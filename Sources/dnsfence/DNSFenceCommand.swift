@@ -6,7 +6,7 @@ struct DNSFenceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dnsfence",
         abstract: "A filtering DNS resolver for sandboxes: answers only allowlisted names.",
-        subcommands: [ServeCommand.self, CheckCommand.self],
+        subcommands: [ServeCommand.self, CheckCommand.self, ReloadCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }
@@ -42,4 +42,7 @@ struct ConfigurationOptions: ParsableArguments {
 
     @Option(name: .customLong("query-log"), help: "Query log: off, denied or all (overrides the file).")
     var queryLog: String?
+
+    @Option(name: .long, help: "Control socket for `dnsfence reload` (a Unix socket path; overrides the file).")
+    var control: String?
 }

@@ -88,18 +88,22 @@ enum Observability {
     /// Gauges that describe the configuration that started.
     static func recordStartup(_ compiled: CompiledConfiguration) {
         Gauge(label: "dnsfence_build_info", dimensions: [("version", version)]).record(1)
-        for (name, entry) in compiled.selector.entries {
-            Gauge(label: "dnsfence_policy_rules", dimensions: [("policy", name)]).record(entry.policy.rules.count)
-        }
-        // Reloads are not implemented yet; the series exist so alerts can be written today.
+        recordPolicies(compiled)
+        // Both series exist from the start, so alerts on failures can be written before one.
         _ = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
         _ = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
     }
 
+    /// The rule count of each policy now serving (at start and after each reload).
+    static func recordPolicies(_ compiled: CompiledConfiguration) {
+        for (name, entry) in compiled.selector.entries {
+            Gauge(label: "dnsfence_policy_rules", dimensions: [("policy", name)]).record(entry.policy.rules.count)
+        }
+    }
+
     /// The query log sink for `mode`, writing JSON lines to standard output.
-    static func queryLog(_ mode: QueryLogMode) -> (any QueryLogSink)? {
+    static func queryLog(_ mode: QueryLogMode, writer: LineWriter) -> (any QueryLogSink)? {
         guard mode != .off else { return nil }
-        let writer = LineWriter(fd: 1, droppedCounter: Counter(label: "dnsfence_querylog_dropped_total"))
         return JSONQueryLog(writer: writer, deniedOnly: mode == .denied)
     }
 

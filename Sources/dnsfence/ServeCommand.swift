@@ -41,6 +41,8 @@ struct ServeCommand: AsyncParsableCommand {
         let logger = Logger(label: "dnsfence")
         // Metrics are bootstrapped before any layer creates its counters.
         let registry = Observability.bootstrapMetrics()
+        // Signals are caught from the start: a SIGHUP while starting must not kill the server.
+        let signals = SignalWatcher([SIGHUP, SIGINT, SIGTERM])
 
         let compiled: CompiledConfiguration
         do {
@@ -51,46 +53,20 @@ struct ServeCommand: AsyncParsableCommand {
         }
         for warning in compiled.warnings { logger.warning("\(warning)") }
         let config = compiled.configuration
+        Observability.recordStartup(compiled)
         // Fail closed: the sets must exist (or be created) with the right type before any
         // answer is given; a policy whose sets cannot be verified stops the start.
-        let firewalls: [String: FirewallBinding]
+        let runtime: ServerRuntime
         do {
-            firewalls = try await Self.prepareFirewalls(config, logger: logger)
+            runtime = try await ServerRuntime(
+                configPath: options.config, overrides: options.overrides, compiled: compiled,
+                threads: max(1, threads ?? System.coreCount), logger: logger)
         } catch {
             printError("dnsfence: \(error)")
             throw ExitCode(1)
         }
-
-        // UDP (listeners and upstream sockets) runs on our datagram loops, TCP on NIO's.
-        let threadCount = max(1, threads ?? System.coreCount)
-        let group = MultiThreadedEventLoopGroup(numberOfThreads: threadCount)
-        let loops: [DatagramLoop]
-        do {
-            loops = try (0..<threadCount).map { try DatagramLoop(name: "dnsfence-udp-\($0)") }
-        } catch {
-            printError("dnsfence: cannot start the UDP loops: \(error)")
-            throw ExitCode(1)
-        }
-        let upstreams = try config.upstreams.map {
-            try SocketAddress(ipAddress: $0.address.description, port: Int($0.port))
-        }
-        let forwarder = UpstreamForwarder(settings: .init(upstreams: upstreams), group: group, logger: logger)
-        do {
-            try await forwarder.start(loops: loops)
-        } catch {
-            printError("dnsfence: cannot open upstream sockets: \(error)")
-            throw ExitCode(1)
-        }
-        let cache = AnswerCache(
-            limits: .init(
-                maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
-            clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }
-        )
-        Observability.recordStartup(compiled)
-        let pipeline = QueryPipeline(
-            selector: compiled.selector, cache: cache, forwarder: forwarder, logger: logger, firewalls: firewalls,
-            queryLog: Observability.queryLog(config.queryLog))
-        let dnsServer = DNSServer(group: group, loops: loops, pipeline: pipeline, logger: logger)
+        let dnsServer = DNSServer(
+            group: runtime.group, loops: runtime.loops, pipeline: runtime.pipeline, logger: logger)
         var limits = DNSServer.Limits()
         limits.tcpMaxConnections = config.tcp.maxConnections
         limits.tcpMaxPerClient = config.tcp.maxPerClient
@@ -105,28 +81,46 @@ struct ServeCommand: AsyncParsableCommand {
                 }, limits: limits)
         } catch {
             printError("dnsfence: cannot listen: \(error)")
-            forwarder.stop()
-            for loop in loops { try? await loop.shutdownGracefully() }
-            try? await group.shutdownGracefully()
+            await runtime.shutdown(server: dnsServer)
             throw ExitCode(1)
         }
         let ready = ReadyFlag()
         var observability: ObservabilityServer? = nil
         if let metricsAddress = config.metrics {
+            let pipeline = runtime.pipeline
             let server = ObservabilityServer(
                 group: MultiThreadedEventLoopGroup(numberOfThreads: 1),
                 metrics: { Observability.exposition(registry, extra: pipeline.metricsExposition()) },
-                readiness: { await Observability.readiness(ready: ready, forwarder: forwarder, firewalls: firewalls) })
+                readiness: {
+                    await Observability.readiness(
+                        ready: ready, forwarder: pipeline.snapshots.load().forwarder, firewalls: runtime.firewalls)
+                },
+                details: { runtime.lastReload.json })
             do {
                 try await server.start(
                     at: try SocketAddress(ipAddress: metricsAddress.address.description, port: Int(metricsAddress.port))
                 )
             } catch {
                 printError("dnsfence: cannot serve metrics on \(metricsAddress): \(error)")
-                await dnsServer.shutdown()
+                await runtime.shutdown(server: dnsServer)
                 throw ExitCode(1)
             }
             observability = server
+        }
+        var control: ControlServer? = nil
+        if let path = config.control {
+            let server = ControlServer(group: runtime.group) { command in
+                await Self.control(command, runtime: runtime)
+            }
+            do {
+                try await server.start(at: path)
+            } catch {
+                printError("dnsfence: cannot open the control socket \(path): \(error)")
+                await observability?.shutdown()
+                await runtime.shutdown(server: dnsServer)
+                throw ExitCode(1)
+            }
+            control = server
         }
         ready.set()
         logger.info(
@@ -134,80 +128,59 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: [
                 "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
                 "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
+                "control": "\(config.control ?? "-")",
             ])
-        let signal = await Self.waitForTermination()
-        logger.info("stopping", metadata: ["signal": "\(signal)", "inflight": "\(pipeline.inflightCount)"])
-        ready.clear()
-        await dnsServer.drainAndShutdown()
-        await observability?.shutdown()
-        forwarder.stop()
-        for loop in loops { try? await loop.shutdownGracefully() }
-        try? await group.shutdownGracefully()
-    }
-
-    /// One nftables publisher for every namespace the policies name; sets created or verified.
-    static func prepareFirewalls(_ config: ServerConfiguration, logger: Logger) async throws -> [String:
-        FirewallBinding]
-    {
-        let policies = config.policies.filter { $0.firewall != nil }
-        guard !policies.isEmpty else { return [:] }
-        let publisher = NftablesSetPublisher(
-            namespaces: Set(policies.map { $0.firewall?.netns }),
-            clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) }, logger: logger)
-        var bindings: [String: FirewallBinding] = [:]
-        for policy in policies {
-            guard let fw = policy.firewall else { continue }
-            let v4 = fw.ipv4Set.map {
-                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: false)
+        // SIGHUP reloads; SIGINT and SIGTERM stop.
+        var stopSignal: Int32 = SIGTERM
+        for await signal in signals.stream {
+            if signal == SIGHUP {
+                logger.info("SIGHUP: reloading")
+                _ = await runtime.reload()
+                continue
             }
-            let v6 = fw.ipv6Set.map {
-                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: true)
-            }
-            try await publisher.prepare([v4, v6].compactMap { $0 }, create: fw.create)
-            bindings[policy.name] = FirewallBinding(
-                publisher: publisher, ipv4: v4, ipv6: v6, minTTL: fw.minTTL, maxTTL: fw.maxTTL, grace: fw.grace,
-                admitPrivate: fw.admitPrivate)
-            logger.info(
-                "firewall sets ready",
-                metadata: [
-                    "policy": "\(policy.name)", "ipv4": "\(v4.map(\.description) ?? "-")",
-                    "ipv6": "\(v6.map(\.description) ?? "-")",
-                ])
+            stopSignal = signal
+            break
         }
-        return bindings
+        logger.info(
+            "stopping", metadata: ["signal": "\(stopSignal)", "inflight": "\(runtime.pipeline.inflightCount)"])
+        ready.clear()
+        await control?.shutdown()
+        await observability?.shutdown()
+        await runtime.shutdown(server: dnsServer)
     }
 
-    /// Suspends until SIGINT or SIGTERM.
-    static func waitForTermination() async -> Int32 {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
-            let queue = DispatchQueue(label: "dnsfence.signals")
-            let fired = SignalLatch(continuation)
-            queue.sync {
-                for sig in [SIGINT, SIGTERM] {
-                    signal(sig, SIG_IGN)
-                    let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-                    source.setEventHandler { fired.fire(sig) }
-                    source.resume()
-                    fired.retain(source)
-                }
-            }
+    /// One command from the control socket: `reload` (replies `ok` or `failed`, then one
+    /// message per line) or `status`.
+    static func control(_ command: String, runtime: ServerRuntime) async -> String {
+        switch command {
+        case "reload":
+            return await runtime.reload().reply
+        case "status":
+            let json = runtime.lastReload.json
+            return "ok\n" + (json.isEmpty ? "no reload yet" : "{" + json + "}")
+        default:
+            return "failed\nunknown command '\(command)' (known: reload, status)"
         }
     }
 }
 
-/// Resumes a continuation once, from whichever signal comes first.
-/// `@unchecked Sendable`: every access happens on the one serial signal queue.
-final class SignalLatch: @unchecked Sendable {
-    private var continuation: CheckedContinuation<Int32, Never>?
-    private var sources: [any DispatchSourceSignal] = []
+/// Delivers the given signals as an async stream (their default actions are disabled while it
+/// lives: a signal is never lost between two reads).
+final class SignalWatcher {
+    let stream: AsyncStream<Int32>
+    private let sources: [any DispatchSourceSignal]
 
-    init(_ continuation: CheckedContinuation<Int32, Never>) { self.continuation = continuation }
-
-    func retain(_ source: any DispatchSourceSignal) { sources.append(source) }
-
-    func fire(_ signal: Int32) {
-        continuation?.resume(returning: signal)
-        continuation = nil
+    init(_ signals: [Int32]) {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        let queue = DispatchQueue(label: "dnsfence.signals")
+        self.stream = stream
+        sources = signals.map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
     }
 }
 

@@ -27,7 +27,7 @@ extension QueryPipeline {
     /// The same pipeline (same snapshot: policies, cache, firewall) with the byte renderer off,
     /// so every decision is rendered by the message renderer.
     var messagesOnly: QueryPipeline {
-        QueryPipeline(snapshot: snapshots.load(), forwarder: forwarder, logger: logger, renderBytes: false)
+        QueryPipeline(snapshot: snapshots.load(), logger: logger, renderBytes: false)
     }
 
     var cache: AnswerCache { snapshots.load().cache }
@@ -331,8 +331,10 @@ struct ByteRendererTests {
         for logsAnswers in [false, true] {
             let base = try Self.pipeline(deny: .nxdomain)
             let log = CapturingLog(logsAnswers: logsAnswers)
-            let snapshot = Snapshot(selector: base.snapshots.load().selector, cache: base.cache, queryLog: log)
-            let pipeline = QueryPipeline(snapshot: snapshot, forwarder: base.forwarder, logger: base.logger)
+            let snapshot = Snapshot(
+                selector: base.snapshots.load().selector, cache: base.cache,
+                forwarder: base.snapshots.load().forwarder, queryLog: log)
+            let pipeline = QueryPipeline(snapshot: snapshot, logger: base.logger)
             for query in [denied, filtered, hit] {
                 guard case .respond(let quick) = pipeline.process(query, context: context),
                     case .respond(let full) = pipeline.messagesOnly.process(query, context: context)

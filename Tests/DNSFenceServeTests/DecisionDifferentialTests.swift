@@ -182,12 +182,14 @@ struct DecisionDifferentialTests {
             let messagesLog = Log()
             let bytes = QueryPipeline(
                 snapshot: Snapshot(
-                    selector: world.selector, cache: world.cache, firewalls: world.firewalls, queryLog: bytesLog),
-                forwarder: forwarder, logger: logger)
+                    selector: world.selector, cache: world.cache, forwarder: forwarder, firewalls: world.firewalls,
+                    queryLog: bytesLog),
+                logger: logger)
             let messages = QueryPipeline(
                 snapshot: Snapshot(
-                    selector: world.selector, cache: world.cache, firewalls: world.firewalls, queryLog: messagesLog),
-                forwarder: forwarder, logger: logger, renderBytes: false)
+                    selector: world.selector, cache: world.cache, forwarder: forwarder, firewalls: world.firewalls,
+                    queryLog: messagesLog),
+                logger: logger, renderBytes: false)
             // Some addresses already in their sets, for long enough or not.
             for binding in world.firewalls.values where random.next() % 2 == 0 {
                 let elements = ["192.0.2.1", "192.0.2.2", "198.51.100.7"].map {
@@ -235,10 +237,12 @@ struct DecisionDifferentialTests {
                 #expect(bytesLog.lines == messagesLog.lines, "\(label)")
             }
         }
-        // Not vacuous: thousands of cases, a good share rendered from bytes, every outcome seen.
+        // Not vacuous: thousands of cases, a good share rendered from bytes, and (for the fixed
+        // seeds, whose worlds are known) every outcome seen; a random seed may draw no world
+        // with a hit waiting for a commit.
         #expect(cases == 40 * 60)
         #expect(renderedByBytes > cases / 5, "seed \(seed): only \(renderedByBytes) byte-rendered answers")
-        for outcome in ["respond", "drop", "forward", "publish"] {
+        for outcome in ["respond", "drop", "forward", "publish"] where seed <= 3 || outcome != "publish" {
             #expect(outcomes[outcome, default: 0] > 0, "seed \(seed): no \(outcome) outcome generated")
         }
     }

@@ -1,0 +1,107 @@
+import DNSFenceConfig
+import DNSFenceFirewall
+import DNSFenceIO
+import DNSFenceObserve
+import DNSFenceResolve
+import DNSFenceServe
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+
+extension ServerRuntime {
+    /// A snapshot for `compiled`, reusing from `previous` (the configuration and snapshot now
+    /// serving) what did not change: the upstream forwarder and its sockets when the upstreams
+    /// are the same, and the cache when its limits are (less the entries of policies that are
+    /// gone or whose firewall changed: they were shaped and published for what no longer is).
+    /// Sets are created or verified before anything is swapped in. Throws a message for the
+    /// operator, leaving nothing new running.
+    static func buildSnapshot(
+        _ compiled: CompiledConfiguration, previous: (config: CompiledConfiguration, snapshot: Snapshot)?,
+        publisher: inout NftablesSetPublisher?, group: any EventLoopGroup, loops: [DatagramLoop], logWriter: LineWriter,
+        logger: Logger
+    ) async throws -> Snapshot {
+        let config = compiled.configuration
+        let forwarder: UpstreamForwarder
+        if let previous, previous.config.configuration.upstreams == config.upstreams {
+            forwarder = previous.snapshot.forwarder
+        } else {
+            let upstreams = try config.upstreams.map {
+                try SocketAddress(ipAddress: $0.address.description, port: Int($0.port))
+            }
+            forwarder = UpstreamForwarder(settings: .init(upstreams: upstreams), group: group, logger: logger)
+            do {
+                try await forwarder.start(loops: loops)
+            } catch {
+                throw RuntimeError("cannot open upstream sockets: \(error)")
+            }
+        }
+        let firewalls: [String: FirewallBinding]
+        do {
+            firewalls = try await prepareFirewalls(config, publisher: &publisher, logger: logger)
+        } catch {
+            if forwarder !== previous?.snapshot.forwarder { forwarder.stop() }
+            throw RuntimeError("\(error)")
+        }
+        let cache: AnswerCache
+        if let previous, previous.config.configuration.cache == config.cache {
+            cache = previous.snapshot.cache
+            let now = Dictionary(uniqueKeysWithValues: config.policies.map { ($0.name, $0.firewall) })
+            let stale = previous.config.configuration.policies.filter { old in
+                guard let firewall = now[old.name] else { return true }
+                return firewall != old.firewall
+            }
+            cache.removeAll(policies: Set(stale.map(\.name)))
+        } else {
+            cache = AnswerCache(
+                limits: .init(
+                    maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
+                clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) })
+        }
+        return Snapshot(
+            selector: compiled.selector, cache: cache, forwarder: forwarder, firewalls: firewalls,
+            queryLog: Observability.queryLog(config.queryLog, writer: logWriter))
+    }
+
+    /// The binding of every policy with a firewall, its sets created or verified (fail closed:
+    /// a set that cannot be verified fails the start, or the reload). One publisher serves
+    /// every namespace; a namespace a reload names for the first time gets its worker then.
+    static func prepareFirewalls(
+        _ config: ServerConfiguration, publisher: inout NftablesSetPublisher?, logger: Logger
+    ) async throws -> [String: FirewallBinding] {
+        let policies = config.policies.filter { $0.firewall != nil }
+        guard !policies.isEmpty else { return [:] }
+        let namespaces = Set(policies.map { $0.firewall?.netns })
+        let nft: NftablesSetPublisher
+        if let publisher {
+            publisher.addNamespaces(namespaces)
+            nft = publisher
+        } else {
+            nft = NftablesSetPublisher(
+                namespaces: namespaces, clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) },
+                logger: logger)
+            publisher = nft
+        }
+        var bindings: [String: FirewallBinding] = [:]
+        for policy in policies {
+            guard let fw = policy.firewall else { continue }
+            let v4 = fw.ipv4Set.map {
+                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: false)
+            }
+            let v6 = fw.ipv6Set.map {
+                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: true)
+            }
+            try await nft.prepare([v4, v6].compactMap { $0 }, create: fw.create)
+            bindings[policy.name] = FirewallBinding(
+                publisher: nft, ipv4: v4, ipv6: v6, minTTL: fw.minTTL, maxTTL: fw.maxTTL, grace: fw.grace,
+                admitPrivate: fw.admitPrivate)
+            logger.info(
+                "firewall sets ready",
+                metadata: [
+                    "policy": "\(policy.name)", "ipv4": "\(v4.map(\.description) ?? "-")",
+                    "ipv6": "\(v6.map(\.description) ?? "-")",
+                ])
+        }
+        return bindings
+    }
+}

@@ -1,0 +1,213 @@
+import CoreMetrics
+import DNSFenceConfig
+import DNSFenceFirewall
+import DNSFenceIO
+import DNSFenceObserve
+import DNSFenceResolve
+import DNSFenceServe
+import Dispatch
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The running server: loops, listeners, the query pipeline and its current snapshot, and the
+/// one way to change that snapshot while serving (``reload()``). An actor, so reloads never
+/// overlap; queries never wait for it (they read the snapshot store).
+actor ServerRuntime {
+    let configPath: String?
+    let overrides: ConfigurationOverrides
+    let logger: Logger
+    let group: MultiThreadedEventLoopGroup
+    let loops: [DatagramLoop]
+    let pipeline: QueryPipeline
+    /// What the current snapshot was built from.
+    private(set) var current: CompiledConfiguration
+    /// The publisher every policy's sets are written through (one shadow across reloads, so a
+    /// reload never shortens an element); made when the first policy with a firewall appears.
+    private var publisher: NftablesSetPublisher?
+    /// The query log's writer, made once (a reload changes only what is logged).
+    private let logWriter: LineWriter
+    /// The last reload's outcome, for `/readyz` and `dnsfence reload`.
+    let lastReload: ReloadRecord
+
+    private let reloadSuccesses = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
+    private let reloadFailures = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
+
+    /// Builds the first snapshot (sets created or verified, upstream sockets opened) and the
+    /// pipeline over it. Throws a message for the operator: nothing is left running.
+    init(
+        configPath: String?, overrides: ConfigurationOverrides, compiled: CompiledConfiguration, threads: Int,
+        logger: Logger
+    ) async throws {
+        self.configPath = configPath
+        self.overrides = overrides
+        self.logger = logger
+        self.current = compiled
+        self.lastReload = ReloadRecord()
+        self.logWriter = LineWriter(fd: 1, droppedCounter: Counter(label: "dnsfence_querylog_dropped_total"))
+        // UDP (listeners and upstream sockets) runs on our datagram loops, TCP on NIO's.
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        let loops: [DatagramLoop]
+        do {
+            loops = try (0..<threads).map { try DatagramLoop(name: "dnsfence-udp-\($0)") }
+        } catch {
+            try? await group.shutdownGracefully()
+            throw RuntimeError("cannot start the UDP loops: \(error)")
+        }
+        self.group = group
+        self.loops = loops
+        var publisher: NftablesSetPublisher? = nil
+        let snapshot: Snapshot
+        do {
+            snapshot = try await Self.buildSnapshot(
+                compiled, previous: nil, publisher: &publisher, group: group, loops: loops, logWriter: logWriter,
+                logger: logger)
+        } catch {
+            for loop in loops { try? await loop.shutdownGracefully() }
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        self.publisher = publisher
+        self.pipeline = QueryPipeline(snapshot: snapshot, logger: logger)
+    }
+
+    /// Reads the configuration again (with the same command-line overrides), builds a snapshot
+    /// from it off the event loops, and swaps it in: the next query uses it, queries in flight
+    /// finish on the old one. On any error the old snapshot keeps serving and every error is
+    /// reported (file:line where there is one), logged and counted.
+    func reload() async -> ReloadOutcome {
+        let started = ContinuousClock.now
+        let compiled: CompiledConfiguration
+        do {
+            compiled = try ConfigurationLoader().load(configPath: configPath, overrides: overrides)
+        } catch {
+            return fail(error.diagnostics.map(\.description), started: started)
+        }
+        var notes = compiled.warnings.map(\.description)
+        notes += Self.restartOnlyChanges(from: current.configuration, to: compiled.configuration)
+        let previous = pipeline.snapshots.load()
+        var publisher = self.publisher
+        let snapshot: Snapshot
+        do {
+            snapshot = try await Self.buildSnapshot(
+                compiled, previous: (current, previous), publisher: &publisher, group: group, loops: loops,
+                logWriter: logWriter, logger: logger)
+        } catch {
+            return fail(["\(error)"], started: started)
+        }
+        self.publisher = publisher
+        pipeline.snapshots.swap(snapshot)
+        current = compiled
+        if previous.forwarder !== snapshot.forwarder {
+            // Queries in flight keep the old upstreams; their sockets close once they are done.
+            let old = previous.forwarder
+            Task {
+                try? await Task.sleep(for: .seconds(10))
+                old.stop()
+            }
+        }
+        Observability.recordPolicies(compiled)
+        reloadSuccesses.increment()
+        let elapsed = ContinuousClock.now - started
+        let outcome = ReloadOutcome(succeeded: true, messages: notes, duration: elapsed)
+        lastReload.set(outcome)
+        logger.info(
+            "reloaded",
+            metadata: [
+                "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
+                "duration": "\(elapsed)",
+            ])
+        for note in notes { logger.warning("\(note)") }
+        return outcome
+    }
+
+    private func fail(_ errors: [String], started: ContinuousClock.Instant) -> ReloadOutcome {
+        reloadFailures.increment()
+        let outcome = ReloadOutcome(succeeded: false, messages: errors, duration: ContinuousClock.now - started)
+        lastReload.set(outcome)
+        logger.error("reload failed; the previous configuration keeps serving")
+        for error in errors { logger.error("\(error)") }
+        return outcome
+    }
+
+    /// Settings a reload reads but cannot apply while serving (they need sockets bound again).
+    static func restartOnlyChanges(from old: ServerConfiguration, to new: ServerConfiguration) -> [String] {
+        var notes: [String] = []
+        if old.listeners.map(\.endpoint) != new.listeners.map(\.endpoint) {
+            notes.append("listener addresses changed: restart dnsfence to bind them (policies by listener are applied)")
+        }
+        if old.metrics != new.metrics { notes.append("metrics.listen changed: restart dnsfence to bind it") }
+        if old.control != new.control { notes.append("control changed: restart dnsfence to bind it") }
+        if old.tcp != new.tcp { notes.append("tcp limits changed: restart dnsfence to apply them") }
+        return notes
+    }
+
+    /// Stops everything: listeners drained first, then upstream sockets and loops.
+    func shutdown(server: DNSServer) async {
+        await server.drainAndShutdown()
+        pipeline.snapshots.load().forwarder.stop()
+        for loop in loops { try? await loop.shutdownGracefully() }
+        try? await group.shutdownGracefully()
+    }
+
+    /// The publisher's firewall bindings of the current snapshot (for `/readyz`).
+    nonisolated var firewalls: [String: FirewallBinding] { pipeline.snapshots.load().firewalls }
+}
+
+/// What one reload did.
+struct ReloadOutcome: Sendable {
+    var succeeded: Bool
+    /// Errors when it failed; warnings (and settings that need a restart) when it succeeded.
+    var messages: [String]
+    var duration: Duration
+
+    /// The reply `dnsfence reload` prints: `ok` or `failed`, then one message per line.
+    var reply: String {
+        ([succeeded ? "ok" : "failed"] + messages).joined(separator: "\n")
+    }
+}
+
+/// The last reload's outcome, readable from any thread (the `/readyz` handler).
+final class ReloadRecord: Sendable {
+    private let value = Mutex<(outcome: ReloadOutcome, at: String)?>(nil)
+
+    func set(_ outcome: ReloadOutcome) {
+        let at = JSONQueryLog.timestamp()
+        value.withLock { $0 = (outcome, at) }
+    }
+
+    /// `"reload":{…}` for `/readyz`, or "" before the first reload.
+    var json: String {
+        guard let (outcome, at) = value.withLock({ $0 }) else { return "" }
+        let messages = outcome.messages.map { "\"" + jsonEscaped($0) + "\"" }.joined(separator: ",")
+        let key = outcome.succeeded ? "warnings" : "errors"
+        return "\"reload\":{\"result\":\"\(outcome.succeeded ? "success" : "failure")\",\"at\":\"\(at)\","
+            + "\"\(key)\":[\(messages)]}"
+    }
+}
+
+/// A message for the operator from starting the runtime.
+struct RuntimeError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// `text` as the inside of a JSON string.
+func jsonEscaped(_ text: String) -> String {
+    var out = ""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20:
+            out +=
+                "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+                + String(scalar.value, radix: 16)
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out
+}
