@@ -72,11 +72,13 @@ public struct FirewallBinding: Sendable {
     /// Whether an answer with `addresses`, `elapsed` seconds after they were stored, may go out
     /// now: every address in its set for long enough (as ``elements(of:elapsed:)`` and the
     /// publisher's `needsCommit` would say, without building the array).
-    public func allowsRelease(of addresses: [AnswerAddress], elapsed: UInt32) -> Bool {
+    /// `reason` is recorded on the elements that are there already (see ``SetElement/reason``).
+    public func allowsRelease(of addresses: [AnswerAddress], elapsed: UInt32, reason: UInt64 = 0) -> Bool {
         for published in addresses {
             guard let target = target(ipv6: !published.address.isIPv4) else { continue }
             let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
-            let element = SetElement(target: target, address: published.address, timeout: elementTimeout(ttl: ttl))
+            let element = SetElement(
+                target: target, address: published.address, timeout: elementTimeout(ttl: ttl), reason: reason)
             if publisher.needsCommit(element) { return false }
         }
         return true
@@ -84,13 +86,15 @@ public struct FirewallBinding: Sendable {
 
     /// The elements `addresses` need, `elapsed` seconds after they were stored, with timeouts
     /// from their aged TTLs.
-    public func elements(of addresses: [AnswerAddress], elapsed: UInt32) -> [SetElement] {
+    public func elements(of addresses: [AnswerAddress], elapsed: UInt32, reason: UInt64 = 0) -> [SetElement] {
         var elements: [SetElement] = []
         elements.reserveCapacity(addresses.count)
         for published in addresses {
             guard let target = target(ipv6: !published.address.isIPv4) else { continue }
             let ttl = published.ttl > elapsed ? published.ttl - elapsed : 0
-            elements.append(SetElement(target: target, address: published.address, timeout: elementTimeout(ttl: ttl)))
+            elements.append(
+                SetElement(
+                    target: target, address: published.address, timeout: elementTimeout(ttl: ttl), reason: reason))
         }
         return elements
     }

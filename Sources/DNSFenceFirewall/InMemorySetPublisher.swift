@@ -22,7 +22,7 @@ public final class InMemorySetPublisher: SetPublisher {
 
     public func needsCommit(_ element: SetElement) -> Bool {
         let now = clock()
-        return shadow.withLock { $0.plan(element, now: now) != nil }
+        return shadow.withLock { $0.check(element, now: now) }
     }
 
     public func publish(_ elements: [SetElement]) async throws(PublishError) {
@@ -37,6 +37,7 @@ public final class InMemorySetPublisher: SetPublisher {
     private func commit(_ elements: [SetElement]) -> PublishError? {
         let now = clock()
         let planned = shadow.withLock { s in elements.compactMap { s.plan($0, now: now) } }
+        defer { shadow.withLock { $0.justify(elements, now: now) } }
         guard !planned.isEmpty else { return nil }
         if let failure = state.withLock({ $0.failure }) { return failure }
         state.withLock { state in
@@ -47,6 +48,17 @@ public final class InMemorySetPublisher: SetPublisher {
         }
         shadow.withLock { s in for element in planned { s.committed(element, now: now) } }
         return nil
+    }
+
+    public func revoke(in targets: [SetTarget], keeping keep: @escaping @Sendable (UInt64) -> Bool)
+        async throws(PublishError) -> [SetElement]
+    {
+        let now = clock()
+        let doomed = shadow.withLock { $0.revocable(in: Set(targets), now: now, keep: keep) }
+        state.withLock { state in
+            for element in doomed { state.sets[element.target]?[element.address] = nil }
+        }
+        return doomed
     }
 
     /// Seconds `address` has left in `target`, or nil.

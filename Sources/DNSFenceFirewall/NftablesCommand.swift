@@ -28,6 +28,12 @@ public enum NftablesCommand {
             + "add set \(target.family) \(target.table) \(target.set) { type \(type); flags timeout; }"
     }
 
+    /// Deletes `addresses` from `target` (one command; in a buffer with others, one transaction).
+    public static func delete(_ addresses: [IPAddress], from target: SetTarget) -> String {
+        "delete element \(target.family) \(target.table) \(target.set) { "
+            + addresses.map(\.description).joined(separator: ", ") + " }"
+    }
+
     public static func list(_ target: SetTarget) -> String {
         "list set \(target.family) \(target.table) \(target.set)"
     }

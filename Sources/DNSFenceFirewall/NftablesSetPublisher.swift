@@ -28,6 +28,7 @@ public final class NftablesSetPublisher: SetPublisher {
     private let namespaces = Mutex<(workers: [String: NetnsWorker], monitors: [String: NetnsMonitor])>(([:], [:]))
     private let committer = JobThread<@Sendable () -> Void>(name: "dnsfence-commit")
     private let shadow: ShadowStore
+    private let revokedCounter = Counter(label: "dnsfence_nft_elements_revoked_total")
     private let clock: Clock
     private let logger: Logger
 
@@ -154,7 +155,7 @@ public final class NftablesSetPublisher: SetPublisher {
 
     public func needsCommit(_ element: SetElement) -> Bool {
         let now = clock()
-        return shadow.withLock { $0.plan(element, now: now) != nil }
+        return shadow.withLock { $0.check(element, now: now) }
     }
 
     /// Commits on the committer thread; `completion` runs there.
@@ -190,6 +191,8 @@ public final class NftablesSetPublisher: SetPublisher {
         let now = clock()
         // Once per set and address, with the longest timeout.
         let planned = shadow.withLock { $0.plan(elements, now: now) }
+        // Whatever is committed (or was there already), its reasons are recorded.
+        defer { shadow.withLock { $0.justify(elements, now: now) } }
         guard !planned.isEmpty else { return nil }
         let netns = planned[0].target.netns ?? ""
         var byNamespace: [String: [SetElement]] = [:]
@@ -219,6 +222,49 @@ public final class NftablesSetPublisher: SetPublisher {
             if unwatched { Self.apply(.eventsLost, netns: worker.netns, to: shadow) }
         }
         return firstError
+    }
+}
+
+extension NftablesSetPublisher {
+    /// Deletes the elements of `targets` that only refused reasons justify (``SetShadow/revocable``),
+    /// one transaction per namespace. They leave the shadow first, so an answer that hands one
+    /// out again meanwhile commits it anew; one that did so before the kernel's delete is
+    /// committed again after it.
+    public func revoke(in targets: [SetTarget], keeping keep: @escaping @Sendable (UInt64) -> Bool)
+        async throws(PublishError) -> [SetElement]
+    {
+        let now = clock()
+        let doomed = shadow.withLock { $0.revocable(in: Set(targets), now: now, keep: keep) }
+        guard !doomed.isEmpty else { return [] }
+        var firstError: PublishError? = nil
+        for (netns, elements) in Dictionary(grouping: doomed, by: { $0.target.netns ?? "" }) {
+            guard let worker = worker(for: netns.isEmpty ? nil : netns) else {
+                firstError = firstError ?? .unavailable("no worker for namespace \(netns)")
+                continue
+            }
+            let commands = Dictionary(grouping: elements, by: \.target).map { target, items in
+                NftablesCommand.delete(items.map(\.address), from: target)
+            }
+            if case .failure = await worker.run(commands.joined(separator: "\n")) {
+                // One element gone already (expired, or deleted by someone) fails the whole
+                // transaction: delete one by one, a missing one is no error.
+                for element in elements {
+                    _ = await worker.run(NftablesCommand.delete([element.address], from: element.target))
+                }
+            }
+        }
+        revokedCounter.increment(by: doomed.count)
+        // An answer that handed one out again between the shadow and the kernel committed it
+        // before the delete: commit it once more.
+        let again = shadow.withLock { s in doomed.filter { s.contains($0.address, in: $0.target) } }
+        if !again.isEmpty {
+            shadow.withLock { s in
+                for target in Set(again.map(\.target)) { s.forget(again.map(\.address), inSetsWhere: { $0 == target }) }
+            }
+            try await publish(again.map { SetElement(target: $0.target, address: $0.address, timeout: 60) })
+        }
+        if let firstError { throw firstError }
+        return doomed
     }
 }
 

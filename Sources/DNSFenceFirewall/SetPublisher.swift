@@ -67,11 +67,16 @@ public struct SetElement: Hashable, Sendable {
     public var address: IPAddress
     /// Seconds, at least 1 (a timeout of 0 would make the element permanent).
     public var timeout: UInt32
+    /// Why the address is handed out: an opaque key of the caller's (dnsfence: the policy and
+    /// name that were answered), kept per element until the timeout, so that a reload can
+    /// revoke the elements that only names no longer allowed justified. 0: no reason given.
+    public var reason: UInt64
 
-    public init(target: SetTarget, address: IPAddress, timeout: UInt32) {
+    public init(target: SetTarget, address: IPAddress, timeout: UInt32, reason: UInt64 = 0) {
         self.target = target
         self.address = address
         self.timeout = max(timeout, 1)
+        self.reason = reason
     }
 }
 
@@ -122,6 +127,12 @@ public protocol SetPublisher: AnyObject, Sendable {
     /// if it fails, each request alone, so one bad request cannot fail the others).
     /// `completion` gets one outcome per request, in order.
     func publish(batch requests: [[SetElement]], completion: @escaping @Sendable ([PublishError?]) -> Void)
+
+    /// Deletes from `targets` every element whose reasons (still unexpired) are all refused by
+    /// `keep`, in one transaction per namespace; elements with no reason recorded (from before
+    /// this process, or published without one) stay. Returns the elements deleted.
+    func revoke(in targets: [SetTarget], keeping keep: @escaping @Sendable (UInt64) -> Bool) async throws(PublishError)
+        -> [SetElement]
 }
 
 extension SetPublisher {

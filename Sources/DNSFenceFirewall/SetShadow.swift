@@ -11,12 +11,30 @@ public struct SetShadow: Sendable {
         var expiry: UInt64
         /// When the kernel last confirmed it; nil after a deletion notification.
         var confirmed: UInt64?
+        /// Why it is there: each reason (``SetElement/reason``) with how long it holds.
+        var reasons: [Reason] = []
+
+        /// Records that `reason` holds until `until` (never shortened).
+        mutating func justify(_ reason: UInt64, until: UInt64) {
+            guard reason != 0 else { return }
+            if let index = reasons.firstIndex(where: { $0.key == reason }) {
+                reasons[index].until = max(reasons[index].until, until)
+            } else {
+                reasons.append(Reason(key: reason, until: until))
+            }
+        }
 
         /// A commit of `expiry` went through at `now` (the expiry never shrinks).
         mutating func confirm(expiry: UInt64, now: UInt64) {
             self.expiry = max(self.expiry, expiry)
             confirmed = now
         }
+    }
+
+    /// One reason an element is handed out, and until when.
+    struct Reason: Sendable {
+        var key: UInt64
+        var until: UInt64
     }
 
     public var trustSeconds: UInt64
@@ -52,6 +70,59 @@ public struct SetShadow: Sendable {
         var extended = element
         extended.timeout = UInt32(max(wanted, entry.expiry) - now)
         return extended
+    }
+
+    /// Whether `element` must be committed (``plan(_:now:)`` is not nil). When it need not be,
+    /// its reason is recorded on the element the kernel already has (a commit records its
+    /// reasons itself, through ``justify(_:now:)``).
+    public mutating func check(_ element: SetElement, now: UInt64) -> Bool {
+        guard let index = table(element.target), let entry = tables[index].entries[element.address],
+            plan(element, against: entry, now: now) == nil
+        else { return true }
+        if element.reason != 0
+            && !entry.reasons.contains(where: { $0.key == element.reason && $0.until >= now + UInt64(element.timeout) })
+        {
+            tables[index].entries[element.address]?.justify(element.reason, until: now + UInt64(element.timeout))
+        }
+        return false
+    }
+
+    /// Records the reasons of `elements` (after their commit, or for elements that needed none)
+    /// on the entries the shadow has for them.
+    public mutating func justify(_ elements: [SetElement], now: UInt64) {
+        forEachRun(of: elements) { target, run in
+            guard let index = table(target) else { return }
+            for element in run where element.reason != 0 {
+                tables[index].entries[element.address]?.justify(element.reason, until: now + UInt64(element.timeout))
+            }
+        }
+    }
+
+    /// Takes out of the shadow, and returns, the elements of `targets` whose unexpired reasons
+    /// are all refused by `keep`; refused reasons of the elements that stay are dropped. An
+    /// element with no unexpired reason stays (nothing says it was handed out for a name).
+    public mutating func revocable(in targets: Set<SetTarget>, now: UInt64, keep: (UInt64) -> Bool) -> [SetElement] {
+        var revoked: [SetElement] = []
+        for index in tables.indices where targets.contains(tables[index].target) {
+            let target = tables[index].target
+            for (address, entry) in tables[index].entries {
+                let live = entry.reasons.filter { $0.until > now }
+                guard !live.isEmpty else { continue }
+                let kept = live.filter { keep($0.key) }
+                if kept.isEmpty {
+                    tables[index].entries[address] = nil
+                    revoked.append(SetElement(target: target, address: address, timeout: 1))
+                } else if kept.count != entry.reasons.count {
+                    tables[index].entries[address]?.reasons = kept
+                }
+            }
+        }
+        return revoked
+    }
+
+    /// Whether the shadow has an element for `address` in `target` (it was committed again).
+    public func contains(_ address: IPAddress, in target: SetTarget) -> Bool {
+        table(target).flatMap { tables[$0].entries[address] } != nil
     }
 
     /// The elements to commit for `elements` (see ``plan(_:now:)``), each set and address once

@@ -261,12 +261,13 @@ public final class AnswerCache: Sendable {
     /// bytes), for `lifetime` seconds, evicting the least recently used entry when full.
     /// Returns the entry as stored (nil: not cached).
     @discardableResult
-    public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey) -> CacheEntry? {
+    public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey, reason: UInt64 = 0) -> CacheEntry? {
         guard limits.maxEntries > 0, lifetime > 0 else { return nil }
         var answer = CachedAnswer(
             rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
             additionals: [], template: wire.template)
         answer.addresses = wire.addresses
+        answer.reason = reason
         return insert(answer, for: key, lifetime: lifetime)
     }
 

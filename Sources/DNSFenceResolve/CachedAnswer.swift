@@ -56,6 +56,9 @@ public struct CachedAnswer: Sendable, Hashable {
     public var template: ResponseTemplate?
     /// The addresses that wire form hands out, with their TTLs as stored (set with it).
     public var addresses: [AnswerAddress] = []
+    /// Why its addresses are handed out, for the firewall (``SetElement/reason``): the policy
+    /// and name it was asked under; 0: none.
+    public var reason: UInt64 = 0
 
     public init(
         rcode: DNSRCode, authenticData: Bool, answers: [DNSRecord], authorities: [DNSRecord],

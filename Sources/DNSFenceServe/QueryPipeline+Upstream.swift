@@ -77,14 +77,22 @@ extension QueryPipeline {
     private func store(_ reply: UpstreamReply, for pending: PendingForward) -> CacheEntry? {
         let cache = pending.snapshot.cache
         let binding = pending.decision.binding
+        // Under a firewall, the addresses carry why they are handed out (for revocation).
+        let reason =
+            binding == nil
+            ? 0
+            : reasons.reason(
+                policy: pending.key.policy, name: pending.key.name.wire,
+                now: QueryRecord.monotonicNow() / 1_000_000_000)
         if case .plain(let plain) = reply, !pending.key.dnssecOK, pending.withView({ $0.questionEnd != 0 }),
             let (wire, lifetime) = WireAnswerBuilder.wire(for: plain, limits: cache.limits, binding: binding)
         {
-            if let entry = cache.store(wire, lifetime: lifetime, for: pending.key) { return entry }
+            if let entry = cache.store(wire, lifetime: lifetime, for: pending.key, reason: reason) { return entry }
             var answer = CachedAnswer(
                 rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
                 additionals: [], template: wire.template)
             answer.addresses = wire.addresses
+            answer.reason = reason
             return CacheEntry(answer)
         }
         guard let message = try? reply.decoded() else { return nil }
@@ -96,6 +104,7 @@ extension QueryPipeline {
         var answer = CachedAnswer(
             rcode: message.rcode, authenticData: message.authenticData, answers: message.answers,
             authorities: minimal ? [] : message.authorities, additionals: minimal ? [] : message.additionals)
+        answer.reason = reason
         let question = pending.record.question!
         // A hit needs only the wire form (guarded, with its addresses, under a firewall).
         let wire = cache.store(answer, for: pending.key, keepRecords: false) { stored in

@@ -24,6 +24,8 @@ public final class QueryPipeline: Sendable {
     let batcher = PublishBatcher()
     /// Whether the byte renderer may answer (tests turn it off to compare the renderers).
     let renderBytes: Bool
+    /// What each reason on the firewall's elements stands for, across snapshots.
+    public let reasons = ReasonRegistry()
 
     /// Queries waiting for an upstream right now.
     public var inflightCount: Int { inflight.load(ordering: .relaxed) }

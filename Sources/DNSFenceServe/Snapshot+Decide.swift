@@ -80,8 +80,9 @@ extension Snapshot {
             }
             if view.questionEnd - 12 == template.questionLength {
                 var commit: [SetElement] = []
-                if let binding, !binding.allowsRelease(of: entry.answer.addresses, elapsed: elapsed) {
-                    commit = binding.elements(of: entry.answer.addresses, elapsed: elapsed)
+                let reason = entry.answer.reason
+                if let binding, !binding.allowsRelease(of: entry.answer.addresses, elapsed: elapsed, reason: reason) {
+                    commit = binding.elements(of: entry.answer.addresses, elapsed: elapsed, reason: reason)
                 }
                 return (
                     CacheHit(entry: entry, elapsed: elapsed, viaTemplate: true, truncated: false, commit: commit), nil
@@ -124,7 +125,7 @@ extension Snapshot {
             ede = ExtendedDNSError(
                 ExtendedDNSError.filtered, "dnsfence: \(plan.withheld) address(es) withheld by the firewall policy")
         }
-        let elements = binding.elements(of: plan.addresses, elapsed: 0)
+        let elements = binding.elements(of: plan.addresses, elapsed: 0, reason: stored.reason)
         let commit = elements.isEmpty || !binding.publisher.needsCommit(elements) ? [] : elements
         return (
             CacheHit(entry: CacheEntry(guarded), elapsed: 0, viaTemplate: false, truncated: false, commit: commit), ede

@@ -81,12 +81,13 @@ for i in 0..<100 {
     let name = try DNSName(hits ? "h\(i).allowed.test" : "x\(i * 7919).example.com")
     if hits {
         let key = CacheKey(policy: "replay", name: name, type: .a, dnssecOK: false, checkingDisabled: false)
-        cache.store(
-            CachedAnswer(
-                rcode: .noError, authenticData: false,
-                answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i)))],
-                authorities: [], additionals: []), for: key
-        ) { stored in
+        var answer = CachedAnswer(
+            rcode: .noError, authenticData: false,
+            answers: [DNSRecord(name: name, ttl: 300, address: .v4(0xC612_0000 + UInt32(i)))],
+            authorities: [], additionals: [])
+        // As the server stores it under a firewall: with the reason its addresses carry.
+        if binding != nil { answer.reason = UInt64(i + 1) }
+        cache.store(answer, for: key) { stored in
             WireAnswerBuilder.wire(
                 for: stored, question: DNSQuestion(name: name, type: .a), dnssecOK: false, binding: binding)
         }

@@ -99,6 +99,7 @@ actor ServerRuntime {
         self.publisher = publisher
         pipeline.snapshots.swap(snapshot)
         current = compiled
+        let revoked = await revoke(after: previous, now: snapshot, notes: &notes)
         if previous.forwarder !== snapshot.forwarder {
             // Queries in flight keep the old upstreams; their sockets close once they are done.
             let old = previous.forwarder
@@ -110,21 +111,41 @@ actor ServerRuntime {
         Observability.recordPolicies(compiled)
         reloadSuccesses.increment()
         let elapsed = ContinuousClock.now - started
-        let outcome = ReloadOutcome(succeeded: true, messages: notes, duration: elapsed)
+        let outcome = ReloadOutcome(succeeded: true, messages: notes, duration: elapsed, revoked: revoked)
         lastReload.set(outcome)
         logger.info(
             "reloaded",
             metadata: [
                 "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
-                "duration": "\(elapsed)",
+                "revoked": "\(revoked)", "duration": "\(elapsed)",
             ])
         for note in notes { logger.warning("\(note)") }
         return outcome
     }
 
+    /// Deletes from the sets of the snapshot that was serving every element that only names
+    /// the new policies no longer pass justified; returns how many.
+    private func revoke(after old: Snapshot, now new: Snapshot, notes: inout [String]) async -> Int {
+        guard let publisher, !old.firewalls.isEmpty else { return 0 }
+        let targets = old.firewalls.values.flatMap { [$0.ipv4, $0.ipv6].compactMap { $0 } }
+        let selector = new.selector
+        let reasons = pipeline.reasons
+        var revoked = 0
+        do {
+            revoked = try await publisher.revoke(in: targets) { reasons.keeps($0, under: selector) }.count
+        } catch {
+            notes.append("revocation incomplete: \(error)")
+        }
+        // No element outlives its policy's max-ttl + grace: older reasons hold nothing.
+        let longest = current.configuration.policies.compactMap { $0.firewall.map { $0.maxTTL + $0.grace } }.max() ?? 0
+        reasons.prune(olderThan: UInt64(longest) + 3600, now: QueryRecord.monotonicNow() / 1_000_000_000)
+        return revoked
+    }
+
     private func fail(_ errors: [String], started: ContinuousClock.Instant) -> ReloadOutcome {
         reloadFailures.increment()
-        let outcome = ReloadOutcome(succeeded: false, messages: errors, duration: ContinuousClock.now - started)
+        let outcome = ReloadOutcome(
+            succeeded: false, messages: errors, duration: ContinuousClock.now - started, revoked: 0)
         lastReload.set(outcome)
         logger.error("reload failed; the previous configuration keeps serving")
         for error in errors { logger.error("\(error)") }
@@ -161,10 +182,13 @@ struct ReloadOutcome: Sendable {
     /// Errors when it failed; warnings (and settings that need a restart) when it succeeded.
     var messages: [String]
     var duration: Duration
+    /// Set elements deleted because only names no longer allowed justified them.
+    var revoked: Int
 
     /// The reply `dnsfence reload` prints: `ok` or `failed`, then one message per line.
     var reply: String {
-        ([succeeded ? "ok" : "failed"] + messages).joined(separator: "\n")
+        let summary = succeeded ? ["revoked \(revoked) set element(s)"] : []
+        return ([succeeded ? "ok" : "failed"] + messages + summary).joined(separator: "\n")
     }
 }
 
@@ -183,7 +207,7 @@ final class ReloadRecord: Sendable {
         let messages = outcome.messages.map { "\"" + jsonEscaped($0) + "\"" }.joined(separator: ",")
         let key = outcome.succeeded ? "warnings" : "errors"
         return "\"reload\":{\"result\":\"\(outcome.succeeded ? "success" : "failure")\",\"at\":\"\(at)\","
-            + "\"\(key)\":[\(messages)]}"
+            + "\"revoked\":\(outcome.revoked),\"\(key)\":[\(messages)]}"
     }
 }
 

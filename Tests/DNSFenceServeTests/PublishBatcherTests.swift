@@ -16,6 +16,10 @@ final class RecordingPublisher: SetPublisher {
 
     func needsCommit(_ element: SetElement) -> Bool { true }
 
+    func revoke(in targets: [SetTarget], keeping keep: @escaping @Sendable (UInt64) -> Bool) async throws(PublishError)
+        -> [SetElement]
+    { [] }
+
     func publish(_ elements: [SetElement]) async throws(PublishError) {
         if elements.contains(where: { $0.address == refuse }) { throw .rejected("refused") }
     }
@@ -35,6 +39,10 @@ final class SilentPublisher: SetPublisher {
     let pending = Mutex<[@Sendable ([PublishError?]) -> Void]>([])
 
     func needsCommit(_ element: SetElement) -> Bool { true }
+
+    func revoke(in targets: [SetTarget], keeping keep: @escaping @Sendable (UInt64) -> Bool) async throws(PublishError)
+        -> [SetElement]
+    { [] }
 
     func publish(_ elements: [SetElement]) async throws(PublishError) {}
 

@@ -1,0 +1,71 @@
+import Foundation
+import Testing
+
+/// Revocation on reload, with real nftables sets in a network namespace the test makes.
+@Suite("revocation on reload", .enabled(if: isRoot, "needs root: network namespaces and nftables"))
+struct RevocationIntegrationTests {
+    @Test("a removed name's addresses leave the set before `dnsfence reload` returns; shared ones stay")
+    func revokeOnReload() throws {
+        let nsd = try NSDServer()
+        let netns = "dfr-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
+        try sh("ip netns add \(netns)")
+        defer { _ = try? sh("ip netns del \(netns)") }
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let control = directory.appendingPathComponent("control.sock").path
+        func write(_ names: [String]) throws {
+            try (names.joined(separator: "\n") + "\n").write(
+                to: directory.appendingPathComponent("p.allow"), atomically: true, encoding: .utf8)
+        }
+        try write(["www.example.test", "alias.example.test", "short.example.test"])
+        let config = """
+            listen: [{ address: 127.0.0.1:\(port), policy: p }]
+            upstreams: [127.0.0.1:\(nsd.port)]
+            control: \(control)
+            policies:
+              p:
+                zones: [p.allow]
+                firewall: { netns: /run/netns/\(netns), table: inet fence, ipv4-set: allow4, create: true }
+            """
+        try config.write(to: directory.appendingPathComponent("f.yaml"), atomically: true, encoding: .utf8)
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("f.yaml").path],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask(_ name: String) throws -> String {
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3", name, "A"]).output
+        }
+        func elements() throws -> String { try sh("ip netns exec \(netns) nft list set inet fence allow4") }
+        func reload() throws -> Harness.Result { try Harness.run(Harness.dnsfence, ["reload", "--control", control]) }
+
+        // www and alias (a CNAME to www) hand out 192.0.2.10/.11; short hands out 192.0.2.20.
+        #expect(try ask("www.example.test").contains("192.0.2.10"))
+        #expect(try ask("alias.example.test").contains("192.0.2.11"))
+        #expect(try ask("short.example.test").contains("192.0.2.20"))
+        var set = try elements()
+        #expect(set.contains("192.0.2.10") && set.contains("192.0.2.11") && set.contains("192.0.2.20"))
+
+        // www and short removed: short's address goes; www's stays, alias still justifies it.
+        try write(["alias.example.test"])
+        let first = try reload()
+        #expect(first.status == 0, "\(first.output)")
+        #expect(first.output.contains("revoked 1 set element(s)"), "\(first.output)")
+        set = try elements()
+        #expect(!set.contains("192.0.2.20"), "\(set)")
+        #expect(set.contains("192.0.2.10") && set.contains("192.0.2.11"), "\(set)")
+        #expect(try ask("www.example.test").contains("status: NXDOMAIN"))
+
+        // alias removed too: nothing justifies 192.0.2.10/.11 any more.
+        try write(["short.example.test"])
+        let second = try reload()
+        #expect(second.status == 0, "\(second.output)")
+        #expect(second.output.contains("revoked 2 set element(s)"), "\(second.output)")
+        set = try elements()
+        #expect(!set.contains("192.0.2.10") && !set.contains("192.0.2.11"), "\(set)")
+
+        // short is allowed again: answered, and published again (the shadow forgot it).
+        #expect(try ask("short.example.test").contains("192.0.2.20"))
+        #expect(try elements().contains("192.0.2.20"))
+    }
+}
