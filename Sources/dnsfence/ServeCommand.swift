@@ -43,6 +43,7 @@ struct ServeCommand: AsyncParsableCommand {
         let registry = Observability.bootstrapMetrics()
         // Signals are caught from the start: a SIGHUP while starting must not kill the server.
         let signals = SignalWatcher([SIGHUP, SIGINT, SIGTERM])
+        let notifier = SystemdNotifier(environment: processEnvironment())
 
         let compiled: CompiledConfiguration
         do {
@@ -60,7 +61,7 @@ struct ServeCommand: AsyncParsableCommand {
         do {
             runtime = try await ServerRuntime(
                 configPath: options.config, overrides: options.overrides, compiled: compiled,
-                threads: max(1, threads ?? System.coreCount), logger: logger)
+                threads: max(1, threads ?? System.coreCount), notifier: notifier, logger: logger)
         } catch {
             printError("dnsfence: \(error)")
             throw ExitCode(1)
@@ -123,6 +124,15 @@ struct ServeCommand: AsyncParsableCommand {
             control = server
         }
         ready.set()
+        notifier.ready(status: await runtime.status)
+        let watchdog = notifier.watchdogInterval.map { interval in
+            Task {
+                while !Task.isCancelled {
+                    notifier.watchdog()
+                    try? await Task.sleep(for: interval / 2)
+                }
+            }
+        }
         logger.info(
             "ready",
             metadata: [
@@ -144,6 +154,8 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info(
             "stopping", metadata: ["signal": "\(stopSignal)", "inflight": "\(runtime.pipeline.inflightCount)"])
         ready.clear()
+        notifier.stopping()
+        watchdog?.cancel()
         await control?.shutdown()
         await observability?.shutdown()
         await runtime.shutdown(server: dnsServer)
@@ -182,6 +194,20 @@ final class SignalWatcher {
             return source
         }
     }
+}
+
+/// The process environment as a dictionary (without Foundation).
+func processEnvironment() -> [String: String] {
+    var result: [String: String] = [:]
+    var entry = environ
+    while let pointer = entry.pointee {
+        let text = String(cString: pointer)
+        if let equals = text.firstIndex(of: "=") {
+            result[String(text[..<equals])] = String(text[text.index(after: equals)...])
+        }
+        entry += 1
+    }
+    return result
 }
 
 func printError(_ text: String) {

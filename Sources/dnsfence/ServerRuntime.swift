@@ -30,6 +30,8 @@ actor ServerRuntime {
     private let logWriter: LineWriter
     /// The last reload's outcome, for `/readyz` and `dnsfence reload`.
     let lastReload: ReloadRecord
+    /// The service manager, told about reloads (RELOADING=1, then READY=1).
+    let notifier: SystemdNotifier
 
     private let reloadSuccesses = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
     private let reloadFailures = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
@@ -38,8 +40,9 @@ actor ServerRuntime {
     /// pipeline over it. Throws a message for the operator: nothing is left running.
     init(
         configPath: String?, overrides: ConfigurationOverrides, compiled: CompiledConfiguration, threads: Int,
-        logger: Logger
+        notifier: SystemdNotifier, logger: Logger
     ) async throws {
+        self.notifier = notifier
         self.configPath = configPath
         self.overrides = overrides
         self.logger = logger
@@ -77,6 +80,19 @@ actor ServerRuntime {
     /// finish on the old one. On any error the old snapshot keeps serving and every error is
     /// reported (file:line where there is one), logged and counted.
     func reload() async -> ReloadOutcome {
+        notifier.reloading()
+        let outcome = await reloadSnapshot()
+        notifier.ready(status: status + (outcome.succeeded ? "" : "; last reload failed"))
+        return outcome
+    }
+
+    /// One line for the service manager: what is serving.
+    var status: String {
+        "serving \(current.selector.entries.count) policies, \(current.ruleCount) rules, "
+            + "\(current.configuration.upstreams.count) upstreams"
+    }
+
+    private func reloadSnapshot() async -> ReloadOutcome {
         let started = ContinuousClock.now
         let compiled: CompiledConfiguration
         do {

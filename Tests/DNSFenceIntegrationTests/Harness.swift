@@ -117,7 +117,8 @@ final class Background: @unchecked Sendable {
     let pid: pid_t
     let log: URL
 
-    init(_ path: String, _ arguments: [String], log: URL) throws {
+    /// Starts `path ARGUMENTS` with `environment` added to this process's.
+    init(_ path: String, _ arguments: [String], log: URL, environment: [String: String] = [:]) throws {
         self.log = log
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -128,7 +129,11 @@ final class Background: @unchecked Sendable {
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0
-        let rc = posix_spawn(&child, path, &actions, nil, argv, environ)
+        var variables = ProcessInfo.processInfo.environment
+        for (key, value) in environment { variables[key] = value }
+        let envp = variables.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { envp.forEach { free($0) } }
+        let rc = posix_spawn(&child, path, &actions, nil, argv, envp)
         guard rc == 0 else { throw HarnessError.notReady("cannot start \(path): \(String(cString: strerror(rc)))") }
         pid = child
     }
