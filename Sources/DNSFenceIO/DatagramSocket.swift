@@ -125,7 +125,23 @@ public final class DatagramSocket: @unchecked Sendable {
         }.get()
     }
 
-    private init(
+    /// Takes over `fd`, a bound UDP socket someone else made (systemd's socket activation),
+    /// makes it non-blocking and registers it on `loop`. The socket is closed on failure.
+    public static func adopt(_ fd: Int32, on loop: DatagramLoop, receiver: @escaping Receiver) async throws
+        -> DatagramSocket
+    {
+        try await loop.submit {
+            let flags = fcntl(fd, F_GETFL)
+            guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0 else {
+                let code = errno
+                Glibc.close(fd)
+                throw DatagramError(operation: "fcntl", code: code)
+            }
+            return try DatagramSocket(descriptor: fd, on: loop, receiver: receiver)
+        }.get()
+    }
+
+    private convenience init(
         binding address: SocketAddress, reusePort: Bool, on loop: DatagramLoop, receiver: @escaping Receiver
     ) throws {
         guard var peer = DatagramPeer(address) else {
@@ -137,6 +153,11 @@ public final class DatagramSocket: @unchecked Sendable {
             }
         }
         guard fd >= 0 else { throw DatagramError(operation: "bind \(address)", code: -fd) }
+        try self.init(descriptor: fd, on: loop, receiver: receiver)
+    }
+
+    /// Over a bound, non-blocking socket; closes it on failure.
+    private init(descriptor fd: Int32, on loop: DatagramLoop, receiver: @escaping Receiver) throws {
         var local = sockaddr_in6()
         var localLength: UInt32 = 0
         let rc = dnsfence_datagram_local(fd, &local, &localLength)

@@ -15,10 +15,16 @@ public final class DNSServer: Sendable {
     public struct Listener: Sendable {
         public var address: SocketAddress
         public var policy: String?
+        /// Sockets already bound for this address (systemd socket activation): used instead of
+        /// binding. A UDP descriptor is served by one loop.
+        public var udpDescriptor: Int32?
+        public var tcpDescriptor: Int32?
 
-        public init(address: SocketAddress, policy: String?) {
+        public init(address: SocketAddress, policy: String?, udpDescriptor: Int32? = nil, tcpDescriptor: Int32? = nil) {
             self.address = address
             self.policy = policy
+            self.udpDescriptor = udpDescriptor
+            self.tcpDescriptor = tcpDescriptor
         }
     }
 
@@ -63,20 +69,29 @@ public final class DNSServer: Sendable {
                 maxPerClient: limits.tcpMaxPerClient))
         do {
             for listener in listeners {
-                for loop in loops {
-                    let udp = try await DatagramSocket.bind(
-                        listener.address, reusePort: true, on: loop,
-                        receiver: UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listener.policy))
+                let receiver = UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listener.policy)
+                if let fd = listener.udpDescriptor {
+                    let udp = try await DatagramSocket.adopt(fd, on: loops[0], receiver: receiver)
                     datagramSockets.withLock { $0.append(udp) }
+                } else if listener.tcpDescriptor == nil {
+                    for loop in loops {
+                        let udp = try await DatagramSocket.bind(
+                            listener.address, reusePort: true, on: loop, receiver: receiver)
+                        datagramSockets.withLock { $0.append(udp) }
+                    }
+                }
+                if listener.udpDescriptor != nil && listener.tcpDescriptor == nil {
+                    logger.info("listening (socket activation, UDP)", metadata: ["address": "\(listener.address)"])
+                    continue
                 }
                 var bootstrap = ServerBootstrap(group: group)
-                if listener.address.protocol == .inet6 {
+                if listener.address.protocol == .inet6 && listener.tcpDescriptor == nil {
                     // IPv6 listeners are IPv6 only, as the UDP sockets are.
                     bootstrap = bootstrap.serverChannelOption(
                         ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
                 }
-                let tcp =
-                    try await bootstrap
+                let configured =
+                    bootstrap
                     .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                     .serverChannelOption(.backlog, value: limits.tcpBacklog)
                     .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -90,7 +105,9 @@ public final class DNSServer: Sendable {
                             )
                         }
                     }
-                    .bind(to: listener.address).get()
+                let tcp =
+                    try await (listener.tcpDescriptor.map { configured.withBoundSocket($0) }
+                    ?? configured.bind(to: listener.address)).get()
                 channels.withLock { $0.append(tcp) }
                 logger.info(
                     "listening", metadata: ["address": "\(listener.address)", "policy": "\(listener.policy ?? "-")"])

@@ -72,14 +72,11 @@ struct ServeCommand: AsyncParsableCommand {
         limits.tcpMaxConnections = config.tcp.maxConnections
         limits.tcpMaxPerClient = config.tcp.maxPerClient
         limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
+        // Sockets systemd passed are served instead of binding (socket activation).
+        let activation = SocketActivation(environment: processEnvironment())
+        for problem in activation.unusable { logger.warning("socket activation: \(problem)") }
         do {
-            try await dnsServer.start(
-                config.listeners.map {
-                    DNSServer.Listener(
-                        address: try SocketAddress(
-                            ipAddress: $0.endpoint.address.description, port: Int($0.endpoint.port)),
-                        policy: $0.policy)
-                }, limits: limits)
+            try await dnsServer.start(try activation.listeners(for: config.listeners), limits: limits)
         } catch {
             printError("dnsfence: cannot listen: \(error)")
             await runtime.shutdown(server: dnsServer)

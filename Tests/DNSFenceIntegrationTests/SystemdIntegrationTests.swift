@@ -60,6 +60,64 @@ struct SystemdIntegrationTests {
         #expect(try #require(notify.next()).contains("STOPPING=1"))
     }
 
+    @Test(
+        "socket activation: a TCP and a UDP socket passed by two chained systemd-socket-activate are served",
+        .enabled(
+            if: Harness.tool("systemd-socket-activate") != nil,
+            "needs systemd-socket-activate (Debian's systemd package; .ci/run installs it)"))
+    func socketActivation() throws {
+        let nsd = try NSDServer()
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let activate = try #require(Harness.tool("systemd-socket-activate"))
+        let fence = try Background(
+            activate,
+            [
+                "-l", "127.0.0.1:\(port)", activate, "-d", "-l", "127.0.0.1:\(port)", Harness.dnsfence, "serve",
+                "--allow", "www.example.test", "--upstream", "127.0.0.1:\(nsd.port)",
+            ], log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        // The first TCP connection makes systemd-socket-activate start dnsfence with both sockets.
+        var tcp = ""
+        for _ in 0..<50 {
+            tcp = try Harness.run(
+                dig, ["@127.0.0.1", "-p", "\(port)", "+tcp", "+tries=1", "+time=2", "www.example.test", "A"]
+            ).output
+            if tcp.contains("status:") { break }
+            usleep(100_000)
+        }
+        #expect(tcp.contains("status: NOERROR") && tcp.contains("192.0.2.10"), "\(tcp)\n\(fence.output)")
+        let udp = try Harness.run(
+            dig, ["@127.0.0.1", "-p", "\(port)", "+notcp", "+tries=1", "+time=2", "evil.example.test", "A"]
+        ).output
+        #expect(udp.contains("status: NXDOMAIN"), "\(udp)")
+        // The passed sockets replaced the default listener: nothing was bound on 5353.
+        #expect(!fence.output.contains(":5353"), "\(fence.output)")
+    }
+
+    @Test(
+        "the unit files pass systemd-analyze verify without a warning",
+        .enabled(
+            if: Harness.tool("systemd-analyze") != nil,
+            "needs systemd-analyze (Debian's systemd package; .ci/run installs it)"))
+    func unitFiles() throws {
+        let directory = try Harness.temporaryDirectory()
+        let units = ["dnsfence.service", "dnsfence.socket", "sandboxed-app.service"]
+        for unit in units {
+            // The installed path is where scripts would put the binary; verify the one built.
+            let text = try String(
+                contentsOf: repositoryRoot.appendingPathComponent("scripts/systemd/\(unit)"), encoding: .utf8)
+            try text.replacingOccurrences(of: "/usr/local/bin/dnsfence", with: Harness.dnsfence).write(
+                to: directory.appendingPathComponent(unit), atomically: true, encoding: .utf8)
+        }
+        let result = try Harness.run(
+            try #require(Harness.tool("systemd-analyze")),
+            ["verify", "--man=no"] + units.map { directory.appendingPathComponent($0).path })
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.isEmpty, "\(result.output)")
+    }
+
     @Test("--version prints the version")
     func version() throws {
         let result = try Harness.run(Harness.dnsfence, ["--version"])
