@@ -33,7 +33,9 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
+        let journal = JournalLogHandler.stderrIsJournal(processEnvironment())
         LoggingSystem.bootstrap { label in
+            if journal { return JournalLogHandler(logLevel: level, label: label) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

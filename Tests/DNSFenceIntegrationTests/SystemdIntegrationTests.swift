@@ -118,6 +118,29 @@ struct SystemdIntegrationTests {
         #expect(result.output.isEmpty, "\(result.output)")
     }
 
+    @Test("with stderr the journal's stream, log lines carry a priority and no timestamp")
+    func journalLogs() throws {
+        let directory = try Harness.temporaryDirectory()
+        let log = directory.appendingPathComponent("dnsfence.log")
+        try "".write(to: log, atomically: false, encoding: .utf8)
+        var status = stat()
+        #expect(stat(log.path, &status) == 0)
+        let port = Harness.freePort()
+        let fence = try Background(
+            Harness.dnsfence,
+            [
+                "serve", "--listen", "127.0.0.1:\(port)", "--allow", "ok.test", "--upstream", "127.0.0.1:9",
+                "--query-log", "off",
+            ],
+            log: log, environment: ["JOURNAL_STREAM": "\(status.st_dev):\(status.st_ino)"])
+        try Harness.waitForDNS(port: port)
+        fence.stop()
+        let lines = fence.output.split(separator: "\n")
+        #expect(lines.contains { $0.hasPrefix("<6>ready ") }, "\(fence.output)")
+        #expect(lines.allSatisfy { $0.hasPrefix("<") }, "\(fence.output)")
+        #expect(!fence.output.contains("+0000"), "no timestamps of ours")
+    }
+
     @Test("--version prints the version")
     func version() throws {
         let result = try Harness.run(Harness.dnsfence, ["--version"])
