@@ -106,7 +106,8 @@ public final class DNSServer: Sendable {
                         }
                     }
                 let tcp =
-                    try await (listener.tcpDescriptor.map { configured.withBoundSocket($0) }
+                    try await
+                    (listener.tcpDescriptor.map { configured.withBoundSocket($0) }
                     ?? configured.bind(to: listener.address)).get()
                 channels.withLock { $0.append(tcp) }
                 logger.info(

@@ -39,7 +39,8 @@ struct SocketActivation {
                 continue
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            sockets.append(Passed(fd: fd, isStream: type == Int32(SOCK_STREAM.rawValue), endpoint: endpoint, name: name))
+            sockets.append(
+                Passed(fd: fd, isStream: type == Int32(SOCK_STREAM.rawValue), endpoint: endpoint, name: name))
         }
     }
 
