@@ -139,6 +139,44 @@ struct ReloadIntegrationTests {
         #expect(f.fence.output.contains("SIGHUP: reloading"))
     }
 
+    @Test(
+        "dnsperf at a steady rate through 20 reloads: no query lost, no SERVFAIL",
+        .enabled(if: Harness.tool("dnsperf") != nil, "needs dnsperf (.ci/run installs it)"))
+    func reloadUnderLoad() throws {
+        let f = try Fixture()
+        defer { f.fence.stop() }
+        try f.write(policy: ["www.example.test", "short.example.test"])
+        #expect(try f.reload().status == 0)
+        let queries = f.directory.appendingPathComponent("queries.txt")
+        try (0..<100).map { i in
+            i % 4 == 0 ? "denied\(i).example.test A" : (i % 2 == 0 ? "www.example.test A" : "short.example.test A")
+        }.joined(separator: "\n").write(to: queries, atomically: true, encoding: .utf8)
+        let dnsperf = try #require(Harness.tool("dnsperf"))
+        let load = try Background(
+            dnsperf, ["-s", "127.0.0.1", "-p", "\(f.port)", "-d", queries.path, "-Q", "2000", "-l", "6", "-t", "2"],
+            log: f.directory.appendingPathComponent("dnsperf.log"))
+        usleep(500_000)
+        var reloads = 0
+        for i in 0..<20 {
+            // Each reload changes the policy (a name comes and goes), so each builds a new one.
+            try f.write(
+                policy: ["www.example.test", "short.example.test"] + (i % 2 == 0 ? ["alias.example.test"] : []))
+            if try f.reload().status == 0 { reloads += 1 }
+            usleep(200_000)
+        }
+        var status: Int32 = 0
+        waitpid(load.pid, &status, 0)
+        let report = load.output
+        #expect(reloads == 20)
+        func count(_ label: String) -> Int? {
+            guard let line = report.split(separator: "\n").first(where: { $0.contains(label) }) else { return nil }
+            return line.split(separator: " ").compactMap { Int($0) }.first
+        }
+        #expect(count("Queries sent:") ?? 0 > 5000, "\(report)")
+        #expect(count("Queries lost:") == 0, "\(report)")
+        #expect(!report.contains("SERVFAIL"), "\(report)")
+    }
+
     @Test("without a server, `dnsfence reload` says so and exits 2")
     func noServer() throws {
         let directory = try Harness.temporaryDirectory()
