@@ -25,6 +25,9 @@ public struct ConfigurationLoader: Sendable {
             }
             base = try ConfigurationParser.parse(text, file: configPath)
             if let slash = configPath.lastIndex(of: "/") { baseDirectory = String(configPath[..<slash]) }
+            if let dropIns = base.dropIns {
+                try Self.merge(dropIns: Self.resolve(dropIns, against: baseDirectory), into: &base)
+            }
         } else {
             base = DefaultConfiguration.make(resolvConf: (try? Self.readFile("/etc/resolv.conf")) ?? "")
             // The plain `dnsfence serve` also serves metrics on the default address; a command
@@ -49,6 +52,64 @@ public struct ConfigurationLoader: Sendable {
             baseDirectory: baseDirectory, publicSuffixes: suffixes
         )
         return try compiler.compile(config)
+    }
+
+    /// A path relative to `directory` (the configuration file's), or as it is when absolute.
+    static func resolve(_ path: String, against directory: String?) -> String {
+        guard !path.hasPrefix("/"), let directory else { return path }
+        return directory + "/" + path
+    }
+
+    /// Adds the listeners and policies of every `*.yaml` in `directory` (in name order) to
+    /// `config`. A drop-in may hold `listen:` and `policies:` only; its zone files are relative
+    /// to the drop-in's directory. A missing directory is no drop-ins (sandboxes come later).
+    static func merge(dropIns directory: String, into config: inout ServerConfiguration) throws(ConfigurationError) {
+        var diagnostics: [ConfigDiagnostic] = []
+        for name in Self.listYAML(directory) {
+            let path = directory + "/" + name
+            let text: String
+            do {
+                text = try readFile(path)
+            } catch {
+                diagnostics.append(ConfigDiagnostic(file: path, line: 0, message: "\(error)"))
+                continue
+            }
+            let dropIn: ServerConfiguration
+            do {
+                dropIn = try ConfigurationParser.parse(text, file: path)
+            } catch {
+                diagnostics += error.diagnostics
+                continue
+            }
+            for key in dropIn.lines.keys where key != "listen" && key != "policies" && !key.hasPrefix("policies.") {
+                diagnostics.append(
+                    ConfigDiagnostic(
+                        file: path, line: dropIn.lines[key] ?? 0,
+                        message:
+                            "'\(key)' is not allowed in a drop-in: only 'listen' and 'policies' (one sandbox a file)"))
+            }
+            config.listeners += dropIn.listeners
+            config.policies += dropIn.policies.map { policy in
+                var policy = policy
+                policy.zones = policy.zones.map { resolve($0, against: directory) }
+                return policy
+            }
+        }
+        if !diagnostics.isEmpty { throw ConfigurationError(diagnostics) }
+    }
+
+    /// The `*.yaml` files of `directory`, sorted; none if it does not exist.
+    static func listYAML(_ directory: String) -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasSuffix(".yaml") && !name.hasPrefix(".") { names.append(name) }
+        }
+        return names.sorted()
     }
 
     /// Reads a whole text file, or throws a message naming the OS error.

@@ -95,6 +95,8 @@ public struct ConfigurationParser {
                     default: unknownKey(k, in: "log", known: ["queries"])
                     }
                 }
+            case "drop-ins":
+                config.dropIns = string(value, "drop-ins")
             case "control":
                 guard let path = string(value, "control") else { continue }
                 if path.hasPrefix("/") {
@@ -106,7 +108,7 @@ public struct ConfigurationParser {
             default:
                 unknownKey(
                     key, in: "the configuration",
-                    known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log", "control"])
+                    known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log", "control", "drop-ins"])
             }
         }
         return config

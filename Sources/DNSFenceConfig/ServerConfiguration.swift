@@ -172,6 +172,9 @@ public struct ServerConfiguration: Hashable, Sendable {
     public var queryLog: QueryLogMode
     /// The control socket (a Unix socket path) `dnsfence reload` talks to; nil: none.
     public var control: String?
+    /// A directory of drop-ins (`*.yaml`, each with `listen:` and `policies:` only: one
+    /// sandbox a file), read at start and on every reload; relative to the configuration file.
+    public var dropIns: String?
     /// Line of each item for messages at validation time (key path → line).
     public var lines: [String: Int]
 

@@ -20,6 +20,9 @@ public final class DNSServer: Sendable {
         public var udpDescriptor: Int32?
         public var tcpDescriptor: Int32?
 
+        /// What identifies a listener across reloads: its address and policy.
+        var key: String { "\(address)|\(policy ?? "")" }
+
         public init(address: SocketAddress, policy: String?, udpDescriptor: Int32? = nil, tcpDescriptor: Int32? = nil) {
             self.address = address
             self.policy = policy
@@ -45,8 +48,16 @@ public final class DNSServer: Sendable {
     let loops: [DatagramLoop]
     let pipeline: QueryPipeline
     let logger: Logger
-    let channels = Mutex<[any Channel]>([])
-    let datagramSockets = Mutex<[DatagramSocket]>([])
+    /// What each listener has bound, by ``Listener/key``.
+    private let bound = Mutex<[String: Bound]>([:])
+    /// The limits and connection registry of ``start(_:limits:)``, for listeners added later.
+    private let setup = Mutex<(limits: Limits, registry: TCPConnectionRegistry)?>(nil)
+
+    /// The sockets of one listener.
+    struct Bound: Sendable {
+        var udp: [DatagramSocket] = []
+        var tcp: (any Channel)?
+    }
 
     /// TCP is served on `group`, UDP on `loops`.
     public init(group: any EventLoopGroup, loops: [DatagramLoop], pipeline: QueryPipeline, logger: Logger) {
@@ -64,59 +75,95 @@ public final class DNSServer: Sendable {
     /// Binds every listener; throws (and closes what was bound) if any address cannot be bound.
     public func start(_ listeners: [Listener], limits: Limits = Limits()) async throws {
         let registry = TCPConnectionRegistry(
-            limits: .init(
-                maxConnections: limits.tcpMaxConnections,
-                maxPerClient: limits.tcpMaxPerClient))
+            limits: .init(maxConnections: limits.tcpMaxConnections, maxPerClient: limits.tcpMaxPerClient))
+        setup.withLock { $0 = (limits, registry) }
         do {
-            for listener in listeners {
-                let receiver = UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listener.policy)
-                if let fd = listener.udpDescriptor {
-                    let udp = try await DatagramSocket.adopt(fd, on: loops[0], receiver: receiver)
-                    datagramSockets.withLock { $0.append(udp) }
-                } else if listener.tcpDescriptor == nil {
-                    for loop in loops {
-                        let udp = try await DatagramSocket.bind(
-                            listener.address, reusePort: true, on: loop, receiver: receiver)
-                        datagramSockets.withLock { $0.append(udp) }
-                    }
-                }
-                if listener.udpDescriptor != nil && listener.tcpDescriptor == nil {
-                    logger.info("listening (socket activation, UDP)", metadata: ["address": "\(listener.address)"])
-                    continue
-                }
-                var bootstrap = ServerBootstrap(group: group)
-                if listener.address.protocol == .inet6 && listener.tcpDescriptor == nil {
-                    // IPv6 listeners are IPv6 only, as the UDP sockets are.
-                    bootstrap = bootstrap.serverChannelOption(
-                        ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
-                }
-                let configured =
-                    bootstrap
-                    .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                    .serverChannelOption(.backlog, value: limits.tcpBacklog)
-                    .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .childChannelInitializer { [pipeline] channel in
-                        channel.eventLoop.makeCompletedFuture {
-                            let sync = channel.pipeline.syncOperations
-                            try sync.addHandler(IdleStateHandler(readTimeout: limits.tcpIdleTimeout))
-                            try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
-                            try sync.addHandler(
-                                TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry)
-                            )
-                        }
-                    }
-                let tcp =
-                    try await
-                    (listener.tcpDescriptor.map { configured.withBoundSocket($0) }
-                    ?? configured.bind(to: listener.address)).get()
-                channels.withLock { $0.append(tcp) }
-                logger.info(
-                    "listening", metadata: ["address": "\(listener.address)", "policy": "\(listener.policy ?? "-")"])
-            }
+            for listener in listeners { try await bind(listener) }
         } catch {
             await shutdown()
             throw error
         }
+    }
+
+    /// Makes the bound listeners `listeners` (a reload): closes those no longer listed (or whose
+    /// policy changed), then binds the new ones. Returns a message for each listener that could
+    /// not be bound (the others serve).
+    public func update(to listeners: [Listener]) async -> [String] {
+        let wanted = Set(listeners.map(\.key))
+        let gone = bound.withLock { bound in
+            let keys = bound.keys.filter { !wanted.contains($0) }
+            return keys.compactMap { bound.removeValue(forKey: $0) }
+        }
+        for sockets in gone { await close(sockets) }
+        var problems: [String] = []
+        for listener in listeners where bound.withLock({ $0[listener.key] == nil }) {
+            do {
+                try await bind(listener)
+            } catch {
+                problems.append("listener \(listener.address) (policy \(listener.policy ?? "-")): \(error)")
+            }
+        }
+        return problems
+    }
+
+    /// Binds one listener's UDP sockets (one per loop) and TCP socket, or adopts the sockets it
+    /// was handed; on failure closes what it bound and throws.
+    private func bind(_ listener: Listener) async throws {
+        guard let (limits, registry) = setup.withLock({ $0 }) else { return }
+        var sockets = Bound()
+        do {
+            let receiver = UDPQueryHandler.receiver(pipeline: pipeline, listenerPolicy: listener.policy)
+            if let fd = listener.udpDescriptor {
+                sockets.udp.append(try await DatagramSocket.adopt(fd, on: loops[0], receiver: receiver))
+            } else if listener.tcpDescriptor == nil {
+                for loop in loops {
+                    sockets.udp.append(
+                        try await DatagramSocket.bind(listener.address, reusePort: true, on: loop, receiver: receiver))
+                }
+            }
+            if listener.udpDescriptor == nil || listener.tcpDescriptor != nil {
+                sockets.tcp = try await bindTCP(listener, limits: limits, registry: registry)
+            }
+        } catch {
+            await close(sockets)
+            throw error
+        }
+        bound.withLock { $0[listener.key] = sockets }
+        logger.info("listening", metadata: ["address": "\(listener.address)", "policy": "\(listener.policy ?? "-")"])
+    }
+
+    private func bindTCP(_ listener: Listener, limits: Limits, registry: TCPConnectionRegistry) async throws
+        -> any Channel
+    {
+        var bootstrap = ServerBootstrap(group: group)
+        if listener.address.protocol == .inet6 && listener.tcpDescriptor == nil {
+            // IPv6 listeners are IPv6 only, as the UDP sockets are.
+            bootstrap = bootstrap.serverChannelOption(
+                ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
+        }
+        let pipeline = self.pipeline
+        let configured =
+            bootstrap
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: limits.tcpBacklog)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(readTimeout: limits.tcpIdleTimeout))
+                    try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
+                    try sync.addHandler(
+                        TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry))
+                }
+            }
+        return try await
+            (listener.tcpDescriptor.map { configured.withBoundSocket($0) }
+            ?? configured.bind(to: listener.address)).get()
+    }
+
+    private func close(_ sockets: Bound) async {
+        try? await sockets.tcp?.close()
+        for socket in sockets.udp { socket.close() }
     }
 
     /// Waits (up to `timeout`) for queries in flight upstream to be answered, then closes every
@@ -134,15 +181,10 @@ public final class DNSServer: Sendable {
 
     /// Closes every listening socket.
     public func shutdown() async {
-        let all = channels.withLock { channels in
-            defer { channels = [] }
-            return channels
+        let all = bound.withLock { bound in
+            defer { bound = [:] }
+            return Array(bound.values)
         }
-        for channel in all { try? await channel.close() }
-        let sockets = datagramSockets.withLock { sockets in
-            defer { sockets = [] }
-            return sockets
-        }
-        for socket in sockets { socket.close() }
+        for sockets in all { await close(sockets) }
     }
 }

@@ -79,6 +79,7 @@ struct ServeCommand: AsyncParsableCommand {
         for problem in activation.unusable { logger.warning("socket activation: \(problem)") }
         do {
             try await dnsServer.start(try activation.listeners(for: config.listeners), limits: limits)
+            await runtime.attach(dnsServer, activated: !activation.sockets.isEmpty)
         } catch {
             printError("dnsfence: cannot listen: \(error)")
             await runtime.shutdown(server: dnsServer)

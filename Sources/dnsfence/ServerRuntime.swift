@@ -32,6 +32,9 @@ actor ServerRuntime {
     let lastReload: ReloadRecord
     /// The service manager, told about reloads (RELOADING=1, then READY=1).
     let notifier: SystemdNotifier
+    /// The listeners, once bound; a reload binds new ones and closes removed ones (not when
+    /// they came from socket activation: those belong to systemd).
+    private var server: (server: DNSServer, activated: Bool)?
 
     private let reloadSuccesses = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
     private let reloadFailures = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
@@ -101,7 +104,8 @@ actor ServerRuntime {
             return fail(error.diagnostics.map(\.description), started: started)
         }
         var notes = compiled.warnings.map(\.description)
-        notes += Self.restartOnlyChanges(from: current.configuration, to: compiled.configuration)
+        notes += Self.restartOnlyChanges(
+            from: current.configuration, to: compiled.configuration, activated: server?.activated ?? false)
         let previous = pipeline.snapshots.load()
         var publisher = self.publisher
         let snapshot: Snapshot
@@ -116,6 +120,14 @@ actor ServerRuntime {
         pipeline.snapshots.swap(snapshot)
         current = compiled
         let revoked = await revoke(after: previous, now: snapshot, notes: &notes)
+        if let (server, activated) = server, !activated {
+            // Sandboxes come and go with their listeners; the others keep their sockets.
+            do {
+                notes += await server.update(to: try compiled.configuration.listeners.map(Self.listener))
+            } catch {
+                notes.append("listeners: \(error)")
+            }
+        }
         if previous.forwarder !== snapshot.forwarder {
             // Queries in flight keep the old upstreams; their sockets close once they are done.
             let old = previous.forwarder
@@ -168,16 +180,29 @@ actor ServerRuntime {
         return outcome
     }
 
-    /// Settings a reload reads but cannot apply while serving (they need sockets bound again).
-    static func restartOnlyChanges(from old: ServerConfiguration, to new: ServerConfiguration) -> [String] {
+    /// The listeners serving, for reloads to update.
+    func attach(_ server: DNSServer, activated: Bool) { self.server = (server, activated) }
+
+    /// Settings a reload reads but cannot apply while serving.
+    static func restartOnlyChanges(from old: ServerConfiguration, to new: ServerConfiguration, activated: Bool)
+        -> [String]
+    {
         var notes: [String] = []
-        if old.listeners.map(\.endpoint) != new.listeners.map(\.endpoint) {
-            notes.append("listener addresses changed: restart dnsfence to bind them (policies by listener are applied)")
+        if activated && old.listeners != new.listeners {
+            notes.append("listeners changed, but the sockets came from systemd: change the .socket unit")
         }
         if old.metrics != new.metrics { notes.append("metrics.listen changed: restart dnsfence to bind it") }
         if old.control != new.control { notes.append("control changed: restart dnsfence to bind it") }
         if old.tcp != new.tcp { notes.append("tcp limits changed: restart dnsfence to apply them") }
         return notes
+    }
+
+    /// The listener a configured one binds.
+    static func listener(_ configured: ListenerConfiguration) throws -> DNSServer.Listener {
+        DNSServer.Listener(
+            address: try SocketAddress(
+                ipAddress: configured.endpoint.address.description, port: Int(configured.endpoint.port)),
+            policy: configured.policy)
     }
 
     /// Stops everything: listeners drained first, then upstream sockets and loops.

@@ -82,7 +82,7 @@ struct SocketActivation {
             passed.endpoint == listener.endpoint || passed.name == listener.endpoint.description
         }
         guard !sockets.isEmpty else {
-            return try configured.map { DNSServer.Listener(address: try socketAddress($0.endpoint), policy: $0.policy) }
+            return try configured.map(ServerRuntime.listener)
         }
         if sockets.contains(where: { passed in configured.contains { matches(passed, $0) } }) {
             return try configured.map { listener in

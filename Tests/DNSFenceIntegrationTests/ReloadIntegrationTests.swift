@@ -177,6 +177,64 @@ struct ReloadIntegrationTests {
         #expect(!report.contains("SERVFAIL"), "\(report)")
     }
 
+    @Test("a sandbox drop-in added with a reload gets its listener and policy; removed, both go; others untouched")
+    func dropIns() throws {
+        let nsd = try NSDServer()
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort(), sandboxPort = Harness.freePort()
+        let control = directory.appendingPathComponent("control.sock").path
+        try FileManager.default.createDirectory(
+            at: directory.appendingPathComponent("policies.d"), withIntermediateDirectories: true)
+        try """
+        listen: [{ address: 127.0.0.1:\(port), policy: main }]
+        upstreams: [127.0.0.1:\(nsd.port)]
+        policies: { main: { allow: [www.example.test] } }
+        control: \(control)
+        drop-ins: policies.d
+        log: { queries: off }
+        """.write(to: directory.appendingPathComponent("dnsfence.yaml"), atomically: true, encoding: .utf8)
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("dnsfence.yaml").path], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func status(_ port: UInt16, _ name: String) throws -> String {
+            let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=1", name, "A"]).output
+            guard let range = out.range(of: "status: ") else { return "no answer" }
+            return String(out[range.upperBound...].prefix { $0 != "," })
+        }
+        func reload() throws -> Harness.Result { try Harness.run(Harness.dnsfence, ["reload", "--control", control]) }
+        let dropIn = directory.appendingPathComponent("policies.d/sandbox1.yaml")
+        #expect(try status(sandboxPort, "short.example.test") == "no answer")
+
+        try """
+        listen: [{ address: 127.0.0.1:\(sandboxPort), policy: sandbox1 }]
+        policies: { sandbox1: { allow: [short.example.test] } }
+        """.write(to: dropIn, atomically: true, encoding: .utf8)
+        let added = try reload()
+        #expect(added.status == 0, "\(added.output)")
+        #expect(try status(sandboxPort, "short.example.test") == "NOERROR")
+        #expect(try status(sandboxPort, "www.example.test") == "NXDOMAIN")  // its own policy
+        #expect(try status(port, "www.example.test") == "NOERROR")  // the main listener, untouched
+
+        // A drop-in may not change server-wide settings: refused, with its file and line.
+        try """
+        listen: [{ address: 127.0.0.1:\(sandboxPort), policy: sandbox1 }]
+        policies: { sandbox1: { allow: [short.example.test] } }
+        upstreams: [127.0.0.1:9]
+        """.write(to: dropIn, atomically: true, encoding: .utf8)
+        let refused = try reload()
+        #expect(refused.status == 1)
+        #expect(refused.output.contains("sandbox1.yaml:3"), "\(refused.output)")
+        #expect(try status(sandboxPort, "short.example.test") == "NOERROR")  // still the old one
+
+        try FileManager.default.removeItem(at: dropIn)
+        let removed = try reload()
+        #expect(removed.status == 0, "\(removed.output)")
+        #expect(try status(sandboxPort, "short.example.test") == "no answer")
+        #expect(try status(port, "www.example.test") == "NOERROR")
+    }
+
     @Test("without a server, `dnsfence reload` says so and exits 2")
     func noServer() throws {
         let directory = try Harness.temporaryDirectory()
