@@ -45,8 +45,14 @@ public final class NetnsWorker: Sendable {
             ($0, Counter(label: "dnsfence_nft_failures_total", dimensions: [("reason", $0)]))
         })
 
+    /// The namespace file's device and inode when the worker was made (nil: dnsfence's own, or
+    /// the file was missing): a namespace deleted and made again under the same name is a
+    /// different namespace, which this worker's thread and socket are not in.
+    let identity: NamespaceIdentity?
+
     init(netns: String?, logger: Logger) {
         self.netns = netns
+        self.identity = netns.flatMap(NamespaceIdentity.init(path:))
         self.logger = logger
         let netlink = NetlinkSlot()
         self.netlink = netlink
@@ -58,6 +64,22 @@ public final class NetnsWorker: Sendable {
     }
 
     var statistics: Statistics { state.withLock { $0 } }
+
+    /// Whether the worker could not enter its namespace or open its socket there (it never
+    /// will: a new worker is needed once the namespace is back).
+    var hasFailed: Bool {
+        netlink.socket.withLock { slot in
+            if case .failure(.unavailable(let reason)) = slot { return reason != "starting" }
+            return false
+        }
+    }
+
+    /// Whether the worker is in the namespace its path names now (false when the path is gone,
+    /// or names another namespace than the one entered).
+    var isCurrent: Bool {
+        guard let netns else { return true }
+        return identity != nil && identity == NamespaceIdentity(path: netns)
+    }
 
     /// Runs one command on the worker thread (setup and verification).
     func run(_ command: String) async -> Result<String, PublishError> {
@@ -240,6 +262,19 @@ public final class NetnsWorker: Sendable {
         case "ip6": return 10  // NFPROTO_IPV6
         default: return 1  // NFPROTO_INET
         }
+    }
+}
+
+/// Which namespace a path names: its file's device and inode.
+struct NamespaceIdentity: Equatable, Sendable {
+    var device: UInt64
+    var inode: UInt64
+
+    init?(path: String) {
+        var status = stat()
+        guard stat(path, &status) == 0 else { return nil }
+        device = UInt64(status.st_dev)
+        inode = UInt64(status.st_ino)
     }
 }
 

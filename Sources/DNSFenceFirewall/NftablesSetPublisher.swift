@@ -45,19 +45,35 @@ public final class NftablesSetPublisher: SetPublisher {
         addNamespaces(namespaces)
     }
 
-    /// Starts a worker and a monitor for each of `namespaces` that has none yet (nil:
-    /// dnsfence's own namespace).
+    /// Starts a worker and a monitor for each of `namespaces` that has none yet, or whose
+    /// worker failed to enter it or is in a namespace the path no longer names (deleted and
+    /// made again) (nil: dnsfence's own namespace). What a replaced worker had committed is
+    /// forgotten: nothing in the new namespace is believed until committed there.
     public func addNamespaces(_ namespaces: Set<String?>) {
         let shadow = self.shadow
         let logger = self.logger
         self.namespaces.withLock { known in
-            for netns in namespaces where known.workers[netns ?? ""] == nil {
+            for netns in namespaces {
+                if let worker = known.workers[netns ?? ""] {
+                    // Replaced when it cannot serve and the path names a namespace again.
+                    guard worker.hasFailed || !worker.isCurrent,
+                        netns.map({ NamespaceIdentity(path: $0) != nil }) ?? true
+                    else { continue }
+                    logger.info("nftables worker replaced", metadata: ["netns": "\(netns ?? "-")"])
+                    shadow.withLock { s in s.forgetSets { $0.netns == netns } }
+                }
                 known.workers[netns ?? ""] = NetnsWorker(netns: netns, logger: logger)
                 known.monitors[netns ?? ""] = NetnsMonitor(netns: netns, logger: logger) { event in
                     NftablesSetPublisher.apply(event, netns: netns, to: shadow)
                 }
             }
         }
+    }
+
+    /// Whether the namespace `netns` names now is the one its worker is in, and usable.
+    public func isCurrent(_ netns: String?) -> Bool {
+        guard let worker = worker(for: netns) else { return false }
+        return !worker.hasFailed && worker.isCurrent
     }
 
     /// The worker of namespace `netns` (nil: dnsfence's own).

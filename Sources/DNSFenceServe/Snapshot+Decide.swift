@@ -42,6 +42,10 @@ extension Snapshot {
     /// cache's answer or a forward.
     @inline(__always)
     private func passed(_ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID) -> QueryDecision {
+        // Fail closed: a policy whose sets cannot be used hands out no address.
+        if !unavailable.isEmpty, let ede = unavailable[policy.name] {
+            return QueryDecision(.deny(.servFail), policy: policy, action: .pass, rule: rule, ede: ede)
+        }
         let binding = firewall(for: policy.name)
         if let binding, (view.type == .a && binding.ipv4 == nil) || (view.type == .aaaa && binding.ipv6 == nil) {
             // Address-family coherence: never hand out a family the firewall has no set for.

@@ -1,6 +1,7 @@
 public import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve
+public import DNSFenceWire
 import Synchronization
 
 /// Everything a query is decided with, in one immutable value: policies and the client
@@ -18,13 +19,20 @@ public final class Snapshot: Sendable {
     /// Bindings by policy name, and the same as two lists for a scan when there are few
     /// (cheaper than hashing the policy name on every answer).
     public let firewalls: [String: FirewallBinding]
+    /// Policies whose firewall cannot be used (namespace or sets missing), and why: they fail
+    /// closed alone, answering SERVFAIL with this EDE where they would hand out addresses.
+    public let unavailable: [String: ExtendedDNSError]
     private let firewallPolicies: [String]
     private let firewallBindings: [FirewallBinding]
 
     public init(
         selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder,
-        firewalls: [String: FirewallBinding] = [:], queryLog: (any QueryLogSink)? = nil
+        firewalls: [String: FirewallBinding] = [:], unavailable: [String: String] = [:],
+        queryLog: (any QueryLogSink)? = nil
     ) {
+        self.unavailable = unavailable.mapValues { reason in
+            ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: firewall unavailable: \(reason)")
+        }
         self.selector = selector
         self.forwarder = forwarder
         self.cache = cache

@@ -93,8 +93,13 @@ struct ServeCommand: AsyncParsableCommand {
                 group: MultiThreadedEventLoopGroup(numberOfThreads: 1),
                 metrics: { Observability.exposition(registry, extra: pipeline.metricsExposition()) },
                 readiness: {
-                    await Observability.readiness(
-                        ready: ready, forwarder: pipeline.snapshots.load().forwarder, firewalls: runtime.firewalls)
+                    let snapshot = pipeline.snapshots.load()
+                    let failing = snapshot.unavailable.sorted { $0.key < $1.key }.map {
+                        "policy \($0.key): fails closed: \($0.value.extraText)"
+                    }
+                    return failing
+                        + (await Observability.readiness(
+                            ready: ready, forwarder: snapshot.forwarder, firewalls: snapshot.firewalls))
                 },
                 details: { runtime.lastReload.json })
             do {
@@ -124,6 +129,7 @@ struct ServeCommand: AsyncParsableCommand {
             control = server
         }
         ready.set()
+        let supervisor = await runtime.supervise()
         notifier.ready(status: await runtime.status)
         let watchdog = notifier.watchdogInterval.map { interval in
             Task {
@@ -156,6 +162,7 @@ struct ServeCommand: AsyncParsableCommand {
         ready.clear()
         notifier.stopping()
         watchdog?.cancel()
+        supervisor.cancel()
         await control?.shutdown()
         await observability?.shutdown()
         await runtime.shutdown(server: dnsServer)

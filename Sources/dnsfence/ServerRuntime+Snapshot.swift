@@ -9,6 +9,10 @@ import Logging
 import NIOCore
 import NIOPosix
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 extension ServerRuntime {
     /// A snapshot for `compiled`, reusing from `previous` (the configuration and snapshot now
     /// serving) what did not change: the upstream forwarder and its sockets when the upstreams
@@ -36,13 +40,8 @@ extension ServerRuntime {
                 throw RuntimeError("cannot open upstream sockets: \(error)")
             }
         }
-        let firewalls: [String: FirewallBinding]
-        do {
-            firewalls = try await prepareFirewalls(config, publisher: &publisher, logger: logger)
-        } catch {
-            if forwarder !== previous?.snapshot.forwarder { forwarder.stop() }
-            throw RuntimeError("\(error)")
-        }
+        // A policy whose sets cannot be made or verified fails closed alone.
+        let (firewalls, unavailable) = await prepareFirewalls(config, publisher: &publisher, logger: logger)
         let cache: AnswerCache
         if let previous, previous.config.configuration.cache == config.cache {
             cache = previous.snapshot.cache
@@ -60,17 +59,18 @@ extension ServerRuntime {
         }
         return Snapshot(
             selector: compiled.selector, cache: cache, forwarder: forwarder, firewalls: firewalls,
-            queryLog: Observability.queryLog(config.queryLog, writer: logWriter))
+            unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter))
     }
 
-    /// The binding of every policy with a firewall, its sets created or verified (fail closed:
-    /// a set that cannot be verified fails the start, or the reload). One publisher serves
-    /// every namespace; a namespace a reload names for the first time gets its worker then.
+    /// The binding of every policy with a firewall, its sets created or verified; the policies
+    /// whose sets cannot be (their namespace is missing, a set has the wrong type, …) with why:
+    /// they fail closed alone, the others serve. One publisher serves every namespace; a
+    /// namespace named for the first time, or made again, gets its worker then.
     static func prepareFirewalls(
         _ config: ServerConfiguration, publisher: inout NftablesSetPublisher?, logger: Logger
-    ) async throws -> [String: FirewallBinding] {
+    ) async -> (bindings: [String: FirewallBinding], unavailable: [String: String]) {
         let policies = config.policies.filter { $0.firewall != nil }
-        guard !policies.isEmpty else { return [:] }
+        guard !policies.isEmpty else { return ([:], [:]) }
         let namespaces = Set(policies.map { $0.firewall?.netns })
         let nft: NftablesSetPublisher
         if let publisher {
@@ -83,6 +83,7 @@ extension ServerRuntime {
             publisher = nft
         }
         var bindings: [String: FirewallBinding] = [:]
+        var unavailable: [String: String] = [:]
         for policy in policies {
             guard let fw = policy.firewall else { continue }
             let v4 = fw.ipv4Set.map {
@@ -91,7 +92,18 @@ extension ServerRuntime {
             let v6 = fw.ipv6Set.map {
                 SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: true)
             }
-            try await nft.prepare([v4, v6].compactMap { $0 }, create: fw.create)
+            if let netns = fw.netns, !FileManagerless.exists(netns) {
+                unavailable[policy.name] = "network namespace \(netns) does not exist"
+                logger.error("policy fails closed", metadata: ["policy": "\(policy.name)", "netns": "\(netns)"])
+                continue
+            }
+            do {
+                try await nft.prepare([v4, v6].compactMap { $0 }, create: fw.create)
+            } catch {
+                unavailable[policy.name] = "\(error)"
+                logger.error("policy fails closed", metadata: ["policy": "\(policy.name)", "error": "\(error)"])
+                continue
+            }
             bindings[policy.name] = FirewallBinding(
                 publisher: nft, ipv4: v4, ipv6: v6, minTTL: fw.minTTL, maxTTL: fw.maxTTL, grace: fw.grace,
                 admitPrivate: fw.admitPrivate)
@@ -102,6 +114,14 @@ extension ServerRuntime {
                     "ipv6": "\(v6.map(\.description) ?? "-")",
                 ])
         }
-        return bindings
+        return (bindings, unavailable)
+    }
+}
+
+/// File tests without Foundation.
+enum FileManagerless {
+    static func exists(_ path: String) -> Bool {
+        var status = stat()
+        return stat(path, &status) == 0
     }
 }

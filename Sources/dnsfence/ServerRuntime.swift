@@ -183,6 +183,55 @@ actor ServerRuntime {
     /// The listeners serving, for reloads to update.
     func attach(_ server: DNSServer, activated: Bool) { self.server = (server, activated) }
 
+    /// Every two seconds: a policy whose namespace went away (or was made again) is rebuilt
+    /// failing closed; a policy failing closed is tried again, with back-off, and serves again
+    /// once its namespace and sets are there. No restart, no reload needed; other policies are
+    /// not touched.
+    func supervise() -> Task<Void, Never> {
+        Task {
+            var wait: UInt64 = 2
+            var waited: UInt64 = 0
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                waited += 2
+                let (lost, failing) = firewallHealth()
+                guard !lost.isEmpty || (!failing.isEmpty && waited >= wait) else { continue }
+                waited = 0
+                let recovered = await rebuild()
+                wait = recovered ? 2 : min(wait * 2, 32)
+            }
+        }
+    }
+
+    /// Policies serving whose namespace is no longer the worker's, and policies failing closed.
+    private func firewallHealth() -> (lost: [String], failing: [String]) {
+        let snapshot = pipeline.snapshots.load()
+        guard let publisher else { return ([], Array(snapshot.unavailable.keys)) }
+        let lost = current.configuration.policies.compactMap { policy -> String? in
+            guard let fw = policy.firewall, snapshot.unavailable[policy.name] == nil else { return nil }
+            return publisher.isCurrent(fw.netns) ? nil : policy.name
+        }
+        return (lost, Array(snapshot.unavailable.keys))
+    }
+
+    /// A snapshot of the current configuration made again (workers of namespaces made again
+    /// replaced, sets verified) and swapped in. Returns whether every policy serves now.
+    private func rebuild() async -> Bool {
+        let previous = pipeline.snapshots.load()
+        var publisher = self.publisher
+        guard
+            let snapshot = try? await Self.buildSnapshot(
+                current, previous: (current, previous), publisher: &publisher, group: group, loops: loops,
+                logWriter: logWriter, logger: logger)
+        else { return false }
+        self.publisher = publisher
+        pipeline.snapshots.swap(snapshot)
+        let before = Set(previous.unavailable.keys)
+        let after = Set(snapshot.unavailable.keys)
+        for name in before.subtracting(after) { logger.notice("policy serves again", metadata: ["policy": "\(name)"]) }
+        return after.isEmpty
+    }
+
     /// Settings a reload reads but cannot apply while serving.
     static func restartOnlyChanges(from old: ServerConfiguration, to new: ServerConfiguration, activated: Bool)
         -> [String]
@@ -212,9 +261,6 @@ actor ServerRuntime {
         for loop in loops { try? await loop.shutdownGracefully() }
         try? await group.shutdownGracefully()
     }
-
-    /// The publisher's firewall bindings of the current snapshot (for `/readyz`).
-    nonisolated var firewalls: [String: FirewallBinding] { pipeline.snapshots.load().firewalls }
 }
 
 /// What one reload did.

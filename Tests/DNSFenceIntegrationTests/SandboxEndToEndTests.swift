@@ -314,24 +314,34 @@ struct NftablesFailureTests {
         #expect(scrape["dnsfence_nft_batches_total"] >= 2)
     }
 
-    @Test("a missing set with create: false stops the start with a clear message")
-    func refusesToStart() throws {
+    @Test("a missing set with create: false fails that policy closed with a clear reason; the server starts")
+    func missingSetFailsClosed() throws {
         let netns = "dfm-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
         try sh("ip netns add \(netns)")
         defer { _ = try? sh("ip netns del \(netns)") }
         let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let metricsPort = Harness.freePort()
         let config = """
-            listen: [{ address: 127.0.0.1:\(Harness.freePort()), policy: p }]
-            upstreams: [192.0.2.1]
+            listen: [{ address: 127.0.0.1:\(port), policy: p }]
+            upstreams: [127.0.0.1:9]
+            metrics: { listen: 127.0.0.1:\(metricsPort) }
             policies:
               p:
                 allow: ["a.test"]
                 firewall: { netns: /run/netns/\(netns), table: inet nothere, ipv4-set: allow4, create: false }
             """
         try config.write(to: directory.appendingPathComponent("m.yaml"), atomically: true, encoding: .utf8)
-        let result = try Harness.run(
-            Harness.dnsfence, ["serve", "--config", directory.appendingPathComponent("m.yaml").path])
-        #expect(result.status == 1)
-        #expect(result.output.contains("set /run/netns/\(netns): inet nothere allow4 does not exist"))
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("m.yaml").path], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        let out = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3", "a.test", "A"]).output
+        #expect(out.contains("status: SERVFAIL"), "\(out)")
+        let ready = try httpGet(metricsPort, "/readyz")
+        #expect(ready.status == 503)
+        #expect(ready.body.contains("set /run/netns/\(netns): inet nothere allow4 does not exist"), "\(ready.body)")
+        #expect(fence.output.contains("policy fails closed"))
     }
 }
