@@ -69,7 +69,7 @@ public struct QueryRecord: Sendable {
     }
 
     /// A JSON string literal.
-    static func quote(_ text: String) -> String {
+    package static func quote(_ text: String) -> String {
         var out = "\""
         for scalar in text.unicodeScalars {
             switch scalar {

@@ -291,7 +291,7 @@ final class ReloadRecord: Sendable {
     /// `"reload":{…}` for `/readyz`, or "" before the first reload.
     var json: String {
         guard let (outcome, at) = value.withLock({ $0 }) else { return "" }
-        let messages = outcome.messages.map { "\"" + jsonEscaped($0) + "\"" }.joined(separator: ",")
+        let messages = outcome.messages.map(QueryRecord.quote).joined(separator: ",")
         let key = outcome.succeeded ? "warnings" : "errors"
         return "\"reload\":{\"result\":\"\(outcome.succeeded ? "success" : "failure")\",\"at\":\"\(at)\","
             + "\"revoked\":\(outcome.revoked),\"\(key)\":[\(messages)]}"
@@ -302,23 +302,4 @@ final class ReloadRecord: Sendable {
 struct RuntimeError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
-}
-
-/// `text` as the inside of a JSON string.
-func jsonEscaped(_ text: String) -> String {
-    var out = ""
-    for scalar in text.unicodeScalars {
-        switch scalar {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case _ where scalar.value < 0x20:
-            out +=
-                "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
-                + String(scalar.value, radix: 16)
-        default: out.unicodeScalars.append(scalar)
-        }
-    }
-    return out
 }
