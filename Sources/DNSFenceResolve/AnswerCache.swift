@@ -263,12 +263,7 @@ public final class AnswerCache: Sendable {
     @discardableResult
     public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey, reason: UInt64 = 0) -> CacheEntry? {
         guard limits.maxEntries > 0, lifetime > 0 else { return nil }
-        var answer = CachedAnswer(
-            rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
-            additionals: [], template: wire.template)
-        answer.addresses = wire.addresses
-        answer.reason = reason
-        return insert(answer, for: key, lifetime: lifetime)
+        return insert(CachedAnswer(wire: wire, reason: reason), for: key, lifetime: lifetime)
     }
 
     @discardableResult

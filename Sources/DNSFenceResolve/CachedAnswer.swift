@@ -72,6 +72,15 @@ public struct CachedAnswer: Sendable, Hashable {
         self.template = template
     }
 
+    /// An answer kept in wire form only (no records), with the addresses it hands out.
+    public init(wire: WireAnswer, reason: UInt64 = 0) {
+        self.init(
+            rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
+            additionals: [], template: wire.template)
+        addresses = wire.addresses
+        self.reason = reason
+    }
+
     /// The same answer with every TTL reduced by `elapsed` seconds.
     public func aged(by elapsed: UInt32) -> CachedAnswer {
         func age(_ records: [DNSRecord]) -> [DNSRecord] {

@@ -87,13 +87,9 @@ extension QueryPipeline {
         if case .plain(let plain) = reply, !pending.key.dnssecOK, pending.withView({ $0.questionEnd != 0 }),
             let (wire, lifetime) = WireAnswerBuilder.wire(for: plain, limits: cache.limits, binding: binding)
         {
-            if let entry = cache.store(wire, lifetime: lifetime, for: pending.key, reason: reason) { return entry }
-            var answer = CachedAnswer(
-                rcode: wire.template.rcode, authenticData: wire.template.authenticData, answers: [], authorities: [],
-                additionals: [], template: wire.template)
-            answer.addresses = wire.addresses
-            answer.reason = reason
-            return CacheEntry(answer)
+            // Not cached (a cache of size 0): released all the same.
+            return cache.store(wire, lifetime: lifetime, for: pending.key, reason: reason)
+                ?? CacheEntry(CachedAnswer(wire: wire, reason: reason))
         }
         guard let message = try? reply.decoded() else { return nil }
         // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
@@ -129,8 +125,10 @@ extension QueryPipeline {
                 let (hit, ede) = Snapshot.hit(
                     answer, elapsed: 0, view: view, transport: pending.transport, binding: binding)
             else {
+                let maxSize = Self.maxSize(view, pending.transport)
                 done(
-                    snapshot, record, MessageRenderer.render(.init(.refuse(.servFail)), view: view, maxSize: 512) ?? [])
+                    snapshot, record,
+                    MessageRenderer.render(QueryDecision(.refuse(.servFail)), view: view, maxSize: maxSize) ?? [])
                 return nil
             }
             let decision = QueryDecision.hit(
