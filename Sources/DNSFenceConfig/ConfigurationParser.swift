@@ -225,12 +225,19 @@ public struct ConfigurationParser {
                 if let d = duration(v, "max-ttl") { fw.maxTTL = d }
             case "grace":
                 if let d = duration(v, "grace") { fw.grace = d }
+            case "revoke":
+                switch string(v, "revoke") {
+                case "elements": fw.revokeConnections = false
+                case "connections": fw.revokeConnections = true
+                case nil: break
+                case let other?: error(v, "revoke must be 'elements' or 'connections', got '\(other)'")
+                }
             default:
                 unknownKey(
                     k, in: "firewall",
                     known: [
                         "netns", "table", "ipv4-set", "ipv6-set", "create", "admit-private", "min-ttl", "max-ttl",
-                        "grace",
+                        "grace", "revoke",
                     ])
             }
         }

@@ -80,6 +80,9 @@ public struct FirewallConfiguration: Hashable, Sendable {
     public var grace: UInt32
     /// Whether private addresses (RFC 1918, RFC 6598, ULA) may enter the sets.
     public var admitPrivate: Bool = true
+    /// `revoke: connections`: a revoked element also cuts the flows established to its address
+    /// (their conntrack entries are deleted in the namespace), not only new ones.
+    public var revokeConnections: Bool = false
 
     public init(
         netns: String? = nil, family: String = "inet", table: String = "dnsfence", ipv4Set: String? = nil,

@@ -16,10 +16,11 @@ public struct FirewallBinding: Sendable {
         let grace: UInt32
         let admitPrivate: Bool
         let commitTimeout: Duration
+        let revokesConnections: Bool
 
         init(
             publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
-            grace: UInt32, admitPrivate: Bool, commitTimeout: Duration
+            grace: UInt32, admitPrivate: Bool, commitTimeout: Duration, revokesConnections: Bool
         ) {
             self.publisher = publisher
             self.ipv4 = ipv4
@@ -29,6 +30,7 @@ public struct FirewallBinding: Sendable {
             self.grace = grace
             self.admitPrivate = admitPrivate
             self.commitTimeout = commitTimeout
+            self.revokesConnections = revokesConnections
         }
     }
 
@@ -44,14 +46,19 @@ public struct FirewallBinding: Sendable {
     public var admitPrivate: Bool { fields.admitPrivate }
     /// Longest wait for a commit before the client gets SERVFAIL.
     public var commitTimeout: Duration { fields.commitTimeout }
+    /// Whether revoking an element also cuts the flows established to its address
+    /// (`revoke: connections`).
+    public var revokesConnections: Bool { fields.revokesConnections }
+    /// The sets, IPv4 first.
+    public var targets: [SetTarget] { [fields.ipv4, fields.ipv6].compactMap { $0 } }
 
     public init(
         publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
-        grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1)
+        grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1), revokesConnections: Bool = false
     ) {
         fields = Fields(
             publisher: publisher, ipv4: ipv4, ipv6: ipv6, minTTL: minTTL, maxTTL: maxTTL, grace: grace,
-            admitPrivate: admitPrivate, commitTimeout: commitTimeout)
+            admitPrivate: admitPrivate, commitTimeout: commitTimeout, revokesConnections: revokesConnections)
     }
 
     /// How long an address from a record with `ttl` seconds left stays in its set.

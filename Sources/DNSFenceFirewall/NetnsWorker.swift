@@ -20,7 +20,8 @@ public final class NetnsWorker: Sendable {
         public var notifications = 0
     }
 
-    typealias Job = (command: String, continuation: CheckedContinuation<Result<String, PublishError>, Never>)
+    /// Work for the thread inside the namespace, given its nft context.
+    typealias Job = @Sendable (borrowing NftContext) -> Void
 
     /// Where a commit is while the monitor is out of the group.
     enum QuietPhase: Sendable { case beforeBatch, afterBatch }
@@ -59,7 +60,7 @@ public final class NetnsWorker: Sendable {
         thread = JobThread(
             name: "dnsfence-nft", setup: { Self.enter(netns, netlink: netlink, logger: logger) },
             handle: { context, jobs in
-                for job in jobs { job.continuation.resume(returning: context.run(job.command)) }
+                for job in jobs { job(context) }
             })
     }
 
@@ -83,8 +84,35 @@ public final class NetnsWorker: Sendable {
 
     /// Runs one command on the worker thread (setup and verification).
     func run(_ command: String) async -> Result<String, PublishError> {
+        await onThread { $0.run(command) }
+    }
+
+    /// Deletes the conntrack entries of flows to `addresses` in the worker's namespace (see
+    /// `dnsfence_conntrack_cut`); how many.
+    func cutConnections(to addresses: [IPAddress]) async -> Result<Int, PublishError> {
+        await onThread { context in
+            if case .failed(let reason) = context { return .failure(.unavailable(reason)) }
+            var deleted = 0
+            for (family, group) in Dictionary(grouping: addresses, by: \.isIPv4) {
+                var keys: [UInt8] = []
+                for address in group { address.appendBytes(to: &keys) }
+                let rc = keys.withUnsafeBufferPointer {
+                    dnsfence_conntrack_cut(
+                        UInt8(family ? AF_INET : AF_INET6), $0.baseAddress, UInt32(group.count), 1000)
+                }
+                guard rc >= 0 else {
+                    return .failure(.rejected("conntrack: \(String(cString: strerror(errno)))"))
+                }
+                deleted += Int(rc)
+            }
+            return .success(deleted)
+        }
+    }
+
+    /// Runs `body` on the worker thread, inside the namespace.
+    private func onThread<T: Sendable>(_ body: @escaping @Sendable (borrowing NftContext) -> T) async -> T {
         await withCheckedContinuation { continuation in
-            thread.submit((command, continuation))
+            _ = thread.submit { continuation.resume(returning: body($0)) }
         }
     }
 

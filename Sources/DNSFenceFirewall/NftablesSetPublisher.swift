@@ -29,6 +29,7 @@ public final class NftablesSetPublisher: SetPublisher {
     private let committer = JobThread<@Sendable () -> Void>(name: "dnsfence-commit")
     private let shadow: ShadowStore
     private let revokedCounter = Counter(label: "dnsfence_nft_elements_revoked_total")
+    private let connectionsCutCounter = Counter(label: "dnsfence_conntrack_entries_cut_total")
     private let clock: Clock
     private let logger: Logger
 
@@ -281,6 +282,29 @@ extension NftablesSetPublisher {
         }
         if let firstError { throw firstError }
         return doomed
+    }
+}
+
+extension NftablesSetPublisher {
+    /// Deletes the conntrack entries of flows to the addresses of `elements`, in their sets'
+    /// namespaces (`revoke: connections`, after ``revoke(in:keeping:)``: a flow's next packet
+    /// is then new to the firewall, which no longer has its address). Returns how many.
+    public func cutConnections(to elements: [SetElement]) async throws(PublishError) -> Int {
+        var cut = 0
+        var firstError: PublishError? = nil
+        for (netns, items) in Dictionary(grouping: elements, by: { $0.target.netns ?? "" }) {
+            guard let worker = worker(for: netns.isEmpty ? nil : netns) else {
+                firstError = firstError ?? .unavailable("no worker for namespace \(netns)")
+                continue
+            }
+            switch await worker.cutConnections(to: Array(Set(items.map(\.address)))) {
+            case .success(let count): cut += count
+            case .failure(let error): firstError = firstError ?? error
+            }
+        }
+        connectionsCutCounter.increment(by: cut)
+        if let firstError { throw firstError }
+        return cut
     }
 }
 

@@ -52,6 +52,8 @@ enum Observability {
         "dnsfence_nft_failures_total": "Publishes that failed, by reason; each answered SERVFAIL.",
         "dnsfence_nft_elements_revoked_total":
             "Set elements deleted by a reload because only names no longer allowed justified them.",
+        "dnsfence_conntrack_entries_cut_total":
+            "Conntrack entries of flows to revoked addresses deleted (firewall revoke: connections).",
         "dnsfence_policy_rules": "Rules in each policy.",
         "dnsfence_policy_reloads_total": "Policy reloads, by result.",
         "dnsfence_querylog_dropped_total": "Query log lines dropped because the writer fell behind.",

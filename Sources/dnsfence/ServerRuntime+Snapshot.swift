@@ -106,7 +106,7 @@ extension ServerRuntime {
             }
             bindings[policy.name] = FirewallBinding(
                 publisher: nft, ipv4: v4, ipv6: v6, minTTL: fw.minTTL, maxTTL: fw.maxTTL, grace: fw.grace,
-                admitPrivate: fw.admitPrivate)
+                admitPrivate: fw.admitPrivate, revokesConnections: fw.revokeConnections)
             logger.info(
                 "firewall sets ready",
                 metadata: [

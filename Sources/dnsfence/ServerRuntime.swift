@@ -155,19 +155,30 @@ actor ServerRuntime {
     /// the new policies no longer pass justified; returns how many.
     private func revoke(after old: Snapshot, now new: Snapshot, notes: inout [String]) async -> Int {
         guard let publisher, !old.firewalls.isEmpty else { return 0 }
-        let targets = old.firewalls.values.flatMap { [$0.ipv4, $0.ipv6].compactMap { $0 } }
+        let targets = old.firewalls.values.flatMap(\.targets)
+        // Flows are cut where the old or the new binding of a set asks for it.
+        let cutting = Set((Array(old.firewalls.values) + Array(new.firewalls.values)).filter(\.revokesConnections).flatMap(\.targets))
         let selector = new.selector
         let reasons = pipeline.reasons
-        var revoked = 0
+        var revoked: [SetElement] = []
         do {
-            revoked = try await publisher.revoke(in: targets) { reasons.keeps($0, under: selector) }.count
+            revoked = try await publisher.revoke(in: targets) { reasons.keeps($0, under: selector) }
         } catch {
             notes.append("revocation incomplete: \(error)")
+        }
+        let cut = revoked.filter { cutting.contains($0.target) }
+        if !cut.isEmpty {
+            do {
+                let count = try await publisher.cutConnections(to: cut)
+                if count > 0 { notes.append("cut \(count) connection(s) to revoked addresses") }
+            } catch {
+                notes.append("connections to revoked addresses not cut: \(error)")
+            }
         }
         // No element outlives its policy's max-ttl + grace: older reasons hold nothing.
         let longest = current.configuration.policies.compactMap { $0.firewall.map { $0.maxTTL + $0.grace } }.max() ?? 0
         reasons.prune(olderThan: UInt64(longest) + 3600, now: QueryRecord.monotonicNow() / 1_000_000_000)
-        return revoked
+        return revoked.count
     }
 
     private func fail(_ errors: [String], started: ContinuousClock.Instant) -> ReloadOutcome {

@@ -151,6 +151,19 @@ final class Background: @unchecked Sendable {
         waitpid(pid, &status, 0)
     }
 
+    /// Waits up to `seconds` for the child to exit: its exit status (128 + N if signal N
+    /// ended it), or nil if it is still running.
+    func exitStatus(within seconds: Double) -> Int32? {
+        var status: Int32 = 0
+        for _ in 0..<max(1, Int(seconds * 10)) {
+            if waitpid(pid, &status, WNOHANG) == pid {
+                return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + status & 0x7f
+            }
+            usleep(100_000)
+        }
+        return nil
+    }
+
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 }
 

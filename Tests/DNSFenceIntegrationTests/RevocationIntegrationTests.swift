@@ -68,4 +68,33 @@ struct RevocationIntegrationTests {
         #expect(try ask("short.example.test").contains("192.0.2.20"))
         #expect(try elements().contains("192.0.2.20"))
     }
+
+    @Test("a flow established to a revoked address is cut with `revoke: connections` and keeps working without")
+    func revokeConnections() throws {
+        let net = try SandboxTopology()
+        let hostTable = "ip netns exec \(net.sandbox) nft list set inet sandbox allow4"
+
+        // revoke: elements (the default): the address leaves the set, the open flow goes on.
+        let kept = try net.hold("10.77.2.3", seconds: 3)
+        usleep(700_000)
+        try net.writeConfiguration(allow: ["short.example.test"])
+        let first = try net.reload()
+        #expect(first.contains("revoked 1 set element(s)") && !first.contains("cut"), "\(first)")
+        #expect(try !sh(hostTable).contains("10.77.2.3"))
+        #expect(try !net.connects("10.77.2.3"))  // a new flow is refused
+        #expect(kept.exitStatus(within: 8) == 0, "the established flow was cut: \(kept.output)")
+
+        // revoke: connections: the open flow's conntrack entry goes with the element.
+        try net.writeConfiguration(revoke: "connections")
+        try net.reload()
+        #expect(try net.dig("www.example.test") == "10.77.2.3")
+        let cut = try net.hold("10.77.2.3", seconds: 3)
+        usleep(700_000)
+        try net.writeConfiguration(allow: ["short.example.test"], revoke: "connections")
+        let second = try net.reload()
+        #expect(second.contains("revoked 1 set element(s)"), "\(second)")
+        // At least the open flow (the first phase's closed one may still be in TIME_WAIT).
+        #expect(second.contains(" connection(s) to revoked addresses"), "\(second)")
+        #expect(cut.exitStatus(within: 8) == 1, "the established flow survived: \(cut.output)")
+    }
 }

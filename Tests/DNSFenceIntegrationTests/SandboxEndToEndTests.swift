@@ -115,31 +115,7 @@ final class SandboxTopology {
                     "netns", "exec", internet, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "serve",
                     "10.77.2.3", "10.77.2.4", "10.77.2.5", "8080",
                 ], log: directory.appendingPathComponent("tcp.out")))
-        func policy(_ name: String, netns: String?, table: String) -> String {
-            """
-              \(name):
-                allow: [www.example.test, short.example.test]
-                firewall:
-                  \(netns.map { "netns: /run/netns/\($0)" } ?? "create: false")
-                  table: inet \(table)
-                  ipv4-set: allow4
-                  ipv6-set: allow6
-                  min-ttl: 1s
-                  max-ttl: 1h
-                  grace: 1s
-            """
-        }
-        var config = """
-            listen:
-              - { address: 10.77.1.1:53, policy: sandbox }
-            \(twoSandboxes ? "  - { address: 10.77.3.1:53, policy: second }" : "")
-            upstreams: [10.77.2.2:53]
-            policies:
-            \(policy("sandbox", netns: filterInGateway ? nil : sandbox, table: filterInGateway ? "gwfence" : "sandbox"))
-
-            """
-        if twoSandboxes { config += policy("second", netns: second, table: "sandbox") + "\n" }
-        try config.write(to: directory.appendingPathComponent("dnsfence.yaml"), atomically: true, encoding: .utf8)
+        try writeConfiguration()
         processes.append(
             try Background(
                 "/usr/sbin/ip",
@@ -151,6 +127,62 @@ final class SandboxTopology {
             usleep(100_000)
         }
         throw HarnessError.notReady("sandbox DNS never answered: \(processes.last?.output ?? "")")
+    }
+
+    /// The control socket `dnsfence reload --control` talks to.
+    var control: String { directory.appendingPathComponent("control.sock").path }
+
+    /// Writes dnsfence.yaml: each sandbox's policy allows `allow`, and its firewall revokes
+    /// `revoke` (elements or connections).
+    func writeConfiguration(
+        allow: [String] = ["www.example.test", "short.example.test"], revoke: String = "elements"
+    ) throws {
+        func policy(_ name: String, netns: String?, table: String) -> String {
+            """
+              \(name):
+                allow: [\(allow.joined(separator: ", "))]
+                firewall:
+                  \(netns.map { "netns: /run/netns/\($0)" } ?? "create: false")
+                  table: inet \(table)
+                  ipv4-set: allow4
+                  ipv6-set: allow6
+                  min-ttl: 1s
+                  max-ttl: 1h
+                  grace: 1s
+                  revoke: \(revoke)
+            """
+        }
+        var config = """
+            listen:
+              - { address: 10.77.1.1:53, policy: sandbox }
+            \(twoSandboxes ? "  - { address: 10.77.3.1:53, policy: second }" : "")
+            upstreams: [10.77.2.2:53]
+            control: \(control)
+            policies:
+            \(policy("sandbox", netns: filterInGateway ? nil : sandbox, table: filterInGateway ? "gwfence" : "sandbox"))
+
+            """
+        if twoSandboxes { config += policy("second", netns: second, table: "sandbox") + "\n" }
+        try config.write(to: directory.appendingPathComponent("dnsfence.yaml"), atomically: true, encoding: .utf8)
+    }
+
+    /// `dnsfence reload` through the control socket: its output; throws if it failed.
+    @discardableResult
+    func reload() throws -> String {
+        let result = try Harness.run(Harness.dnsfence, ["reload", "--control", control])
+        guard result.status == 0 else { throw HarnessError.notReady("reload failed: \(result.output)") }
+        return result.output
+    }
+
+    /// A connection to `address` opened now from the sandbox, which after `seconds` sends and
+    /// expects its echo (tcp_tool.py hold); `succeeded()` waits for it.
+    func hold(_ address: String, seconds: Int) throws -> Background {
+        try Background(
+            "/usr/sbin/ip",
+            [
+                "netns", "exec", sandbox, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "hold",
+                address, "8080", "\(seconds)",
+            ], log: directory.appendingPathComponent("hold-\(UInt32.random(in: 0..<UInt32.max)).out"))
     }
 
     deinit {
@@ -199,17 +231,10 @@ struct SandboxEndToEndTests {
 
         // Expiry: short.example.test has TTL 2 → element timeout clamp(2, 1s, 1h) + 1s grace = 3 s.
         #expect(try net.dig("short.example.test") == "10.77.2.5")
-        let held = try Background(
-            "/usr/sbin/ip",
-            [
-                "netns", "exec", net.sandbox, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "hold",
-                "10.77.2.5", "8080", "5",
-            ], log: net.directory.appendingPathComponent("hold.out"))
+        let held = try net.hold("10.77.2.5", seconds: 5)
         usleep(4_500_000)
         #expect(try !net.connects("10.77.2.5"))  // expired: a new connection is blocked
-        var status: Int32 = -1
-        for _ in 0..<50 where waitpid(held.pid, &status, WNOHANG) != held.pid { usleep(100_000) }
-        #expect(status == 0)  // the connection opened before expiry kept working
+        #expect(held.exitStatus(within: 5) == 0)  // the connection opened before expiry kept working
 
         // After someone flushes the set, a cache hit for the name publishes again.
         try sh("ip netns exec \(net.sandbox) nft flush set inet sandbox allow4")
