@@ -78,7 +78,7 @@ struct ConfigurationTests {
               sandbox:
                 deny: maybe
                 qtypes: [A, BOGUS]
-                firewall: { table: "inet bad-name", ipv4-set: s4 }
+                firewall: { table: "inet bad-name", ipv4-set: s4, revoke: flows }
             cache: { max-ttl: forever }
             """
         do {
@@ -93,9 +93,10 @@ struct ConfigurationTests {
                         "bad.yaml:7:11: error: deny must be one of nxdomain, nodata, refused, drop, got 'maybe'",
                         "bad.yaml:8:17: error: 'BOGUS' is not a query type (A, AAAA, HTTPS, TXT, … or TYPEnnn)",
                         "bad.yaml:9:24: error: table must be 'FAMILY NAME' with FAMILY ip, ip6 or inet and NAME [A-Za-z][A-Za-z0-9_]*, got 'inet bad-name'",
+                        "bad.yaml:9:63: error: revoke must be 'elements' or 'connections', got 'flows'",
                         "bad.yaml:10:19: error: max-ttl 'forever' is not a duration like 30s, 5m, 1h, 1d",
                     ].sorted())
-            #expect(error.diagnostics.count == 6)
+            #expect(error.diagnostics.count == 7)
         }
     }
 
