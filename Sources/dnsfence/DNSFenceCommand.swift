@@ -6,7 +6,7 @@ struct DNSFenceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dnsfence",
         abstract: "A filtering DNS resolver for sandboxes: answers only allowlisted names.",
-        version: Observability.version,
+        version: Observability.versionLine,
         subcommands: [ServeCommand.self, CheckCommand.self, ReloadCommand.self],
         defaultSubcommand: ServeCommand.self
     )

@@ -17,6 +17,8 @@ import Synchronization
 /// the query log and readiness checks (STYLE.md habit 14).
 enum Observability {
     static let version = "0.1.0"
+    /// `dnsfence --version`: the version and the commit it was built from.
+    static let versionLine = "\(version) (commit \(buildCommit))"
 
     /// Prometheus as the swift-metrics backend, with histogram buckets that suit DNS latencies
     /// (the query latency histogram itself is the pipeline's own, lock-free).
@@ -91,7 +93,7 @@ enum Observability {
 
     /// Gauges that describe the configuration that started.
     static func recordStartup(_ compiled: CompiledConfiguration) {
-        Gauge(label: "dnsfence_build_info", dimensions: [("version", version)]).record(1)
+        Gauge(label: "dnsfence_build_info", dimensions: [("version", version), ("commit", buildCommit)]).record(1)
         recordPolicies(compiled)
         // Both series exist from the start, so alerts on failures can be written before one.
         _ = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
