@@ -120,7 +120,7 @@ let package = Package(
         .executableTarget(
             name: "dnsfence",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig", "DNSFenceResolve", "DNSFenceServe",
+                "CCore", "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig", "DNSFenceResolve", "DNSFenceServe",
                 "DNSFenceFirewall", "DNSFenceObserve", "DNSFenceIO",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -31,7 +31,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(
+        name: .long,
+        help: "Run as USER, keeping only CAP_NET_ADMIN, CAP_SYS_ADMIN and CAP_NET_BIND_SERVICE (start as root).")
+    var user: String?
+
     func run() async throws {
+        // First of all: nothing is opened, bound or started as root that the user could not.
+        if let user {
+            do throws(Privileges.Failure) {
+                try Privileges.become(user)
+            } catch {
+                printError("dnsfence: \(error)")
+                throw ExitCode(1)
+            }
+        }
         let level = Logger.Level(rawValue: logLevel) ?? .info
         let journal = JournalLogHandler.stderrIsJournal(processEnvironment())
         LoggingSystem.bootstrap { label in
@@ -144,7 +158,8 @@ struct ServeCommand: AsyncParsableCommand {
             metadata: [
                 "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
                 "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
-                "control": "\(config.control ?? "-")",
+                "control": "\(config.control ?? "-")", "uid": "\(getuid())",
+                "capabilities": "\(getuid() == 0 ? "root" : Privileges.effective.joined(separator: ","))",
             ])
         // SIGHUP reloads; SIGINT and SIGTERM stop.
         var stopSignal: Int32 = SIGTERM
