@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift format lint --strict --recursive Sources Tests Package.swift
+swift format lint --strict --recursive Sources Tests Plugins Package.swift
 swift build --build-tests
+# The install the tests check (InstallTests): binary, man page from the manual plugin, units.
+rm -rf .build/install-check
+scripts/install.sh --configuration debug --prefix /usr --destdir .build/install-check --systemd >/dev/null
 swift test --skip-build "$@"
 scripts/leak-check.sh

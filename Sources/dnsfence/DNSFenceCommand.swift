@@ -6,6 +6,23 @@ struct DNSFenceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dnsfence",
         abstract: "A filtering DNS resolver for sandboxes: answers only allowlisted names.",
+        discussion: """
+            dnsfence is a sandbox's only resolver. It answers only names its policy allows, \
+            refuses every other name without forwarding it, rewrites allowed names to local \
+            data or passes them to an upstream resolver, and publishes every address it hands \
+            out into nftables sets before the answer leaves, so that a firewall rule allowing \
+            egress only to those sets and the name policy always agree.
+
+            Signals: SIGHUP reloads the configuration and policies (as `dnsfence reload` does); \
+            SIGTERM and SIGINT stop after the queries in flight are answered.
+
+            Exit status: 0 on a clean stop, 1 for an invalid configuration or a failed start \
+            (every error with file and line), 2 when `dnsfence reload` finds no server.
+
+            Files: the configuration (`--config`, YAML; default: the embedded policy), its \
+            zones and `drop-ins:` directory. Documentation: README.md and docs/ in the source \
+            tree (configuration.md, sandbox.md, metrics.md, architecture.md).
+            """,
         version: Observability.versionLine,
         subcommands: [ServeCommand.self, CheckCommand.self, ReloadCommand.self],
         defaultSubcommand: ServeCommand.self

@@ -157,7 +157,8 @@ actor ServerRuntime {
         guard let publisher, !old.firewalls.isEmpty else { return 0 }
         let targets = old.firewalls.values.flatMap(\.targets)
         // Flows are cut where the old or the new binding of a set asks for it.
-        let cutting = Set((Array(old.firewalls.values) + Array(new.firewalls.values)).filter(\.revokesConnections).flatMap(\.targets))
+        let cutting = Set(
+            (Array(old.firewalls.values) + Array(new.firewalls.values)).filter(\.revokesConnections).flatMap(\.targets))
         let selector = new.selector
         let reasons = pipeline.reasons
         var revoked: [SetElement] = []

@@ -21,7 +21,8 @@ struct LeastPrivilegeTests {
         var testDescription: String { rawValue }
 
         func command(_ binary: String, _ arguments: [String]) -> (String, [String]) {
-            let caps = self == .withoutSysAdmin ? "+net_admin,+net_bind_service" : "+net_admin,+sys_admin,+net_bind_service"
+            let caps =
+                self == .withoutSysAdmin ? "+net_admin,+net_bind_service" : "+net_admin,+sys_admin,+net_bind_service"
             switch self {
             case .userFlag:
                 return (binary, ["serve", "--user", "nobody"] + arguments)
@@ -37,8 +38,9 @@ struct LeastPrivilegeTests {
         }
     }
 
-    @Test("serves port 53 and publishes into another namespace as nobody, with the documented capabilities only",
-          arguments: Launch.allCases)
+    @Test(
+        "serves port 53 and publishes into another namespace as nobody, with the documented capabilities only",
+        arguments: Launch.allCases)
     func unprivileged(launch: Launch) throws {
         let nsd = try NSDServer()
         let id = UInt32.random(in: 0..<UInt32.max)
@@ -108,13 +110,17 @@ struct LeastPrivilegeTests {
 
     @Test("--user is refused when not started as root, and names the user it does not know")
     func userErrors() throws {
-        let unknown = try Harness.run(Harness.dnsfence, ["serve", "--user", "no-such-user-dnsfence", "--allow", "x.test"])
+        let unknown = try Harness.run(
+            Harness.dnsfence, ["serve", "--user", "no-such-user-dnsfence", "--allow", "x.test"])
         #expect(unknown.status == 1 && unknown.output.contains("--user: no user 'no-such-user-dnsfence'"))
         let directory = try Harness.temporaryDirectory()
         let binary = directory.appendingPathComponent("dnsfence").path
         try sh("chmod 755 \(directory.path) && cp \(Harness.dnsfence) \(binary) && chmod 755 \(binary)")
         let notRoot = try Harness.run(
-            "/usr/bin/setpriv", ["--reuid=nobody", "--regid=nogroup", "--clear-groups", binary, "serve", "--user", "daemon"])
-        #expect(notRoot.status == 1 && notRoot.output.contains("--user daemon: only root can change user"), "\(notRoot.output)")
+            "/usr/bin/setpriv",
+            ["--reuid=nobody", "--regid=nogroup", "--clear-groups", binary, "serve", "--user", "daemon"])
+        #expect(
+            notRoot.status == 1 && notRoot.output.contains("--user daemon: only root can change user"),
+            "\(notRoot.output)")
     }
 }

@@ -67,7 +67,10 @@ struct MetricsIntegrationTests {
         #expect(delta("dnsfence_upstream_responses_total{upstream=\"\(upstream)\",result=\"refused\"}") == 1)
         #expect(delta("dnsfence_cache_misses_total") == 2)
         #expect(delta(#"dnsfence_query_duration_seconds_count{action="pass"}"#) == 2)
-        #expect(after.values.contains { $0.key.hasPrefix(#"dnsfence_build_info{version="0.1.0",commit=""#) && $0.value == 1 })
+        #expect(
+            after.values.contains {
+                $0.key.hasPrefix(#"dnsfence_build_info{version="0.1.0",commit=""#) && $0.value == 1
+            })
         #expect(!after.text.contains("www.example.test"))  // never a query name as a label
 
         let promtool = try #require(Harness.tool("promtool"), "promtool (Debian's prometheus package) is not installed")
