@@ -136,11 +136,7 @@ public final class NftablesSetPublisher: SetPublisher {
             case .failure(let error): throw .missing(target, "\(error)")
             case .success(let output): listing = NftablesCommand.parseListing(output)
             }
-            let expected = target.isIPv6 ? "ipv6_addr" : "ipv4_addr"
-            guard listing.type == expected else {
-                throw .wrongType(target, found: listing.type ?? "none", expected: expected)
-            }
-            guard listing.hasTimeoutFlag else { throw .noTimeoutFlag(target) }
+            if let problem = listing.problem(for: target) { throw problem }
             let now = clock()
             let live = listing.elements.compactMap { e in e.expiresIn.map { (e.address, $0) } }
             shadow.withLock { $0.seed(target, elements: live, now: now) }
@@ -159,11 +155,8 @@ public final class NftablesSetPublisher: SetPublisher {
             case .failure(let error):
                 problems.append("set \(target): \(error)")
             case .success(let output):
-                let listing = NftablesCommand.parseListing(output)
-                let expected = target.isIPv6 ? "ipv6_addr" : "ipv4_addr"
-                if listing.type != expected || !listing.hasTimeoutFlag {
-                    problems.append(
-                        "set \(target): type \(listing.type ?? "none"), expected \(expected) with flags timeout")
+                if let problem = NftablesCommand.parseListing(output).problem(for: target) {
+                    problems.append("\(problem)")
                 }
             }
         }

@@ -86,12 +86,7 @@ extension ServerRuntime {
         var unavailable: [String: String] = [:]
         for policy in policies {
             guard let fw = policy.firewall else { continue }
-            let v4 = fw.ipv4Set.map {
-                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: false)
-            }
-            let v6 = fw.ipv6Set.map {
-                SetTarget(netns: fw.netns, family: fw.family, table: fw.table, set: $0, isIPv6: true)
-            }
+            let (v4, v6) = fw.targets
             if let netns = fw.netns, !FileManagerless.exists(netns) {
                 unavailable[policy.name] = "network namespace \(netns) does not exist"
                 logger.error("policy fails closed", metadata: ["policy": "\(policy.name)", "netns": "\(netns)"])

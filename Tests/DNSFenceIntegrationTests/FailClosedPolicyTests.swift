@@ -65,3 +65,79 @@ struct FailClosedPolicyTests {
         #expect(try ask(otherPort, "short.example.test").contains("192.0.2.20"))
     }
 }
+
+/// `dnsfence check` looks at what a start would, changing nothing.
+@Suite(
+    "dnsfence check looks at namespaces and sets", .enabled(if: isRoot, "needs root: network namespaces and nftables"))
+struct CheckSystemTests {
+    @Test("missing namespace or set: warnings; a set of the wrong type: an error; nothing is created")
+    func findings() throws {
+        let id = String(UInt32.random(in: 0..<UInt32.max), radix: 16)
+        let (present, absent) = ("dfc-\(id)", "dfc-gone-\(id)")
+        try sh(
+            """
+            ip netns add \(present)
+            ip netns exec \(present) nft 'add table inet fence; add set inet fence good4 { type ipv4_addr; flags timeout; }; add set inet fence wrong4 { type ipv6_addr; flags timeout; }; add set inet fence plain4 { type ipv4_addr; }'
+            """)
+        defer { _ = try? sh("ip netns del \(present)") }
+        let directory = try Harness.temporaryDirectory()
+        func policy(_ name: String, netns: String, set: String, create: Bool) -> String {
+            """
+              \(name):
+                allow: [x.test]
+                firewall: { netns: /run/netns/\(netns), table: inet fence, ipv4-set: \(set), create: \(create) }
+            """
+        }
+        func check(_ policies: [String]) throws -> Harness.Result {
+            let file = directory.appendingPathComponent("c.yaml")
+            try
+                ("listen: [{ address: 127.0.0.1:5399, policy: good }]\nupstreams: [192.0.2.53]\npolicies:\n"
+                + policies.joined(separator: "\n") + "\n").write(to: file, atomically: true, encoding: .utf8)
+            return try Harness.run(Harness.dnsfence, ["check", "--config", file.path])
+        }
+        let fine = [
+            policy("good", netns: present, set: "good4", create: false),
+            policy("made", netns: present, set: "new4", create: true),
+        ]
+        let clean = try check(fine)
+        #expect(clean.status == 0 && clean.output.contains("0 warnings, 0 errors"), "\(clean.output)")
+        // It looked and created nothing: create: true means a start would.
+        #expect(try !sh("ip netns exec \(present) nft list table inet fence").contains("new4"))
+
+        let warned = try check(
+            fine + [
+                policy("gone", netns: absent, set: "good4", create: true),
+                policy("unmade", netns: present, set: "none4", create: false),
+            ])
+        #expect(warned.status == 0, "\(warned.output)")
+        #expect(warned.output.contains("policy 'gone' would fail closed until this is fixed: set /run/netns/\(absent)"))
+        #expect(warned.output.contains("network namespace /run/netns/\(absent) does not exist"))
+        #expect(
+            warned.output.contains("policy 'unmade' would fail closed until this is fixed: set "), "\(warned.output)")
+        #expect(warned.output.contains("2 warnings, 0 errors"))
+
+        let failed = try check(
+            fine + [
+                policy("wrong", netns: present, set: "wrong4", create: true),
+                policy("plain", netns: present, set: "plain4", create: false),
+            ])
+        #expect(failed.status == 1, "\(failed.output)")
+        #expect(failed.output.contains("error: policy 'wrong': set "), "\(failed.output)")
+        #expect(failed.output.contains("has type ipv6_addr, expected ipv4_addr"))
+        #expect(
+            failed.output.contains("error: policy 'plain': set ") && failed.output.contains("lacks 'flags timeout'"))
+        #expect(failed.output.contains("0 warnings, 2 errors"))
+
+        // Without the privilege to look, it says so instead of guessing.
+        let binary = directory.appendingPathComponent("dnsfence").path
+        try sh("chmod 755 \(directory.path) && cp \(Harness.dnsfence) \(binary) && chmod 755 \(binary)")
+        try sh("chmod 644 \(directory.path)/c.yaml")
+        let blind = try Harness.run(
+            "/usr/bin/setpriv",
+            [
+                "--reuid=nobody", "--regid=nogroup", "--clear-groups", binary, "check", "--config",
+                "\(directory.path)/c.yaml",
+            ])
+        #expect(blind.output.contains("cannot look at the nftables sets without CAP_NET_ADMIN"), "\(blind.output)")
+    }
+}
