@@ -46,105 +46,20 @@ struct ServeCommand: AsyncParsableCommand {
                 throw ExitCode(1)
             }
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        let journal = JournalLogHandler.stderrIsJournal(processEnvironment())
-        LoggingSystem.bootstrap { label in
-            if journal { return JournalLogHandler(logLevel: level, label: label) }
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "dnsfence")
+        let logger = Self.bootstrapLogging(level: logLevel)
         // Metrics are bootstrapped before any layer creates its counters.
         let registry = Observability.bootstrapMetrics()
         // Signals are caught from the start: a SIGHUP while starting must not kill the server.
         let signals = SignalWatcher([SIGHUP, SIGINT, SIGTERM])
         let notifier = SystemdNotifier(environment: processEnvironment())
-
-        let compiled: CompiledConfiguration
-        do {
-            compiled = try ConfigurationLoader().load(configPath: options.config, overrides: options.overrides)
-        } catch {
-            for diagnostic in error.diagnostics { printError("\(diagnostic)") }
-            throw ExitCode(1)
-        }
-        for warning in compiled.warnings { logger.warning("\(warning)") }
-        let config = compiled.configuration
-        Observability.recordStartup(compiled)
-        // Fail closed: the sets must exist (or be created) with the right type before any
-        // answer is given; a policy whose sets cannot be verified stops the start.
-        let runtime: ServerRuntime
-        do {
-            runtime = try await ServerRuntime(
-                configPath: options.config, overrides: options.overrides, compiled: compiled,
-                threads: max(1, threads ?? System.coreCount), notifier: notifier, logger: logger)
-        } catch {
-            printError("dnsfence: \(error)")
-            throw ExitCode(1)
-        }
-        let dnsServer = DNSServer(
-            group: runtime.group, loops: runtime.loops, pipeline: runtime.pipeline, logger: logger)
-        var limits = DNSServer.Limits()
-        limits.tcpMaxConnections = config.tcp.maxConnections
-        limits.tcpMaxPerClient = config.tcp.maxPerClient
-        limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
+        let compiled = try Self.load(options.config, options.overrides)
         // Sockets systemd passed are served instead of binding (socket activation).
         let activation = SocketActivation(environment: processEnvironment())
         for problem in activation.unusable { logger.warning("socket activation: \(problem)") }
-        do {
-            try await dnsServer.start(try activation.listeners(for: config.listeners), limits: limits)
-            await runtime.attach(dnsServer, activated: !activation.sockets.isEmpty)
-        } catch {
-            printError("dnsfence: cannot listen: \(error)")
-            await runtime.shutdown(server: dnsServer)
-            throw ExitCode(1)
-        }
-        let ready = ReadyFlag()
-        var observability: ObservabilityServer? = nil
-        if let metricsAddress = config.metrics {
-            let pipeline = runtime.pipeline
-            let server = ObservabilityServer(
-                group: MultiThreadedEventLoopGroup(numberOfThreads: 1),
-                metrics: { Observability.exposition(registry, extra: pipeline.metricsExposition()) },
-                readiness: {
-                    let snapshot = pipeline.snapshots.load()
-                    let failing = snapshot.unavailable.sorted { $0.key < $1.key }.map {
-                        "policy \($0.key): fails closed: \($0.value.extraText)"
-                    }
-                    return failing
-                        + (await Observability.readiness(
-                            ready: ready, forwarder: snapshot.forwarder, firewalls: snapshot.firewalls))
-                },
-                details: { runtime.lastReload.json })
-            do {
-                try await server.start(
-                    at: try SocketAddress(ipAddress: metricsAddress.address.description, port: Int(metricsAddress.port))
-                )
-            } catch {
-                printError("dnsfence: cannot serve metrics on \(metricsAddress): \(error)")
-                await runtime.shutdown(server: dnsServer)
-                throw ExitCode(1)
-            }
-            observability = server
-        }
-        var control: ControlServer? = nil
-        if let path = config.control {
-            let server = ControlServer(group: runtime.group) { command in
-                await Self.control(command, runtime: runtime)
-            }
-            do {
-                try await server.start(at: path)
-            } catch {
-                printError("dnsfence: cannot open the control socket \(path): \(error)")
-                await observability?.shutdown()
-                await runtime.shutdown(server: dnsServer)
-                throw ExitCode(1)
-            }
-            control = server
-        }
-        ready.set()
-        let supervisor = await runtime.supervise()
-        notifier.ready(status: await runtime.status)
+        let resolver = try await RunningResolver.start(
+            compiled, configPath: options.config, overrides: options.overrides, threads: threads,
+            activation: activation, notifier: notifier, registry: registry, logger: logger)
+        notifier.ready(status: await resolver.runtime.status)
         let watchdog = notifier.watchdogInterval.map { interval in
             Task {
                 while !Task.isCancelled {
@@ -153,34 +68,46 @@ struct ServeCommand: AsyncParsableCommand {
                 }
             }
         }
-        logger.info(
-            "ready",
-            metadata: [
-                "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
-                "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
-                "control": "\(config.control ?? "-")", "uid": "\(getuid())",
-                "capabilities": "\(getuid() == 0 ? "root" : Privileges.effective.joined(separator: ","))",
-            ])
         // SIGHUP reloads; SIGINT and SIGTERM stop.
         var stopSignal: Int32 = SIGTERM
         for await signal in signals.stream {
             if signal == SIGHUP {
                 logger.info("SIGHUP: reloading")
-                _ = await runtime.reload()
+                _ = await resolver.runtime.reload()
                 continue
             }
             stopSignal = signal
             break
         }
         logger.info(
-            "stopping", metadata: ["signal": "\(stopSignal)", "inflight": "\(runtime.pipeline.inflightCount)"])
-        ready.clear()
+            "stopping",
+            metadata: ["signal": "\(stopSignal)", "inflight": "\(resolver.runtime.pipeline.inflightCount)"])
         notifier.stopping()
         watchdog?.cancel()
-        supervisor.cancel()
-        await control?.shutdown()
-        await observability?.shutdown()
-        await runtime.shutdown(server: dnsServer)
+        await resolver.stop()
+    }
+
+    /// Logging to standard error, or to the journal without our own timestamps.
+    static func bootstrapLogging(level: String) -> Logger {
+        let level = Logger.Level(rawValue: level) ?? .info
+        let journal = JournalLogHandler.stderrIsJournal(processEnvironment())
+        LoggingSystem.bootstrap { label in
+            if journal { return JournalLogHandler(logLevel: level, label: label) }
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        return Logger(label: "dnsfence")
+    }
+
+    /// The configuration a start serves, or every error on standard error and exit 1.
+    static func load(_ path: String?, _ overrides: ConfigurationOverrides) throws(ExitCode) -> CompiledConfiguration {
+        do {
+            return try ConfigurationLoader().load(configPath: path, overrides: overrides)
+        } catch {
+            for diagnostic in error.diagnostics { printError("\(diagnostic)") }
+            throw ExitCode(1)
+        }
     }
 
     /// One command from the control socket: `reload` (replies `ok` or `failed`, then one

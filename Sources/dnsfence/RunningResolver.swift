@@ -1,0 +1,133 @@
+import ArgumentParser
+import DNSFenceConfig
+import DNSFenceObserve
+import DNSFenceServe
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A started resolver: the runtime, its listeners, the metrics and control servers and the
+/// supervisor. What `serve` and `run` share; they differ in what they wait for.
+struct RunningResolver {
+    let runtime: ServerRuntime
+    let server: DNSServer
+    let ready: ReadyFlag
+    let observability: ObservabilityServer?
+    let control: ControlServer?
+    let supervisor: Task<Void, Never>
+
+    /// Builds the runtime (sets created or verified; a policy that cannot have them fails
+    /// closed alone), listens (on `activation`'s sockets where they match), serves metrics and
+    /// the control socket, and logs `ready`. Any failure: the error on standard error, what
+    /// was started is stopped, exit 1.
+    static func start(
+        _ compiled: CompiledConfiguration, configPath: String?, overrides: ConfigurationOverrides, threads: Int?,
+        activation: SocketActivation, notifier: SystemdNotifier, registry: PrometheusCollectorRegistry,
+        logger: Logger
+    ) async throws(ExitCode) -> RunningResolver {
+        for warning in compiled.warnings { logger.warning("\(warning)") }
+        let config = compiled.configuration
+        Observability.recordStartup(compiled)
+        let runtime: ServerRuntime
+        do {
+            runtime = try await ServerRuntime(
+                configPath: configPath, overrides: overrides, compiled: compiled,
+                threads: max(1, threads ?? System.coreCount), notifier: notifier, logger: logger)
+        } catch {
+            printError("dnsfence: \(error)")
+            throw ExitCode(1)
+        }
+        let dnsServer = DNSServer(
+            group: runtime.group, loops: runtime.loops, pipeline: runtime.pipeline, logger: logger)
+        var limits = DNSServer.Limits()
+        limits.tcpMaxConnections = config.tcp.maxConnections
+        limits.tcpMaxPerClient = config.tcp.maxPerClient
+        limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
+        do {
+            try await dnsServer.start(try activation.listeners(for: config.listeners), limits: limits)
+            await runtime.attach(dnsServer, activated: !activation.sockets.isEmpty)
+        } catch {
+            printError("dnsfence: cannot listen: \(error)")
+            await runtime.shutdown(server: dnsServer)
+            throw ExitCode(1)
+        }
+        let ready = ReadyFlag()
+        var observability: ObservabilityServer? = nil
+        if let metricsAddress = config.metrics {
+            let server = Self.observabilityServer(runtime: runtime, ready: ready, registry: registry)
+            do {
+                try await server.start(
+                    at: try SocketAddress(ipAddress: metricsAddress.address.description, port: Int(metricsAddress.port))
+                )
+            } catch {
+                printError("dnsfence: cannot serve metrics on \(metricsAddress): \(error)")
+                await runtime.shutdown(server: dnsServer)
+                throw ExitCode(1)
+            }
+            observability = server
+        }
+        var control: ControlServer? = nil
+        if let path = config.control {
+            let server = ControlServer(group: runtime.group) { command in
+                await ServeCommand.control(command, runtime: runtime)
+            }
+            do {
+                try await server.start(at: path)
+            } catch {
+                printError("dnsfence: cannot open the control socket \(path): \(error)")
+                await observability?.shutdown()
+                await runtime.shutdown(server: dnsServer)
+                throw ExitCode(1)
+            }
+            control = server
+        }
+        ready.set()
+        let supervisor = await runtime.supervise()
+        logger.info(
+            "ready",
+            metadata: [
+                "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
+                "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
+                "control": "\(config.control ?? "-")", "uid": "\(getuid())",
+                "capabilities": "\(getuid() == 0 ? "root" : Privileges.effective.joined(separator: ","))",
+            ])
+        return RunningResolver(
+            runtime: runtime, server: dnsServer, ready: ready, observability: observability, control: control,
+            supervisor: supervisor)
+    }
+
+    /// /metrics, /healthz and /readyz (which names every policy failing closed).
+    private static func observabilityServer(
+        runtime: ServerRuntime, ready: ReadyFlag, registry: PrometheusCollectorRegistry
+    ) -> ObservabilityServer {
+        let pipeline = runtime.pipeline
+        return ObservabilityServer(
+            group: MultiThreadedEventLoopGroup(numberOfThreads: 1),
+            metrics: { Observability.exposition(registry, extra: pipeline.metricsExposition()) },
+            readiness: {
+                let snapshot = pipeline.snapshots.load()
+                let failing = snapshot.unavailable.sorted { $0.key < $1.key }.map {
+                    "policy \($0.key): fails closed: \($0.value.extraText)"
+                }
+                return failing
+                    + (await Observability.readiness(
+                        ready: ready, forwarder: snapshot.forwarder, firewalls: snapshot.firewalls))
+            },
+            details: { runtime.lastReload.json })
+    }
+
+    /// Not ready any more; stops the supervisor and the servers, closes the listeners, waits
+    /// for the queries in flight (bounded), and shuts the loops down.
+    func stop() async {
+        ready.clear()
+        supervisor.cancel()
+        await control?.shutdown()
+        await observability?.shutdown()
+        await runtime.shutdown(server: server)
+    }
+}
