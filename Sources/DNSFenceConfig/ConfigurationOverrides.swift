@@ -15,8 +15,24 @@ public struct ConfigurationOverrides: Sendable, Hashable {
     /// `off`, `denied` or `all`.
     public var queryLog: String? = nil
     public var control: String? = nil
+    /// `dnsfence run`: the sandbox's one listener and sets, which replace the file's.
+    public var sandbox: SandboxBinding? = nil
 
     public init() {}
+
+    /// Where `dnsfence run` serves its sandbox: one listener (the host end of the sandbox's
+    /// link), and the sets `allow4`/`allow6` of table `inet TABLE` in the sandbox's namespace.
+    public struct SandboxBinding: Sendable, Hashable {
+        public var listener: Endpoint
+        public var netns: String
+        public var table: String
+
+        public init(listener: Endpoint, netns: String, table: String) {
+            self.listener = listener
+            self.netns = netns
+            self.table = table
+        }
+    }
 
     /// Applies the flags. `--allow`/`--policy` replace the file's policies with one ad-hoc
     /// policy, `default`, that every listener serves.
@@ -80,6 +96,27 @@ public struct ConfigurationOverrides: Sendable, Hashable {
         }
         if noFirewall {
             for i in config.policies.indices { config.policies[i].firewall = nil }
+        }
+        if let sandbox {
+            // The policy the file's first listener serves (or the ad-hoc one) serves the sandbox
+            // alone, publishing into the sandbox's sets; its TTL settings stay.
+            let served = adHoc ? "default" : (config.listeners.first?.policy ?? config.policies.first?.name)
+            if var policy = config.policies.first(where: { $0.name == served }) {
+                var firewall = policy.firewall ?? FirewallConfiguration()
+                firewall.netns = sandbox.netns
+                firewall.family = "inet"
+                firewall.table = sandbox.table
+                firewall.ipv4Set = "allow4"
+                firewall.ipv6Set = "allow6"
+                firewall.create = false
+                policy.firewall = firewall
+                policy.clients = []
+                config.policies = [policy]
+                config.listeners = [ListenerConfiguration(endpoint: sandbox.listener, policy: policy.name)]
+                config.control = nil
+            } else {
+                flagError("dnsfence run: the configuration has no policy to serve the sandbox")
+            }
         }
         if !errors.isEmpty { throw ConfigurationError(errors) }
         return config

@@ -28,7 +28,7 @@ struct RunningResolver {
     static func start(
         _ compiled: CompiledConfiguration, configPath: String?, overrides: ConfigurationOverrides, threads: Int?,
         activation: SocketActivation, notifier: SystemdNotifier, registry: PrometheusCollectorRegistry,
-        logger: Logger
+        logger: Logger, queryLogFD: Int32 = 1
     ) async throws(ExitCode) -> RunningResolver {
         for warning in compiled.warnings { logger.warning("\(warning)") }
         let config = compiled.configuration
@@ -37,7 +37,8 @@ struct RunningResolver {
         do {
             runtime = try await ServerRuntime(
                 configPath: configPath, overrides: overrides, compiled: compiled,
-                threads: max(1, threads ?? System.coreCount), notifier: notifier, logger: logger)
+                threads: max(1, threads ?? System.coreCount), notifier: notifier, logger: logger,
+                queryLogFD: queryLogFD)
         } catch {
             printError("dnsfence: \(error)")
             throw ExitCode(1)

@@ -40,10 +40,11 @@ actor ServerRuntime {
     private let reloadFailures = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
 
     /// Builds the first snapshot (sets created or verified, upstream sockets opened) and the
-    /// pipeline over it. Throws a message for the operator: nothing is left running.
+    /// pipeline over it. Throws a message for the operator: nothing is left running. The query
+    /// log goes to `queryLogFD` (standard output; `run` gives the program that).
     init(
         configPath: String?, overrides: ConfigurationOverrides, compiled: CompiledConfiguration, threads: Int,
-        notifier: SystemdNotifier, logger: Logger
+        notifier: SystemdNotifier, logger: Logger, queryLogFD: Int32 = 1
     ) async throws {
         self.notifier = notifier
         self.configPath = configPath
@@ -51,7 +52,7 @@ actor ServerRuntime {
         self.logger = logger
         self.current = compiled
         self.lastReload = ReloadRecord()
-        self.logWriter = LineWriter(fd: 1, droppedCounter: Counter(label: "dnsfence_querylog_dropped_total"))
+        self.logWriter = LineWriter(fd: queryLogFD, droppedCounter: Counter(label: "dnsfence_querylog_dropped_total"))
         // UDP (listeners and upstream sockets) runs on our datagram loops, TCP on NIO's.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let loops: [DatagramLoop]

@@ -4,6 +4,8 @@
   serve ADDR... PORT      echo server on every ADDR (threads), runs until killed
   connect HOST PORT SECS  exit 0 if a TCP connection is established within SECS, else 1
   hold HOST PORT SECS     connect, wait SECS, then send and expect an echo: exit 0 if it works
+  http ADDR PORT          HTTP server answering "ok" to every GET (no reverse DNS lookups,
+                          which http.server does at start and which would wait on a resolver)
 """
 import socket, sys, threading, time
 
@@ -45,11 +47,29 @@ def hold(host, port, secs):
     except OSError:
         return 1
 
+def http(addr, port):
+    import http.server, socketserver
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"ok\n"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        def log_message(self, *args):
+            pass
+    Server((addr, port), Handler).serve_forever()
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "serve":
         serve(sys.argv[2:-1], int(sys.argv[-1]))
     elif cmd == "connect":
         sys.exit(connect(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))
+    elif cmd == "http":
+        http(sys.argv[2], int(sys.argv[3]))
     elif cmd == "hold":
         sys.exit(hold(sys.argv[2], int(sys.argv[3]), float(sys.argv[4])))

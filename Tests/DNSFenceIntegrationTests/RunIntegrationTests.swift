@@ -1,0 +1,224 @@
+import Foundation
+import Testing
+
+/// "The internet" for `dnsfence run`: a namespace linked to the host (10.88.K.0/24) with HTTP
+/// servers on 10.88.K.3 and .4, and an nsd on the host's loopback (behind a counting relay)
+/// whose example.test names point there. Sandboxes reach nothing else.
+final class RunWorld {
+    let id = UInt32.random(in: 0..<UInt32.max)
+    var netns: String { "dfi-\(String(id, radix: 16))" }
+    var hostLink: String { "dfi\(String(id, radix: 16))" }
+    let subnet: String
+    let directory: URL
+    let relay: CountingRelay
+    var processes: [Background] = []
+    let nsdPort: UInt16
+
+    init() throws {
+        subnet = "10.88.\(id % 250 + 1)"
+        directory = try Harness.temporaryDirectory()
+        nsdPort = Harness.freePort()
+        relay = CountingRelay(relayingTo: nsdPort)
+        try sh(
+            """
+            set -e
+            ip netns add \(netns)
+            ip link add \(hostLink) type veth peer name eth0 netns \(netns)
+            ip addr add \(subnet).1/24 dev \(hostLink); ip link set \(hostLink) up
+            ip -n \(netns) link set lo up
+            for a in 2 3 4; do ip -n \(netns) addr add \(subnet).$a/24 dev eth0; done
+            ip -n \(netns) link set eth0 up
+            ip -n \(netns) route add default via \(subnet).1
+            """)
+        for last in [3, 4] {
+            processes.append(
+                try Background(
+                    "/usr/sbin/ip",
+                    [
+                        "netns", "exec", netns, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "http",
+                        "\(subnet).\(last)", "80",
+                    ],
+                    log: directory.appendingPathComponent("http\(last).out")))
+        }
+        try """
+        $ORIGIN example.test.
+        $TTL 300
+        @ IN SOA ns.example.test. h.example.test. 1 3600 600 86400 60
+        @ IN NS ns
+        ns IN A 127.0.0.1
+        a IN A \(subnet).3
+        b IN A \(subnet).4
+
+        """.write(to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
+        try NSDServer.configuration(address: "127.0.0.1", port: nsdPort, directory: directory.path)
+            .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+        processes.append(
+            try Background(
+                try #require(Harness.tool("nsd")), ["-d", "-c", "\(directory.path)/nsd.conf"],
+                log: directory.appendingPathComponent("nsd.out")))
+        try Harness.waitForDNS(port: nsdPort, name: "a.example.test")
+        for _ in 0..<100 {
+            let listening = (try? sh("ip netns exec \(netns) ss -ltn")) ?? ""
+            if listening.contains("\(subnet).3:80") && listening.contains("\(subnet).4:80") { break }
+            usleep(100_000)
+        }
+    }
+
+    deinit {
+        relay.stop()
+        for process in processes.reversed() { process.stop() }
+        _ = try? sh("ip netns del \(netns)")
+    }
+
+    /// `dnsfence run --upstream RELAY ARGUMENTS`, to completion: its exit status and output.
+    func run(_ arguments: [String], seconds: Double = 30) throws -> Harness.Result {
+        let split = arguments.firstIndex(of: "--") ?? arguments.endIndex
+        return try Harness.run(
+            Harness.dnsfence,
+            ["run", "--upstream", "127.0.0.1:\(relay.port)"] + arguments[..<split] + arguments[split...])
+    }
+
+    /// The same, started in the background.
+    func start(_ arguments: [String], log: String) throws -> Background {
+        try Background(
+            Harness.dnsfence, ["run", "--upstream", "127.0.0.1:\(relay.port)"] + arguments,
+            log: directory.appendingPathComponent(log))
+    }
+}
+
+/// What a run may leave behind: namespaces, links, host tables, mounts, lock files.
+func runLeftovers() throws -> String {
+    try sh(
+        """
+        { ip netns list | grep dfrun- ; ip -o link | grep -o 'dfr-[0-9a-f]*-h' ; nft list tables | grep dnsfence_run_ ;
+          grep dfrun- /proc/mounts ; ls /run/dnsfence/run 2>/dev/null ; } || true
+        """)
+}
+
+@Suite(
+    "dnsfence run (root, namespaces, nftables)", .serialized,
+    .enabled(if: isRoot, "needs root: dnsfence run makes network namespaces, links and nftables rules"))
+struct RunIntegrationTests {
+    @Test(
+        "an allowed name connects; an address never resolved and a denied name fail at once; exit statuses pass through"
+    )
+    func allowAndDeny() throws {
+        let world = try RunWorld()
+        let curl = "curl -sS -o /dev/null --max-time 5"
+        let allowed = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://a.example.test/"])
+        #expect(allowed.status == 0, "\(allowed.output)")
+
+        let started = Date()
+        let unresolved = try world.run([
+            "--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://\(world.subnet).4/",
+        ])
+        #expect(unresolved.status == 7, "curl: could not connect: \(unresolved.output)")
+        #expect(Date().timeIntervalSince(started) < 2, "rejected, not dropped: it fails at once")
+
+        let denied = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://b.example.test/"])
+        #expect(denied.status == 6, "curl: could not resolve: \(denied.output)")
+        #expect(!world.relay.received.contains { $0.contains("b.example.test") }, "a denied name is never forwarded")
+        #expect(world.relay.received.contains { $0.contains("a.example.test") })
+
+        #expect(try world.run(["--", "sh", "-c", "exit 7"]).status == 7)
+        let missing = try world.run(["--", "no-such-program-dnsfence"])
+        #expect(missing.status == 127 && missing.output.contains("command not found"), "\(missing.output)")
+        #expect(try runLeftovers().isEmpty, "nothing is left behind")
+    }
+
+    @Test("the program runs as the given user with no capabilities and no_new_privs, behind its own resolv.conf")
+    func userAndCapabilities() throws {
+        let world = try RunWorld()
+        let result = try world.run([
+            "--user", "nobody", "--", "sh", "-c",
+            "id -u; grep -E '^(CapEff|CapPrm|CapBnd|NoNewPrivs)' /proc/self/status; cat /etc/resolv.conf",
+        ])
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.hasPrefix("65534\n"), "\(result.output)")
+        for field in ["CapEff", "CapPrm", "CapBnd"] { #expect(result.output.contains("\(field):\t0000000000000000")) }
+        #expect(result.output.contains("NoNewPrivs:\t1"))
+        #expect(
+            result.output.contains("nameserver 10.") || result.output.contains("nameserver 172.30.")
+                || result.output.contains("nameserver 192.168.213."))
+        // The host's file is untouched.
+        #expect(try !String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8).contains("dnsfence run"))
+        let unknown = try world.run(["--user", "no-such-user-dnsfence", "--", "true"])
+        #expect(unknown.status == 1 && unknown.output.contains("no user 'no-such-user-dnsfence'"))
+    }
+
+    @Test("--publish: the program's port is reachable from the host's loopback and from outside; other ports are not")
+    func publish() throws {
+        let world = try RunWorld()
+        let port = Harness.freePort()
+        let server = try world.start(
+            [
+                "--publish", "\(port):8080", "--", "sh", "-c",
+                "python3 -m http.server 9090 >/dev/null 2>&1 & exec python3 -m http.server 8080",
+            ], log: "publish.out")
+        defer { server.stop() }
+        func get(_ url: String, from netns: String? = nil) throws -> Int32 {
+            let prefix = netns.map { "ip netns exec \($0) " } ?? ""
+            return try Harness.run("/bin/sh", ["-c", "\(prefix)curl -sS -o /dev/null --max-time 2 \(url)"]).status
+        }
+        var up = false
+        for _ in 0..<50 where !up {
+            up = (try? get("http://127.0.0.1:\(port)/")) == 0
+            if !up { usleep(100_000) }
+        }
+        #expect(up, "published port on the host's loopback: \(server.output)")
+        #expect(try get("http://\(world.subnet).1:\(port)/", from: world.netns) == 0, "from outside the host")
+        // The sandbox's own address: 8080 is open, 9090 (listening, not published) is not.
+        let address = try sh("ip -4 -o addr show | awk '$2 ~ /^dfr-/ { split($4, a, \"/\"); print a[1]; exit }'")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let parts = address.split(separator: ".").compactMap { Int($0) }
+        try #require(parts.count == 4, "host end of the sandbox's link: \(address)")
+        let sandbox = "\(parts[0]).\(parts[1]).\(parts[2]).\(parts[3] + 1)"
+        #expect(try get("http://\(sandbox):8080/") == 0)
+        #expect(try get("http://\(sandbox):9090/") != 0, "an unpublished port is closed")
+        // A taken port is refused before anything is made.
+        let taken = try world.run(["--publish", "\(port):8080", "--", "true"])
+        #expect(taken.status == 1 && taken.output.contains("is taken on the host"), "\(taken.output)")
+        let held = try Background(
+            "/usr/bin/python3",
+            [fixtures.appendingPathComponent("tcp_tool.py").path, "http", "127.0.0.1", "\(port + 1)"],
+            log: world.directory.appendingPathComponent("held.out"))
+        defer { held.stop() }
+        for _ in 0..<50 where (try? get("http://127.0.0.1:\(port + 1)/")) != 0 { usleep(100_000) }
+        let listening = try world.run(["--publish", "\(port + 1):8080", "--", "true"])
+        #expect(listening.status == 1 && listening.output.contains("is taken on the host"), "\(listening.output)")
+    }
+
+    @Test(
+        "two runs at once do not see each other's names; SIGTERM stops the program; kill -9 and --cleanup leave nothing"
+    )
+    func isolationAndCleanup() throws {
+        let world = try RunWorld()
+        func probe(_ mine: String, _ other: String) -> [String] {
+            [
+                "--allow", "\(mine).example.test", "--", "sh", "-c",
+                "curl -sS -o /dev/null --max-time 5 http://\(mine).example.test/ || exit 10; sleep 2; "
+                    + "curl -sS -o /dev/null --max-time 2 http://\(other)/",
+            ]
+        }
+        let first = try world.start(probe("a", "\(world.subnet).4"), log: "a.out")
+        let second = try world.start(probe("b", "\(world.subnet).3"), log: "b.out")
+        // Each connected to its own name, then could not reach the other's address.
+        #expect(first.exitStatus(within: 15) == 7, "\(first.output)")
+        #expect(second.exitStatus(within: 15) == 7, "\(second.output)")
+
+        let stopped = try world.start(["--", "sleep", "30"], log: "term.out")
+        usleep(700_000)
+        kill(stopped.pid, SIGTERM)
+        #expect(stopped.exitStatus(within: 5) == 143, "the program got SIGTERM: \(stopped.output)")
+        #expect(try runLeftovers().isEmpty)
+
+        let killed = try world.start(["--", "sleep", "30"], log: "kill.out")
+        for _ in 0..<50 where try runLeftovers().isEmpty { usleep(100_000) }
+        #expect(try !runLeftovers().isEmpty)
+        kill(killed.pid, SIGKILL)
+        _ = killed.exitStatus(within: 5)
+        let cleanup = try Harness.run(Harness.dnsfence, ["run", "--cleanup"])
+        #expect(cleanup.status == 0 && cleanup.output.contains("removed sandbox dfrun-"), "\(cleanup.output)")
+        #expect(try runLeftovers().isEmpty)
+    }
+}
