@@ -74,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let started = ContinuousClock.now
         guard geteuid() == 0 else {
             printError(
                 "dnsfence run: needs root to make the sandbox's namespace, link and rules; run it with sudo "
@@ -113,7 +114,6 @@ struct RunCommand: AsyncParsableCommand {
         let logger = ServeCommand.bootstrapLogging(level: logLevel)
         let registry = Observability.bootstrapMetrics()
         let signals = SignalWatcher([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
-        let started = ContinuousClock.now
         do throws(Subprocess.Failure) {
             try network.create()
         } catch {

@@ -123,6 +123,10 @@ struct RunIntegrationTests {
         #expect(try world.run(["--", "sh", "-c", "exit 7"]).status == 7)
         let missing = try world.run(["--", "no-such-program-dnsfence"])
         #expect(missing.status == 127 && missing.output.contains("command not found"), "\(missing.output)")
+        let broken = try world.run(["--policy", "/nonexistent/dnsfence.allow", "--", "true"])
+        #expect(broken.status == 1 && broken.output.contains("/nonexistent/dnsfence.allow"), "\(broken.output)")
+        let flags = try world.run(["--bogus-flag", "--", "true"])
+        #expect(flags.status != 0 && flags.output.contains("--bogus-flag"), "\(flags.output)")
         #expect(try runLeftovers().isEmpty, "nothing is left behind")
     }
 
@@ -219,6 +223,14 @@ struct RunIntegrationTests {
         _ = killed.exitStatus(within: 5)
         let cleanup = try Harness.run(Harness.dnsfence, ["run", "--cleanup"])
         #expect(cleanup.status == 0 && cleanup.output.contains("removed sandbox dfrun-"), "\(cleanup.output)")
+        #expect(try runLeftovers().isEmpty)
+
+        // --keep: the sandbox stays (another run does not take it away); --cleanup removes it.
+        let kept = try world.run(["--keep", "--", "true"])
+        #expect(kept.status == 0 && kept.output.contains("ip netns exec dfrun-"), "\(kept.output)")
+        #expect(try world.run(["--", "true"]).status == 0)
+        #expect(try runLeftovers().contains("dfrun-"), "a kept sandbox stays")
+        #expect(try Harness.run(Harness.dnsfence, ["run", "--cleanup"]).output.contains("removed sandbox dfrun-"))
         #expect(try runLeftovers().isEmpty)
     }
 }
