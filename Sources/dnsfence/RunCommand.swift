@@ -114,6 +114,7 @@ struct RunCommand: AsyncParsableCommand {
         let logger = ServeCommand.bootstrapLogging(level: logLevel)
         let registry = Observability.bootstrapMetrics()
         let signals = SignalWatcher([SIGINT, SIGTERM, SIGHUP, SIGQUIT])
+        if !network.ipv6, let why = SandboxNetwork.hostIPv6() { logger.info("no IPv6 in the sandbox: \(why)") }
         do throws(Subprocess.Failure) {
             try network.create()
         } catch {
@@ -177,7 +178,7 @@ struct RunCommand: AsyncParsableCommand {
 
     static func claim(_ ports: [PublishedPort]) throws(ExitCode) -> (SandboxNetwork, Int32) {
         do throws(Subprocess.Failure) {
-            return try SandboxNetwork.claim(publishing: ports)
+            return try SandboxNetwork.claim(publishing: ports, ipv6: SandboxNetwork.hostIPv6() == nil)
         } catch {
             printError("dnsfence run: \(error)")
             throw ExitCode(1)

@@ -14,6 +14,8 @@ struct SandboxNetwork {
     /// The /30's base address.
     let base: UInt32
     let published: [PublishedPort]
+    /// Whether the sandbox gets IPv6 too (``hostIPv6``).
+    let ipv6: Bool
 
     static let stateDirectory = "/run/dnsfence/run"
     var netns: String { "dfrun-\(id)" }
@@ -23,6 +25,10 @@ struct SandboxNetwork {
     /// The host end: the sandbox's gateway and resolver.
     var gateway: IPAddress { .v4(base + 1) }
     var address: IPAddress { .v4(base + 2) }
+    /// The sandbox's IPv6 /64, a ULA derived from the ID: `fdd6:6e73:ID-high:ID-low::`.
+    var prefix6: String { "fdd6:6e73:\(id.prefix(4)):\(id.suffix(4))" }
+    var gateway6: String { "\(prefix6)::1" }
+    var address6: String { "\(prefix6)::2" }
     var resolvConf: String { "\(Self.stateDirectory)/\(id).resolv.conf" }
     var lockPath: String { "\(Self.stateDirectory)/\(id).lock" }
 
@@ -36,7 +42,9 @@ struct SandboxNetwork {
 
     /// Picks a free /30 and takes its lock (held through the returned descriptor for as long
     /// as this process lives: a dead run's lock is free, and `cleanup` then removes its sandbox).
-    static func claim(publishing published: [PublishedPort]) throws(Subprocess.Failure) -> (SandboxNetwork, Int32) {
+    static func claim(publishing published: [PublishedPort], ipv6: Bool) throws(Subprocess.Failure) -> (
+        SandboxNetwork, Int32
+    ) {
         mkdir("/run/dnsfence", 0o755)
         mkdir(stateDirectory, 0o755)
         let routes = hostRoutes()
@@ -46,7 +54,7 @@ struct SandboxNetwork {
             for i in 0..<blocks {
                 let base = pool.base + ((start + i) % blocks) * 4
                 guard !routes.contains(where: { overlaps(base, 30, $0.base, $0.length) }) else { continue }
-                let network = SandboxNetwork(id: hex(base), base: base, published: published)
+                let network = SandboxNetwork(id: hex(base), base: base, published: published, ipv6: ipv6)
                 if let fd = network.lock(state: "running") { return (network, fd) }
             }
         }
@@ -79,114 +87,17 @@ struct SandboxNetwork {
         close(fd)
     }
 
-    /// Makes everything; on failure the caller removes what was made (``remove(id:)``).
-    func create() throws(Subprocess.Failure) {
-        let ip = "/usr/sbin/ip"
-        let (gw, me) = (gateway.description, address.description)
-        try Subprocess.check(
-            "creating the namespace and link", ip, ["-batch", "-"],
-            input: """
-                netns add \(netns)
-                link add \(hostLink) type veth peer name eth0 netns \(netns)
-                addr add \(gw)/30 dev \(hostLink)
-                link set \(hostLink) up
-
-                """)
-        try Subprocess.check(
-            "configuring the sandbox's link", ip, ["-n", netns, "-batch", "-"],
-            input: """
-                link set lo up
-                addr add \(me)/30 dev eth0
-                link set eth0 up
-                route add default via \(gw)
-
-                """)
-        try writeFile("/proc/sys/net/ipv4/ip_forward", "1\n")
-        // Locally published ports (127.0.0.1:PORT) are DNATed out of this link.
-        if !published.isEmpty { try writeFile("/proc/sys/net/ipv4/conf/\(hostLink)/route_localnet", "1\n") }
-        try Subprocess.check("loading the host rules", "/usr/sbin/nft", ["-f", "-"], input: hostRules)
-        try Subprocess.check(
-            "loading the sandbox's rules", ip, ["netns", "exec", netns, "/usr/sbin/nft", "-f", "-"], input: sandboxRules
-        )
-        try writeFile(resolvConf, "# dnsfence run: the sandbox's only resolver\nnameserver \(gw)\n")
-    }
-
-    /// Forwarding and masquerading for this link only, and the published ports' DNAT (from
-    /// other hosts, and from this host's own addresses including 127.0.0.1).
-    var hostRules: String {
-        var dnat: [String] = []
-        for port in published {
-            let proto = port.udp ? "udp" : "tcp"
-            let destination = port.hostAddress.map { "ip daddr \($0) " } ?? "fib daddr type local "
-            dnat.append("\(destination)\(proto) dport \(port.hostPort) dnat ip to \(address):\(port.port)")
-        }
-        let rules = dnat.map { "        " + $0 }.joined(separator: "\n")
-        return """
-            table ip \(table) {
-                chain prerouting {
-                    type nat hook prerouting priority dstnat; policy accept;
-            \(rules)
-                }
-                chain output {
-                    type nat hook output priority -100; policy accept;
-            \(rules)
-                }
-                chain postrouting {
-                    type nat hook postrouting priority srcnat; policy accept;
-                    ip saddr \(address) oifname != "\(hostLink)" masquerade
-                    oifname "\(hostLink)" ip saddr 127.0.0.0/8 masquerade
-                }
-                chain forward {
-                    type filter hook forward priority filter; policy accept;
-                    iifname "\(hostLink)" ip saddr != \(address) drop
-                }
-            }
-
-            """
-    }
-
-    /// Egress: loopback, replies, DNS to dnsfence, and the sets; everything else rejected
-    /// (admin-prohibited, so programs fail at once). Ingress: replies and the published ports.
-    var sandboxRules: String {
-        let tcp = published.filter { !$0.udp }.map { "\($0.port)" }
-        let udp = published.filter(\.udp).map { "\($0.port)" }
-        var ingress: [String] = []
-        if !tcp.isEmpty { ingress.append("tcp dport { \(tcp.joined(separator: ", ")) } accept") }
-        if !udp.isEmpty { ingress.append("udp dport { \(udp.joined(separator: ", ")) } accept") }
-        return """
-            table inet dnsfence {
-                set allow4 { type ipv4_addr; flags timeout; }
-                set allow6 { type ipv6_addr; flags timeout; }
-                chain output {
-                    type filter hook output priority filter; policy accept;
-                    oifname "lo" accept
-                    ct state established,related accept
-                    ip daddr \(gateway) udp dport 53 accept
-                    ip daddr \(gateway) tcp dport 53 accept
-                    ip daddr @allow4 accept
-                    ip6 daddr @allow6 accept
-                    reject with icmpx type admin-prohibited
-                }
-                chain input {
-                    type filter hook input priority filter; policy drop;
-                    iifname "lo" accept
-                    ct state established,related accept
-                    \(ingress.joined(separator: "\n            "))
-                }
-            }
-
-            """
-    }
-
     /// Removes everything a sandbox with `id` may have (idempotent; what is not there is fine):
     /// its processes, namespace (and with it the link), host table, resolv.conf and lock.
     static func remove(id: String) {
         let netns = "dfrun-\(id)"
         let pids = Subprocess.run("/usr/sbin/ip", ["netns", "pids", netns]).output
         for pid in pids.split(separator: "\n").compactMap({ pid_t($0) }) { kill(pid, SIGKILL) }
-        _ = Subprocess.run("/usr/sbin/ip", ["netns", "del", netns])
+        // The link first: deleting it takes both ends at once, while a namespace's devices go
+        // only when the kernel gets round to freeing the namespace.
         _ = Subprocess.run("/usr/sbin/ip", ["link", "del", "dfr-\(id)-h"])
-        _ = Subprocess.run("/usr/sbin/nft", ["delete", "table", "ip", "dnsfence_run_\(id)"])
+        _ = Subprocess.run("/usr/sbin/ip", ["netns", "del", netns])
+        _ = Subprocess.run("/usr/sbin/nft", ["delete", "table", "inet", "dnsfence_run_\(id)"])
         unlink("\(stateDirectory)/\(id).resolv.conf")
         unlink("\(stateDirectory)/\(id).lock")
     }
@@ -268,7 +179,7 @@ struct SandboxNetwork {
         return routes
     }
 
-    private func writeFile(_ path: String, _ text: String) throws(Subprocess.Failure) {
+    func writeFile(_ path: String, _ text: String) throws(Subprocess.Failure) {
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw Subprocess.Failure(description: "\(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }

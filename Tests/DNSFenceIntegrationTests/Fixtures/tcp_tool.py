@@ -52,6 +52,7 @@ def http(addr, port):
     class Server(socketserver.ThreadingTCPServer):
         allow_reuse_address = True
         daemon_threads = True
+        address_family = socket.AF_INET6 if ":" in addr else socket.AF_INET
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             body = b"ok\n"
