@@ -225,6 +225,8 @@ public struct ConfigurationParser {
                 if let d = duration(v, "max-ttl") { fw.maxTTL = d }
             case "grace":
                 if let d = duration(v, "grace") { fw.grace = d }
+            case "publish-local":
+                if let flag = bool(v, "publish-local") { fw.publishLocal = flag }
             case "revoke":
                 switch string(v, "revoke") {
                 case "elements": fw.revokeConnections = false
@@ -237,7 +239,7 @@ public struct ConfigurationParser {
                     k, in: "firewall",
                     known: [
                         "netns", "table", "ipv4-set", "ipv6-set", "create", "admit-private", "min-ttl", "max-ttl",
-                        "grace", "revoke",
+                        "grace", "revoke", "publish-local",
                     ])
             }
         }

@@ -83,6 +83,9 @@ public struct FirewallConfiguration: Hashable, Sendable {
     /// `revoke: connections`: a revoked element also cuts the flows established to its address
     /// (their conntrack entries are deleted in the namespace), not only new ones.
     public var revokeConnections: Bool = false
+    /// `publish-local`: local data's addresses (a rewrite to a proxy) are published like an
+    /// upstream's; false for operators who allow the proxy statically.
+    public var publishLocal: Bool = true
 
     public init(
         netns: String? = nil, family: String = "inet", table: String = "dnsfence", ipv4Set: String? = nil,

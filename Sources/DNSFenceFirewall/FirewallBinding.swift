@@ -17,10 +17,11 @@ public struct FirewallBinding: Sendable {
         let admitPrivate: Bool
         let commitTimeout: Duration
         let revokesConnections: Bool
+        let publishesLocal: Bool
 
         init(
             publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
-            grace: UInt32, admitPrivate: Bool, commitTimeout: Duration, revokesConnections: Bool
+            grace: UInt32, admitPrivate: Bool, commitTimeout: Duration, revokesConnections: Bool, publishesLocal: Bool
         ) {
             self.publisher = publisher
             self.ipv4 = ipv4
@@ -31,6 +32,7 @@ public struct FirewallBinding: Sendable {
             self.admitPrivate = admitPrivate
             self.commitTimeout = commitTimeout
             self.revokesConnections = revokesConnections
+            self.publishesLocal = publishesLocal
         }
     }
 
@@ -49,16 +51,20 @@ public struct FirewallBinding: Sendable {
     /// Whether revoking an element also cuts the flows established to its address
     /// (`revoke: connections`).
     public var revokesConnections: Bool { fields.revokesConnections }
+    /// Whether local data's addresses are published too (`publish-local`, default true).
+    public var publishesLocal: Bool { fields.publishesLocal }
     /// The sets, IPv4 first.
     public var targets: [SetTarget] { [fields.ipv4, fields.ipv6].compactMap { $0 } }
 
     public init(
         publisher: any SetPublisher, ipv4: SetTarget?, ipv6: SetTarget?, minTTL: UInt32, maxTTL: UInt32,
-        grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1), revokesConnections: Bool = false
+        grace: UInt32, admitPrivate: Bool, commitTimeout: Duration = .seconds(1), revokesConnections: Bool = false,
+        publishesLocal: Bool = true
     ) {
         fields = Fields(
             publisher: publisher, ipv4: ipv4, ipv6: ipv6, minTTL: minTTL, maxTTL: maxTTL, grace: grace,
-            admitPrivate: admitPrivate, commitTimeout: commitTimeout, revokesConnections: revokesConnections)
+            admitPrivate: admitPrivate, commitTimeout: commitTimeout, revokesConnections: revokesConnections,
+            publishesLocal: publishesLocal)
     }
 
     /// How long an address from a record with `ttl` seconds left stays in its set.

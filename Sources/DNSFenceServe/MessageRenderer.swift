@@ -18,7 +18,7 @@ public enum MessageRenderer {
             return DNSMessage.response(to: view.message, rcode: rcode).encoded(fitting: maxSize)
         case .deny(let rcode):
             return DNSMessage.response(to: view.message, rcode: rcode, error: decision.ede).encoded(fitting: maxSize)
-        case .localData(let records):
+        case .localData(let records, _, _):
             let query = view.message
             var message = DNSMessage.response(to: query, rcode: .noError)
             message.authoritative = true

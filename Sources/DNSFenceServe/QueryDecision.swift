@@ -1,3 +1,4 @@
+public import DNSFenceCore
 public import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve
@@ -20,8 +21,10 @@ public struct QueryDecision: Sendable, ~Copyable {
         /// decision's ``QueryDecision/ede``.
         case deny(DNSRCode)
         /// Local data (the rule's records, renamed to the name as asked by the renderer);
-        /// empty: NODATA.
-        case localData([DNSRecord])
+        /// empty: NODATA. `published`: the addresses the firewall holds for it (empty: none, or
+        /// the policy has no firewall or publishes no local data); `commit`: the elements to
+        /// commit before the answer is released.
+        case localData([DNSRecord], published: [IPAddress], commit: [SetElement])
         /// RFC 8482's answer to ANY for a name that the policy answers.
         case any
         /// An answer from the cache (or an upstream's, just stored).
@@ -42,7 +45,7 @@ public struct QueryDecision: Sendable, ~Copyable {
     public var ede: ExtendedDNSError?
     /// The firewall binding the policy publishes through, for hits and forwards.
     public var binding: FirewallBinding?
-    /// Whether the answer must wait: a forward, or a hit whose addresses need a commit.
+    /// Whether the answer must wait: a forward, or a hit or local data whose addresses need a commit.
     public var waits: Bool
 
     @inline(__always)

@@ -24,14 +24,16 @@ public final class QueryPipeline: Sendable {
     let batcher = PublishBatcher()
     /// Whether the byte renderer may answer (tests turn it off to compare the renderers).
     let renderBytes: Bool
-    /// What each reason on the firewall's elements stands for, across snapshots.
-    public let reasons = ReasonRegistry()
+    /// What each reason on the firewall's elements stands for, across snapshots (the first
+    /// snapshot's registry; later ones are built with it).
+    public let reasons: ReasonRegistry
 
     /// Queries waiting for an upstream right now.
     public var inflightCount: Int { inflight.load(ordering: .relaxed) }
 
     public init(snapshot: Snapshot, logger: Logger, renderBytes: Bool = true) {
         self.snapshots = SnapshotStore(snapshot)
+        self.reasons = snapshot.reasons
         self.group = snapshot.forwarder.group
         self.logger = logger
         self.renderBytes = renderBytes
@@ -116,6 +118,13 @@ public final class QueryPipeline: Sendable {
             return .publish(
                 PendingPublish(
                     record: record, elements: hit.commit,
+                    response: render(decision, view: view, transport: context.transport),
+                    binding: decision.binding!, origin: .hit(Array(view.bytes), UnsafeView(view)), snapshot: snapshot,
+                    transport: context.transport))
+        case .localData(_, _, let commit):
+            return .publish(
+                PendingPublish(
+                    record: record, elements: commit,
                     response: render(decision, view: view, transport: context.transport),
                     binding: decision.binding!, origin: .hit(Array(view.bytes), UnsafeView(view)), snapshot: snapshot,
                     transport: context.transport))

@@ -1,3 +1,4 @@
+public import DNSFenceCore
 public import DNSFencePolicy
 import DNSFenceWire
 import Synchronization
@@ -13,22 +14,27 @@ public final class ReasonRegistry: Sendable {
         var name: [UInt8]
         /// When an answer was last stored under it (seconds, the cache's clock).
         var seen: UInt64
+        /// For local data: the addresses the rewrite handed out (nil: an upstream's answer).
+        var local: [IPAddress]?
     }
 
     private let entries = Mutex<[UInt64: Entry]>([:])
 
     public init() {}
 
-    /// The reason for answers to `name` (lower-cased wire bytes) under `policy`, registered.
-    public func reason(policy: String, name: [UInt8], now: UInt64) -> UInt64 {
+    /// The reason for answers to `name` (lower-cased wire bytes) under `policy`, registered;
+    /// for local data, `local` holds the addresses it hands out (a changed rewrite is another
+    /// reason, so the old addresses are revoked).
+    public func reason(policy: String, name: [UInt8], local: [IPAddress]? = nil, now: UInt64) -> UInt64 {
         var hasher = Hasher()
         hasher.combine(policy)
         hasher.combine(name)
+        hasher.combine(local)
         let hash = UInt64(bitPattern: Int64(hasher.finalize()))
         let key = hash == 0 ? 1 : hash
         entries.withLock { table in
             if table[key] == nil {
-                table[key] = Entry(policy: policy, name: name, seen: now)
+                table[key] = Entry(policy: policy, name: name, seen: now, local: local)
             } else {
                 table[key]!.seen = now
             }
@@ -37,15 +43,22 @@ public final class ReasonRegistry: Sendable {
     }
 
     /// Whether `reason` still justifies its addresses under `selector`'s policies: its policy
-    /// is there and passes its name for A or AAAA. A reason not registered is kept.
+    /// is there and passes its name for A or AAAA, or, for local data, still rewrites it to
+    /// every address it did. A reason not registered is kept.
     public func keeps(_ reason: UInt64, under selector: ClientPolicySelector) -> Bool {
         guard let entry = entries.withLock({ $0[reason] }) else { return true }
         guard let policy = selector.entries[entry.policy]?.policy else { return false }
         return entry.name.withUnsafeBytes { wire in
+            var rewritten: Set<IPAddress> = []
             for type in [DNSType.a, .aaaa] {
-                if case .pass = policy.decide(wire: wire, type: type) { return true }
+                switch policy.decide(wire: wire, type: type) {
+                case .pass where entry.local == nil: return true
+                case .localData(let records, _): rewritten.formUnion(records.compactMap(\.address))
+                default: break
+                }
             }
-            return false
+            guard let local = entry.local else { return false }
+            return !local.isEmpty && local.allSatisfy(rewritten.contains)
         }
     }
 

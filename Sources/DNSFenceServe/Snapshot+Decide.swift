@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceRelease
@@ -31,7 +32,8 @@ extension Snapshot {
             }
             return QueryDecision(.deny(rcode), policy: policy, action: .deny, rule: rule, ede: error)
         case .localData(let records, let rule):
-            return QueryDecision(type == .any ? .any : .localData(records), policy: policy, action: .local, rule: rule)
+            if type == .any { return QueryDecision(.any, policy: policy, action: .local, rule: rule) }
+            return local(records, view: view, policy: policy, rule: rule)
         case .pass(let rule):
             if type == .any { return QueryDecision(.any, policy: policy, action: .pass, rule: rule) }
             return passed(view, context: context, policy: policy, rule: rule)
@@ -66,6 +68,51 @@ extension Snapshot {
             return .hit(hit, policy: policy, action: .pass, rule: rule, ede: ede, binding: binding)
         }
         return .forward(key, policy: policy, rule: rule, binding: binding)
+    }
+
+    /// Local data: under a firewall that publishes it (`publish-local`, the default), its
+    /// addresses are committed to the sets before the answer goes, like an upstream's, with the
+    /// rewrite as their reason (so a reload that changes or removes it revokes them); a policy
+    /// whose sets cannot be used answers SERVFAIL. Records are never given a TTL above the
+    /// binding's max-ttl.
+    @inline(never)
+    private func local(_ records: [DNSRecord], view: QueryView, policy: Policy, rule: RuleID) -> QueryDecision {
+        guard let binding = firewall(for: policy.name), binding.publishesLocal else {
+            return QueryDecision(
+                .localData(records, published: [], commit: []), policy: policy, action: .local, rule: rule)
+        }
+        if let ede = unavailable[policy.name] {
+            return QueryDecision(.deny(.servFail), policy: policy, action: .local, rule: rule, ede: ede)
+        }
+        var records = records
+        var addresses: [AnswerAddress] = []
+        for i in records.indices {
+            records[i].ttl = min(records[i].ttl, binding.maxTTL)
+            if let address = records[i].address, binding.target(ipv6: !address.isIPv4) != nil {
+                addresses.append(AnswerAddress(address: address, ttl: records[i].ttl))
+            }
+        }
+        let published = addresses.map(\.address)
+        guard !addresses.isEmpty else {
+            return QueryDecision(
+                .localData(records, published: [], commit: []), policy: policy, action: .local, rule: rule)
+        }
+        let name = view.withName { name in
+            var lower = Array(name)
+            DNSName.foldCase(&lower)
+            return lower
+        }
+        let reason = reasons.reason(
+            policy: policy.name, name: name, local: published.sorted(),
+            now: QueryRecord.monotonicNow() / 1_000_000_000)
+        let commit =
+            binding.allowsRelease(of: addresses, elapsed: 0, reason: reason)
+            ? [] : binding.elements(of: addresses, elapsed: 0, reason: reason)
+        var decision = QueryDecision(
+            .localData(records, published: published, commit: commit), policy: policy, action: .local, rule: rule,
+            binding: binding)
+        decision.waits = !commit.isEmpty
+        return decision
     }
 
     /// How `entry`, `elapsed` seconds after it was stored, answers `view` under `binding`:

@@ -49,8 +49,10 @@ extension QueryRecord {
         action = decision.action.rawValue
         rule = decision.rule
         ede = decision.ede
-        if case .hit(let hit) = decision.verdict, !hit.truncated {
-            published = hit.answer.addresses.map(\.address)
+        switch decision.verdict {
+        case .hit(let hit) where !hit.truncated: published = hit.answer.addresses.map(\.address)
+        case .localData(_, let addresses, _): published = addresses
+        default: break
         }
     }
 }

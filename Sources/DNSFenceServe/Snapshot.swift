@@ -22,14 +22,18 @@ public final class Snapshot: Sendable {
     /// Policies whose firewall cannot be used (namespace or sets missing), and why: they fail
     /// closed alone, answering SERVFAIL with this EDE where they would hand out addresses.
     public let unavailable: [String: ExtendedDNSError]
+    /// What each reason on the firewall's elements stands for: one registry handed from
+    /// snapshot to snapshot, so that a reload can tell which elements the new policies keep.
+    public let reasons: ReasonRegistry
     private let firewallPolicies: [String]
     private let firewallBindings: [FirewallBinding]
 
     public init(
         selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder,
         firewalls: [String: FirewallBinding] = [:], unavailable: [String: String] = [:],
-        queryLog: (any QueryLogSink)? = nil
+        queryLog: (any QueryLogSink)? = nil, reasons: ReasonRegistry = ReasonRegistry()
     ) {
+        self.reasons = reasons
         self.unavailable = unavailable.mapValues { reason in
             ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: firewall unavailable: \(reason)")
         }

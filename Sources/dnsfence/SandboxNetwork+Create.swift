@@ -57,7 +57,8 @@ extension SandboxNetwork {
         if !published.isEmpty { try writeFile("/proc/sys/net/ipv4/conf/\(hostLink)/route_localnet", "1\n") }
         try Subprocess.check("loading the host rules", "/usr/sbin/nft", ["-f", "-"], input: hostRules)
         try Subprocess.check(
-            "loading the sandbox's rules", ip, ["netns", "exec", netns, "/usr/sbin/nft", "-f", "-"], input: sandboxRules)
+            "loading the sandbox's rules", ip, ["netns", "exec", netns, "/usr/sbin/nft", "-f", "-"], input: sandboxRules
+        )
         try writeFile(resolvConf, "# dnsfence run: the sandbox's only resolver\nnameserver \(gw)\n")
     }
 

@@ -59,7 +59,8 @@ extension ServerRuntime {
         }
         return Snapshot(
             selector: compiled.selector, cache: cache, forwarder: forwarder, firewalls: firewalls,
-            unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter))
+            unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter),
+            reasons: previous?.snapshot.reasons ?? ReasonRegistry())
     }
 
     /// The binding of every policy with a firewall, its sets created or verified; the policies
@@ -101,7 +102,8 @@ extension ServerRuntime {
             }
             bindings[policy.name] = FirewallBinding(
                 publisher: nft, ipv4: v4, ipv6: v6, minTTL: fw.minTTL, maxTTL: fw.maxTTL, grace: fw.grace,
-                admitPrivate: fw.admitPrivate, revokesConnections: fw.revokeConnections)
+                admitPrivate: fw.admitPrivate, revokesConnections: fw.revokeConnections,
+                publishesLocal: fw.publishLocal)
             logger.info(
                 "firewall sets ready",
                 metadata: [

@@ -97,4 +97,63 @@ struct RevocationIntegrationTests {
         #expect(second.contains(" connection(s) to revoked addresses"), "\(second)")
         #expect(cut.exitStatus(within: 8) == 1, "the established flow survived: \(cut.output)")
     }
+
+    @Test(
+        "local data is published like an upstream's answer; a changed rewrite revokes the old address; publish-local: false opts out"
+    )
+    func localData() throws {
+        let netns = "dfl-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
+        try sh("ip netns add \(netns)")
+        defer { _ = try? sh("ip netns del \(netns)") }
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let control = directory.appendingPathComponent("control.sock").path
+        func write(rewrite address: String, publish: Bool = true) throws {
+            try "$TTL 60\n@ SOA localhost. root.localhost. 1 3600 600 86400 60\napi.internal A \(address)\n".write(
+                to: directory.appendingPathComponent("p.rpz"), atomically: true, encoding: .utf8)
+            try """
+            listen: [{ address: 127.0.0.1:\(port), policy: p }]
+            upstreams: [127.0.0.1:9]
+            control: \(control)
+            policies:
+              p:
+                zones: [p.rpz]
+                firewall: { netns: /run/netns/\(netns), table: inet fence, ipv4-set: allow4, publish-local: \(publish) }
+            """.write(to: directory.appendingPathComponent("f.yaml"), atomically: true, encoding: .utf8)
+        }
+        try write(rewrite: "10.200.0.2")
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("f.yaml").path, "--query-log", "all"], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask() throws -> String {
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+short", "+tries=1", "+time=3", "api.internal", "A"])
+                .output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        func elements() throws -> String { try sh("ip netns exec \(netns) nft list set inet fence allow4") }
+        func reload() throws -> String {
+            let result = try Harness.run(Harness.dnsfence, ["reload", "--control", control])
+            #expect(result.status == 0, "\(result.output)")
+            return result.output
+        }
+
+        #expect(try ask() == "10.200.0.2")
+        #expect(try elements().contains("10.200.0.2"), "the rewrite's address is in the set before the answer")
+        #expect(fence.output.contains(#""published":["10.200.0.2"]"#), "\(fence.output)")
+
+        // The rewrite changes: the old address is revoked at once, the new one published on use.
+        try write(rewrite: "10.200.0.3")
+        #expect(try reload().contains("revoked 1 set element(s)"))
+        #expect(try !elements().contains("10.200.0.2"))
+        #expect(try ask() == "10.200.0.3")
+        #expect(try elements().contains("10.200.0.3"))
+
+        // Opted out: answered, not published (the operator allows the proxy statically).
+        try sh("ip netns exec \(netns) nft flush set inet fence allow4")
+        try write(rewrite: "10.200.0.3", publish: false)
+        _ = try reload()
+        #expect(try ask() == "10.200.0.3")
+        #expect(try !elements().contains("10.200.0.3"))
+    }
 }

@@ -193,13 +193,14 @@ struct RunIntegrationTests {
         // A taken port is refused before anything is made.
         let taken = try world.run(["--publish", "\(port):8080", "--", "true"])
         #expect(taken.status == 1 && taken.output.contains("is taken on the host"), "\(taken.output)")
+        let busy = Harness.freePort()
         let held = try Background(
             "/usr/bin/python3",
-            [fixtures.appendingPathComponent("tcp_tool.py").path, "http", "127.0.0.1", "\(port + 1)"],
+            [fixtures.appendingPathComponent("tcp_tool.py").path, "http", "127.0.0.1", "\(busy)"],
             log: world.directory.appendingPathComponent("held.out"))
         defer { held.stop() }
-        for _ in 0..<50 where (try? get("http://127.0.0.1:\(port + 1)/")) != 0 { usleep(100_000) }
-        let listening = try world.run(["--publish", "\(port + 1):8080", "--", "true"])
+        for _ in 0..<50 where (try? get("http://127.0.0.1:\(busy)/")) != 0 { usleep(100_000) }
+        let listening = try world.run(["--publish", "\(busy):8080", "--", "true"])
         #expect(listening.status == 1 && listening.output.contains("is taken on the host"), "\(listening.output)")
     }
 
@@ -254,7 +255,9 @@ struct RunIntegrationTests {
         let allowed = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://a.example.test/"])
         #expect(allowed.status == 0, "\(allowed.output)")
         let started = Date()
-        let raw = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) 'http://[\(world.subnet6)::4]/'"])
+        let raw = try world.run([
+            "--allow", "a.example.test", "--", "sh", "-c", "\(curl) 'http://[\(world.subnet6)::4]/'",
+        ])
         #expect(raw.status == 7, "\(raw.output)")
         #expect(Date().timeIntervalSince(started) < 2)
     }
