@@ -243,6 +243,26 @@ struct SandboxEndToEndTests {
         #expect(try net.connects("10.77.2.3"))
     }
 
+    @Test("ingress: a port the sandbox listens on is closed to the outside; its own flows' replies come in")
+    func ingressClosed() throws {
+        let net = try SandboxTopology()
+        let tool = fixtures.appendingPathComponent("tcp_tool.py").path
+        let server = try Background(
+            "/usr/sbin/ip", ["netns", "exec", net.sandbox, "python3", tool, "serve", "10.77.1.2", "9000"],
+            log: net.directory.appendingPathComponent("listen.out"))
+        defer { server.stop() }
+        var listening = false
+        for _ in 0..<50 where !listening {
+            listening = ((try? sh("ip netns exec \(net.sandbox) ss -ltn")) ?? "").contains("10.77.1.2:9000")
+            if !listening { usleep(100_000) }
+        }
+        #expect(listening)
+        let inbound = try Harness.run(
+            "/usr/sbin/ip", ["netns", "exec", net.gateway, "python3", tool, "connect", "10.77.1.2", "9000", "0.8"])
+        #expect(inbound.status == 1, "the template's input chain drops it")
+        #expect(try net.connects("10.77.2.3"), "replies to the sandbox's own flows still come in")
+    }
+
     @Test("variant: the sets live in the gateway, whose forward chain filters the sandbox")
     func gatewayFilter() throws {
         let net = try SandboxTopology(filterInGateway: true)
