@@ -61,7 +61,7 @@ public struct ConfigurationCompiler: Sendable {
             do {
                 let output = try compiler.compile(
                     name: policy.name, sources: sources, allowedTypes: policy.qtypes,
-                    denyResponse: policy.deny)
+                    denyResponse: policy.deny, audit: policy.audit)
                 diagnostics += output.warnings.map {
                     ConfigDiagnostic(file: $0.file, line: $0.line, severity: .warning, message: $0.message)
                 }

@@ -15,6 +15,8 @@ public struct ConfigurationOverrides: Sendable, Hashable {
     /// `off`, `denied` or `all`.
     public var queryLog: String? = nil
     public var control: String? = nil
+    /// `--audit`: every policy in audit mode.
+    public var audit = false
     /// `dnsfence run`: the sandbox's one listener and sets, which replace the file's.
     public var sandbox: SandboxBinding? = nil
 
@@ -96,6 +98,9 @@ public struct ConfigurationOverrides: Sendable, Hashable {
         }
         if noFirewall {
             for i in config.policies.indices { config.policies[i].firewall = nil }
+        }
+        if audit {
+            for i in config.policies.indices { config.policies[i].audit = true }
         }
         if let sandbox {
             // The policy the file's first listener serves (or the ad-hoc one) serves the sandbox

@@ -175,9 +175,17 @@ public struct ConfigurationParser {
                 policy.qtypes = types
             case "firewall":
                 policy.firewall = firewall(v)
+            case "mode":
+                switch string(v, "mode") {
+                case "enforce": policy.audit = false
+                case "audit": policy.audit = true
+                case nil: break
+                case let other?: error(v, "mode must be 'enforce' or 'audit', got '\(other)'")
+                }
             default:
                 unknownKey(
-                    k, in: "policy '\(name)'", known: ["zones", "allow", "clients", "deny", "qtypes", "firewall"])
+                    k, in: "policy '\(name)'",
+                    known: ["zones", "allow", "clients", "deny", "qtypes", "firewall", "mode"])
             }
         }
         return policy

@@ -114,6 +114,8 @@ public struct PolicyConfiguration: Hashable, Sendable {
     public var deny: DenyResponse
     public var qtypes: Set<DNSType>
     public var firewall: FirewallConfiguration?
+    /// `mode: audit` (true) or `mode: enforce` (false, the default).
+    public var audit = false
 
     public init(
         name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],

@@ -10,13 +10,17 @@ public final class Policy: Sendable {
     public let rules: RuleSet
     public let allowedTypes: Set<DNSType>
     public let denyResponse: DenyResponse
+    /// `mode: audit`: what this policy would deny is answered as allowed (and published), and
+    /// logged and counted as a would-be denial.
+    public let audit: Bool
     /// The EDE for names no rule covers, built once (it is on every default-deny answer).
     private let notAllowlisted: ExtendedDNSError
 
     public init(
         name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
-        denyResponse: DenyResponse = .nxdomain
+        denyResponse: DenyResponse = .nxdomain, audit: Bool = false
     ) {
+        self.audit = audit
         self.name = name
         self.rules = rules
         self.allowedTypes = allowedTypes

@@ -18,7 +18,7 @@ public struct PolicyCompiler: Sendable {
     /// Reads every source (first error aborts the whole policy) and indexes the rules.
     public func compile(
         name: String, sources: [PolicySource], extraRules: [PolicyRule] = [],
-        allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain
+        allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain, audit: Bool = false
     ) throws(PolicyLoadError) -> Output {
         var rules = extraRules
         for source in sources {
@@ -55,7 +55,8 @@ public struct PolicyCompiler: Sendable {
             }
         }
         return Output(
-            policy: Policy(name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse),
+            policy: Policy(
+                name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit),
             warnings: warnings
         )
     }

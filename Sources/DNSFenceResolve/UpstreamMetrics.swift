@@ -10,7 +10,7 @@ final class UpstreamMetrics: Sendable {
     private let responses: [[Counter]]
 
     init(upstreams: [String]) {
-        verdicts = ["pass", "deny", "local"].map {
+        verdicts = ["pass", "deny", "local", "audit"].map {
             ($0, Counter(label: "dnsfence_upstream_queries_total", dimensions: [("verdict", $0)]))
         }
         responses = upstreams.map { upstream in

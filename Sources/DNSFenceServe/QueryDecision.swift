@@ -63,7 +63,7 @@ public struct QueryDecision: Sendable, ~Copyable {
     }
 
     /// A forward: it waits for an upstream.
-    static func forward(_ key: CacheKey, policy: Policy, rule: RuleID, binding: FirewallBinding?) -> QueryDecision {
+    static func forward(_ key: CacheKey, policy: Policy, rule: RuleID?, binding: FirewallBinding?) -> QueryDecision {
         var decision = QueryDecision(.forward(key), policy: policy, action: .pass, rule: rule, binding: binding)
         decision.waits = true
         return decision
@@ -88,6 +88,8 @@ public enum QueryAction: String, Sendable, CaseIterable {
     case deny
     /// Malformed, or refused before policy.
     case error
+    /// Would have been denied; answered as allowed because the policy is in audit mode.
+    case audit
 
     /// Position among ``allCases`` (the metrics' series index).
     var index: Int {
@@ -96,6 +98,7 @@ public enum QueryAction: String, Sendable, CaseIterable {
         case .local: return 1
         case .deny: return 2
         case .error: return 3
+        case .audit: return 4
         }
     }
 }

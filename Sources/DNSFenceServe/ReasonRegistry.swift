@@ -48,6 +48,8 @@ public final class ReasonRegistry: Sendable {
     public func keeps(_ reason: UInt64, under selector: ClientPolicySelector) -> Bool {
         guard let entry = entries.withLock({ $0[reason] }) else { return true }
         guard let policy = selector.entries[entry.policy]?.policy else { return false }
+        // Audit mode answers every name as allowed: nothing it handed out is revoked.
+        if policy.audit && entry.local == nil { return true }
         return entry.name.withUnsafeBytes { wire in
             var rewritten: Set<IPAddress> = []
             for type in [DNSType.a, .aaaa] {

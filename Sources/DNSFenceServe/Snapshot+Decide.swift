@@ -27,6 +27,16 @@ extension Snapshot {
         let asked = type == .any ? DNSType.a : type
         switch view.withName({ policy.decide(wire: $0, type: asked) }) {
         case .deny(let response, let error, let rule):
+            if policy.audit {
+                // Audit mode: answered as allowed (and published), recorded as a would-be
+                // denial under the rule (or the default) that would have denied it.
+                var decision =
+                    type == .any
+                    ? QueryDecision(.any, policy: policy, action: .pass, rule: rule)
+                    : passed(view, context: context, policy: policy, rule: rule)
+                if decision.action == .pass { decision.action = .audit }
+                return decision
+            }
             guard let rcode = response.rcode else {
                 return QueryDecision(.drop, policy: policy, action: .deny, rule: rule, ede: error)
             }
@@ -43,7 +53,7 @@ extension Snapshot {
     /// A name the policy passes: NODATA for a family its firewall has no set for, else the
     /// cache's answer or a forward.
     @inline(__always)
-    private func passed(_ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID) -> QueryDecision {
+    private func passed(_ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID?) -> QueryDecision {
         // Fail closed: a policy whose sets cannot be used hands out no address.
         if !unavailable.isEmpty, let ede = unavailable[policy.name] {
             return QueryDecision(.deny(.servFail), policy: policy, action: .pass, rule: rule, ede: ede)

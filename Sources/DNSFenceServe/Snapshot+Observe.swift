@@ -12,7 +12,7 @@ extension Snapshot {
         count(
             transport: context.transport, qtype: view?.type, policy: decision.policy?.name, action: decision.action,
             ede: decision.ede, rcode: rcode, started: started)
-        guard let queryLog, decision.action == .deny || decision.action == .error || queryLog.logsAnswers else {
+        guard let queryLog, decision.action != .pass && decision.action != .local || queryLog.logsAnswers else {
             return
         }
         queryLog.record(QueryRecord(decision, view: view, context: context, started: started), rcode: rcode)

@@ -120,6 +120,7 @@ extension ConfigurationOptions {
         o.nftSet6 = nftSet6
         o.queryLog = queryLog
         o.control = control
+        o.audit = audit
         return o
     }
 }

@@ -63,4 +63,9 @@ struct ConfigurationOptions: ParsableArguments {
 
     @Option(name: .long, help: "Control socket for `dnsfence reload` (a Unix socket path; overrides the file).")
     var control: String?
+
+    @Flag(
+        name: .long,
+        help: "Audit mode: answer every name as allowed (and publish it); log and count what would be denied.")
+    var audit = false
 }

@@ -54,6 +54,11 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Log level of dnsfence's own messages (default: warning).")
     var logLevel: String = "warning"
 
+    @Flag(
+        name: .long,
+        help: "Audit mode: every name resolves and connects; what would be denied is logged (see --query-log).")
+    var audit = false
+
     @Flag(name: .long, help: "Leave the sandbox up after the program exits, and say how to enter it.")
     var keep = false
 
@@ -192,7 +197,8 @@ struct RunCommand: AsyncParsableCommand {
         o.policyFiles = policy
         o.upstreams = upstream
         o.metrics = metrics
-        o.queryLog = queryLog ?? (config == nil ? "off" : nil)
+        o.queryLog = queryLog ?? (audit ? "denied" : config == nil ? "off" : nil)
+        o.audit = audit
         o.sandbox = .init(
             listener: Endpoint(address: network.gateway, port: 53), netns: network.netnsPath, table: "dnsfence")
         return o

@@ -131,6 +131,13 @@ struct RunIntegrationTests {
         #expect(!world.relay.received.contains { $0.contains("b.example.test") }, "a denied name is never forwarded")
         #expect(world.relay.received.contains { $0.contains("a.example.test") })
 
+        // --audit: the denied name resolves and connects, and is logged as a would-be denial.
+        let audited = try world.run([
+            "--audit", "--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://b.example.test/",
+        ])
+        #expect(audited.status == 0, "\(audited.output)")
+        #expect(audited.output.contains(#""qname":"b.example.test.""#) && audited.output.contains(#""action":"audit""#))
+
         #expect(try world.run(["--", "sh", "-c", "exit 7"]).status == 7)
         let missing = try world.run(["--", "no-such-program-dnsfence"])
         #expect(missing.status == 127 && missing.output.contains("command not found"), "\(missing.output)")
