@@ -1,4 +1,4 @@
-import DNSFencePolicy
+public import DNSFencePolicy
 import DNSFenceWire
 
 #if canImport(Glibc)
@@ -36,9 +36,7 @@ public struct ConfigurationLoader: Sendable {
         }
         let config = try overrides.apply(to: base)
         let usesEmbedded = configPath == nil && overrides.allow.isEmpty && overrides.policyFiles.isEmpty
-        let suffixes =
-            (try? Self.readFile("/usr/share/publicsuffix/public_suffix_list.dat"))
-            .map(PublicSuffixList.init(text:)) ?? .embedded
+        let suffixes = Self.publicSuffixes
         let compiler = ConfigurationCompiler(
             readFile: { path in
                 // The default policy falls back to its embedded copy when zones/ is not here.
@@ -52,6 +50,11 @@ public struct ConfigurationLoader: Sendable {
             baseDirectory: baseDirectory, publicSuffixes: suffixes
         )
         return try compiler.compile(config)
+    }
+
+    /// The public suffix list: Debian's (`publicsuffix`), else the embedded copy.
+    public static var publicSuffixes: PublicSuffixList {
+        (try? readFile("/usr/share/publicsuffix/public_suffix_list.dat")).map(PublicSuffixList.init(text:)) ?? .embedded
     }
 
     /// A path relative to `directory` (the configuration file's), or as it is when absolute.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DNSFenceConfig
 import DNSFenceFirewall
+import DNSFenceWire
 import Logging
 
 #if canImport(Glibc)
@@ -27,6 +28,11 @@ struct CheckCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Check the files only; do not look at namespaces and sets.")
     var noSystem = false
 
+    @Option(
+        name: .long,
+        help: "Replay a query log against this configuration: print the names whose verdict would change (repeatable).")
+    var replay: [String] = []
+
     func run() async throws {
         let compiled: CompiledConfiguration
         do {
@@ -45,6 +51,10 @@ struct CheckCommand: AsyncParsableCommand {
             errors += findings.errors
         }
         for line in errors + warnings { print(line) }
+        if !replay.isEmpty {
+            let broken = try Self.replay(replay, against: compiled)
+            if broken > 0 { errors.append("\(broken) names that were answered would be denied") }
+        }
         print(
             "dnsfence check: \(compiled.selector.entries.count) policies, \(compiled.ruleCount) rules, "
                 + "\(warnings.count) warnings, \(errors.count) errors")
@@ -94,6 +104,50 @@ struct CheckCommand: AsyncParsableCommand {
             }
         }
         return (errors, warnings)
+    }
+}
+
+extension CheckCommand {
+    /// Replays logged questions against `compiled`: prints each name whose verdict changes
+    /// (allowed → denied first), and returns how many answered names would now be denied.
+    /// A logged question is judged under the policy it names (our logs) if this configuration
+    /// has it, else the first listener's; answered means pass or local data (dnsmasq lines: always), denied means deny
+    /// or audit (a would-be denial).
+    static func replay(_ paths: [String], against compiled: CompiledConfiguration) throws -> Int {
+        var reader = QueryLogReader()
+        for path in paths { try reader.read(path) }
+        let fallback = compiled.configuration.listeners.first?.policy ?? compiled.configuration.policies.first?.name
+        var flips: [String: (from: String, to: String, count: Int)] = [:]
+        var unknown = 0
+        for query in reader.queries {
+            let before = ["pass", "local", "query"].contains(query.action)
+            guard ["pass", "local", "query", "deny", "audit"].contains(query.action) else { continue }
+            let entries = compiled.selector.entries
+            guard let policy = (entries[query.policy ?? ""] ?? fallback.flatMap { entries[$0] })?.policy,
+                let owner = try? DNSName(query.name)
+            else {
+                unknown += 1
+                continue
+            }
+            let type = DNSType(mnemonic: query.type) ?? .a
+            var after = true
+            if case .deny = policy.decide(DNSQuestion(name: owner, type: type)) { after = false }
+            guard before != after else { continue }
+            let key = "\(query.name) \(query.type)"
+            let from = before ? "allowed" : "denied", to = after ? "allowed" : "denied"
+            flips[key, default: (from, to, 0)].count += 1
+        }
+        // Answered names now denied first: those break what worked.
+        let sorted = flips.sorted {
+            ($0.value.to == "denied" ? 0 : 1, $0.key) < ($1.value.to == "denied" ? 0 : 1, $1.key)
+        }
+        for (key, flip) in sorted { print("\(flip.from) → \(flip.to): \(key) (\(flip.count) queries)") }
+        let broken = flips.values.filter { $0.to == "denied" }.count
+        print(
+            "dnsfence check --replay: \(reader.queries.count) logged queries, \(broken) names would be denied that were "
+                + "answered, \(flips.count - broken) would be answered that were denied"
+                + (unknown > 0 ? ", \(unknown) under no policy of this configuration" : ""))
+        return broken
     }
 }
 

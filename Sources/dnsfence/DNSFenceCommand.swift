@@ -24,7 +24,7 @@ struct DNSFenceCommand: AsyncParsableCommand {
             tree (configuration.md, sandbox.md, metrics.md, architecture.md).
             """,
         version: Observability.versionLine,
-        subcommands: [ServeCommand.self, CheckCommand.self, ReloadCommand.self, RunCommand.self],
+        subcommands: [ServeCommand.self, CheckCommand.self, ReloadCommand.self, RunCommand.self, LearnCommand.self],
         defaultSubcommand: ServeCommand.self
     )
 }

@@ -20,7 +20,7 @@ struct InstallTests {
         let text = rendered.output.replacingOccurrences(of: "\u{2010}\n", with: "")
         #expect(text.contains("SIGHUP reloads"), "the discussion is in the page")
         // Every subcommand and every long option `--help` lists is in the page.
-        for command in ["serve", "check", "reload", "run"] {
+        for command in ["serve", "check", "reload", "run", "learn"] {
             let help = try Harness.run(Harness.dnsfence, [command, "--help"]).output
             let options = Set(help.matches(of: /--[a-z][a-z0-9-]+/).map { String($0.output) })
             #expect(options.count > 1, "\(command) --help lists options")
