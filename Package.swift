@@ -185,7 +185,7 @@ let package = Package(
         .testTarget(
             name: "DNSFenceServeTests",
             dependencies: [
-                "DNSFenceCore",
+                "DNSFenceCore", .product(name: "CoreMetrics", package: "swift-metrics"),
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceFirewall",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

@@ -7,7 +7,8 @@
 # microseconds per answer (from the server's own utime+stime), peak RSS, and ratios.
 #
 # Usage: scripts/bench.sh [SECONDS_PER_RUN]     (root: the nftset runs use a network namespace)
-#   BENCH_SERVERS="dnsfence unbound" BENCH_LOADS="hot cold" narrow the run;
+#   BENCH_SERVERS="dnsfence unbound" BENCH_LOADS="hot cold" narrow the run (also:
+#   dnsfence-logdenied, dnsfence-logall: the query log on, to a file; dnsfence-metrics);
 #   BENCH_PERF=/tmp/p records each server with perf into /tmp/p.SERVER.LOAD;
 #   BENCH_PERF_ARGS="--call-graph dwarf" changes how perf records (default -g);
 #   BENCH_PERF=stat prints perf stat counters (instructions, cycles, switches) per run.
@@ -80,6 +81,14 @@ start_server() {  # name → pid in $W/server.pid
     case $1 in
     dnsfence) $X taskset -c 0 $BIN serve --listen 127.0.0.1:$PORT --upstream 127.0.0.1:$AUTH --allow '*.allowed.test' \
                   --threads 1 --query-log off --log-level warning >"$W/srv.log" 2>&1 & ;;
+    dnsfence-logdenied|dnsfence-logall)  # every line written (no repeat limit, no byte cap), to a file
+        cat > "$W/log.yaml" <<EOF3
+listen: [{ address: 127.0.0.1:$PORT, policy: p }]
+upstreams: [127.0.0.1:$AUTH]
+log: { queries: ${1#dnsfence-log}, repeat-limit: 1000000000, max-bytes-per-second: 0 }
+policies: { p: { allow: ["*.allowed.test"] } }
+EOF3
+        $X taskset -c 0 $BIN serve --config "$W/log.yaml" --threads 1 --log-level warning >"$W/srv.log" 2>&1 & ;;
     dnsfence-metrics) $X taskset -c 0 $BIN serve --listen 127.0.0.1:$PORT --upstream 127.0.0.1:$AUTH --allow '*.allowed.test' \
                   --threads 1 --query-log off --log-level warning --metrics 127.0.0.1:19153 >"$W/srv.log" 2>&1 & ;;
     dnsfence-nft) $X taskset -c 0 $BIN serve --config "$W/fence.yaml" --threads 1 --query-log off --log-level warning \

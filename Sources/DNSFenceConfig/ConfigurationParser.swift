@@ -92,7 +92,26 @@ public struct ConfigurationParser {
                     switch k {
                     case "queries":
                         if let mode = choice(v, QueryLogMode.self, "log.queries") { config.queryLog = mode }
-                    default: unknownKey(k, in: "log", known: ["queries"])
+                    case "file":
+                        if let path = string(v, "log.file") {
+                            if path.hasPrefix("/") {
+                                config.queryLogFile = path
+                            } else {
+                                error(v, "log.file must be an absolute path")
+                            }
+                        }
+                    case "repeat-limit", "max-bytes-per-second":
+                        if let text = string(v, k.keyText), let n = Int(text), n >= 0 {
+                            if k.keyText == "repeat-limit" {
+                                config.queryLogRepeatLimit = n
+                            } else {
+                                config.queryLogMaxBytesPerSecond = n
+                            }
+                        } else {
+                            error(v, "log.\(k.keyText) must be a whole number ≥ 0")
+                        }
+                    default:
+                        unknownKey(k, in: "log", known: ["queries", "file", "repeat-limit", "max-bytes-per-second"])
                     }
                 }
             case "drop-ins":

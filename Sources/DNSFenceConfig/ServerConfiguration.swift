@@ -178,6 +178,12 @@ public struct ServerConfiguration: Hashable, Sendable {
     public var tcp = TCPConfiguration()
     public var metrics: Endpoint?
     public var queryLog: QueryLogMode
+    /// `log.file`: the query log's file (appended to, reopened on SIGUSR1); nil: standard output.
+    public var queryLogFile: String?
+    /// `log.repeat-limit`: identical lines per second before the rest are summarised.
+    public var queryLogRepeatLimit = 10
+    /// `log.max-bytes-per-second`: the query log's byte budget per second (0: none).
+    public var queryLogMaxBytesPerSecond = 8_000_000
     /// The control socket (a Unix socket path) `dnsfence reload` talks to; nil: none.
     public var control: String?
     /// A directory of drop-ins (`*.yaml`, each with `listen:` and `policies:` only: one

@@ -41,31 +41,12 @@ public struct QueryRecord: Sendable {
         self.listenerPolicy = listenerPolicy
     }
 
-    /// One JSON object (no trailing newline) for the query log.
-    /// `rcode`: the response's RCODE (low four bits), nil when nothing was sent.
+    /// One JSON object (no trailing newline) for the query log, as a string (tests, messages;
+    /// the log itself uses ``encodeJSON(into:rcode:now:time:)``).
     public func jsonLine(rcode: UInt8?, now: UInt64, wallClock: String) -> String {
-        var fields: [(String, String)] = [
-            ("time", Self.quote(wallClock)),
-            ("client", Self.quote(client.description)),
-            ("transport", Self.quote(transport.rawValue)),
-            ("listener_policy", listenerPolicy.map(Self.quote) ?? "null"),
-            ("policy", policy.map(Self.quote) ?? "null"),
-            ("qname", question.map { Self.quote($0.name.description) } ?? "null"),
-            ("qtype", question.map { Self.quote($0.type.description) } ?? "null"),
-            ("action", Self.quote(action)),
-            ("rule", rule.map { Self.quote($0.description) } ?? "null"),
-        ]
-        if let rcode {
-            fields.append(("rcode", Self.quote(DNSRCode(rawValue: UInt16(rcode & 0x0F)).description)))
-        } else {
-            fields.append(("rcode", Self.quote("dropped")))
-        }
-        fields.append(("ede", ede.map { String($0.infoCode) } ?? "null"))
-        fields.append(("ede_text", ede.map { Self.quote($0.extraText) } ?? "null"))
-        fields.append(("latency_us", String((now > started ? now - started : 0) / 1_000)))
-        fields.append(("upstream", upstream ? "true" : "false"))
-        fields.append(("published", "[" + published.map { Self.quote($0.description) }.joined(separator: ",") + "]"))
-        return "{" + fields.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+        var out: [UInt8] = []
+        encodeJSON(into: &out, rcode: rcode, now: now, time: Array(wallClock.utf8))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// A JSON string literal.

@@ -59,6 +59,7 @@ enum Observability {
         "dnsfence_policy_rules": "Rules in each policy.",
         "dnsfence_policy_reloads_total": "Policy reloads, by result.",
         "dnsfence_querylog_dropped_total": "Query log lines dropped because the writer fell behind.",
+        "dnsfence_querylog_lines_total": "Query log lines written, held back by repeat-limit, or over the byte budget.",
         "dnsfence_udp_dropped_total": "UDP datagrams dropped by dnsfence, by reason.",
     ]
 
@@ -107,8 +108,8 @@ enum Observability {
         }
     }
 
-    /// The query log sink for `mode`, writing JSON lines to standard output.
-    static func queryLog(_ mode: QueryLogMode, writer: LineWriter) -> (any QueryLogSink)? {
+    /// The query log sink for `mode`, writing JSON lines through `writer`.
+    static func queryLog(_ mode: QueryLogMode, writer: QueryLogWriter) -> (any QueryLogSink)? {
         guard mode != .off else { return nil }
         return JSONQueryLog(writer: writer, deniedOnly: mode == .denied)
     }
@@ -136,33 +137,4 @@ final class ReadyFlag: Sendable {
     func set() { value.store(true, ordering: .relaxed) }
     func clear() { value.store(false, ordering: .relaxed) }
     var isSet: Bool { value.load(ordering: .relaxed) }
-}
-
-/// Query log lines as JSON objects, one per line, through a non-blocking writer.
-struct JSONQueryLog: QueryLogSink {
-    let writer: LineWriter
-    let deniedOnly: Bool
-
-    var logsAnswers: Bool { !deniedOnly }
-
-    func record(_ record: QueryRecord, rcode: UInt8?) {
-        if deniedOnly && record.action == "pass" || deniedOnly && record.action == "local" { return }
-        writer.write(record.jsonLine(rcode: rcode, now: QueryRecord.monotonicNow(), wallClock: Self.timestamp()))
-    }
-
-    /// RFC 3339 UTC time with microseconds.
-    static func timestamp() -> String {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        var seconds = ts.tv_sec
-        var parts = tm()
-        gmtime_r(&seconds, &parts)
-        func pad(_ value: Int32, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
-        }
-        let micros = pad(Int32(ts.tv_nsec / 1000), 6)
-        return "\(parts.tm_year + 1900)-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
-            + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(micros)Z"
-    }
 }

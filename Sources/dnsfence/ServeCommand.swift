@@ -50,7 +50,7 @@ struct ServeCommand: AsyncParsableCommand {
         // Metrics are bootstrapped before any layer creates its counters.
         let registry = Observability.bootstrapMetrics()
         // Signals are caught from the start: a SIGHUP while starting must not kill the server.
-        let signals = SignalWatcher([SIGHUP, SIGINT, SIGTERM])
+        let signals = SignalWatcher([SIGHUP, SIGINT, SIGTERM, SIGUSR1])
         let notifier = SystemdNotifier(environment: processEnvironment())
         let compiled = try Self.load(options.config, options.overrides)
         // Sockets systemd passed are served instead of binding (socket activation).
@@ -74,6 +74,10 @@ struct ServeCommand: AsyncParsableCommand {
             if signal == SIGHUP {
                 logger.info("SIGHUP: reloading")
                 _ = await resolver.runtime.reload()
+                continue
+            }
+            if signal == SIGUSR1 {
+                resolver.runtime.reopenLog()
                 continue
             }
             stopSignal = signal

@@ -22,7 +22,8 @@ extension ServerRuntime {
     /// operator, leaving nothing new running.
     static func buildSnapshot(
         _ compiled: CompiledConfiguration, previous: (config: CompiledConfiguration, snapshot: Snapshot)?,
-        publisher: inout NftablesSetPublisher?, group: any EventLoopGroup, loops: [DatagramLoop], logWriter: LineWriter,
+        publisher: inout NftablesSetPublisher?, group: any EventLoopGroup, loops: [DatagramLoop],
+        logWriter: QueryLogWriter,
         logger: Logger
     ) async throws -> Snapshot {
         let config = compiled.configuration

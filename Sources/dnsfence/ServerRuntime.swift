@@ -27,7 +27,7 @@ actor ServerRuntime {
     /// reload never shortens an element); made when the first policy with a firewall appears.
     private var publisher: NftablesSetPublisher?
     /// The query log's writer, made once (a reload changes only what is logged).
-    private let logWriter: LineWriter
+    private let logWriter: QueryLogWriter
     /// The last reload's outcome, for `/readyz` and `dnsfence reload`.
     let lastReload: ReloadRecord
     /// The service manager, told about reloads (RELOADING=1, then READY=1).
@@ -52,7 +52,9 @@ actor ServerRuntime {
         self.logger = logger
         self.current = compiled
         self.lastReload = ReloadRecord()
-        self.logWriter = LineWriter(fd: queryLogFD, droppedCounter: Counter(label: "dnsfence_querylog_dropped_total"))
+        self.logWriter = QueryLogWriter(
+            fd: queryLogFD, path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration),
+            dropped: Counter(label: "dnsfence_querylog_dropped_total"))
         // UDP (listeners and upstream sockets) runs on our datagram loops, TCP on NIO's.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         let loops: [DatagramLoop]
@@ -118,6 +120,7 @@ actor ServerRuntime {
             return fail(["\(error)"], started: started)
         }
         self.publisher = publisher
+        logWriter.configure(path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration))
         pipeline.snapshots.swap(snapshot)
         current = compiled
         let revoked = await revoke(after: previous, now: snapshot, notes: &notes)
@@ -273,6 +276,15 @@ actor ServerRuntime {
         pipeline.snapshots.load().forwarder.stop()
         for loop in loops { try? await loop.shutdownGracefully() }
         try? await group.shutdownGracefully()
+        logWriter.flush()
+    }
+
+    /// SIGUSR1: the query log file is opened again (logrotate moved it).
+    nonisolated func reopenLog() { logWriter.reopen() }
+
+    static func logLimits(_ config: ServerConfiguration) -> QueryLogWriter.Limits {
+        QueryLogWriter.Limits(
+            repeatLimit: config.queryLogRepeatLimit, maxBytesPerSecond: config.queryLogMaxBytesPerSecond)
     }
 }
 

@@ -111,3 +111,43 @@ extension NSDServer {
     /// Stops nsd now (deinit does the same).
     func stop() { daemon.stop() }
 }
+
+@Suite("query log file")
+struct QueryLogFileTests {
+    @Test("log.file is appended to, and SIGUSR1 reopens it after logrotate moved it")
+    func reopen() throws {
+        let nsd = try NSDServer()
+        let directory = try Harness.temporaryDirectory()
+        let file = directory.appendingPathComponent("queries.log").path
+        let port = Harness.freePort()
+        try """
+        listen: [{ address: 127.0.0.1:\(port), policy: p }]
+        upstreams: [127.0.0.1:\(nsd.port)]
+        log: { queries: all, file: \(file) }
+        policies: { p: { allow: [www.example.test] } }
+        """.write(to: directory.appendingPathComponent("l.yaml"), atomically: true, encoding: .utf8)
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("l.yaml").path], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask(_ name: String) throws { _ = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", name]) }
+        func contents(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+        func until(_ condition: () -> Bool) -> Bool {
+            for _ in 0..<50 {
+                if condition() { return true }
+                usleep(100_000)
+            }
+            return false
+        }
+        try ask("www.example.test")
+        #expect(until { contents(file).contains(#""qname":"www.example.test.""#) })
+        #expect(!fence.output.contains(#""qname""#), "nothing on standard output")
+        try FileManager.default.moveItem(atPath: file, toPath: file + ".1")
+        kill(fence.pid, SIGUSR1)
+        usleep(200_000)
+        try ask("other.example.test")
+        #expect(until { contents(file).contains(#""qname":"other.example.test.""#) }, "written to the new file")
+        #expect(!contents(file + ".1").contains("other.example.test"))
+    }
+}
