@@ -61,7 +61,13 @@ public struct ConfigurationCompiler: Sendable {
             do {
                 let output = try compiler.compile(
                     name: policy.name, sources: sources, allowedTypes: policy.qtypes,
-                    denyResponse: policy.deny, audit: policy.audit)
+                    denyResponse: policy.deny, audit: policy.audit, auditedPatterns: policy.auditedRules)
+                for pattern in output.unmatchedAudits {
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: config.source, line: config.line("policies.\(policy.name)"),
+                            message: "policy '\(policy.name)': audit: '\(pattern)' is not a deny rule of this policy"))
+                }
                 diagnostics += output.warnings.map {
                     ConfigDiagnostic(file: $0.file, line: $0.line, severity: .warning, message: $0.message)
                 }

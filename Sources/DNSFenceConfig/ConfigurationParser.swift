@@ -194,6 +194,8 @@ public struct ConfigurationParser {
                 policy.qtypes = types
             case "firewall":
                 policy.firewall = firewall(v)
+            case "audit":
+                policy.auditedRules = list(v, "audit").compactMap { string($0, "an audited rule") }
             case "mode":
                 switch string(v, "mode") {
                 case "enforce": policy.audit = false
@@ -204,7 +206,7 @@ public struct ConfigurationParser {
             default:
                 unknownKey(
                     k, in: "policy '\(name)'",
-                    known: ["zones", "allow", "clients", "deny", "qtypes", "firewall", "mode"])
+                    known: ["zones", "allow", "clients", "deny", "qtypes", "firewall", "mode", "audit"])
             }
         }
         return policy

@@ -116,6 +116,8 @@ public struct PolicyConfiguration: Hashable, Sendable {
     public var firewall: FirewallConfiguration?
     /// `mode: audit` (true) or `mode: enforce` (false, the default).
     public var audit = false
+    /// `audit: [PATTERN]`: deny rules that only log what they would deny.
+    public var auditedRules: [String] = []
 
     public init(
         name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],

@@ -13,14 +13,24 @@ public final class Policy: Sendable {
     /// `mode: audit`: what this policy would deny is answered as allowed (and published), and
     /// logged and counted as a would-be denial.
     public let audit: Bool
+    /// Deny rules audited in an enforcing policy (`audit: [PATTERN]`): what they deny is
+    /// answered, and logged as a would-be denial, to try a tighter rule in production.
+    public let auditedRules: Set<RuleID>
+    /// Whether a denial under `rule` (nil: the default) is audited rather than enforced.
+    @inline(__always)
+    public func audits(_ rule: RuleID?) -> Bool {
+        audit || (!auditedRules.isEmpty && rule.map(auditedRules.contains) == true)
+    }
+
     /// The EDE for names no rule covers, built once (it is on every default-deny answer).
     private let notAllowlisted: ExtendedDNSError
 
     public init(
         name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
-        denyResponse: DenyResponse = .nxdomain, audit: Bool = false
+        denyResponse: DenyResponse = .nxdomain, audit: Bool = false, auditedRules: Set<RuleID> = []
     ) {
         self.audit = audit
+        self.auditedRules = auditedRules
         self.name = name
         self.rules = rules
         self.allowedTypes = allowedTypes

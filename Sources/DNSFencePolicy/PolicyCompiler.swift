@@ -13,12 +13,15 @@ public struct PolicyCompiler: Sendable {
     public struct Output: Sendable {
         public var policy: Policy
         public var warnings: [PolicyWarning]
+        /// Patterns of `auditedPatterns` that name no deny rule of the policy.
+        public var unmatchedAudits: [String] = []
     }
 
     /// Reads every source (first error aborts the whole policy) and indexes the rules.
     public func compile(
         name: String, sources: [PolicySource], extraRules: [PolicyRule] = [],
-        allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain, audit: Bool = false
+        allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain, audit: Bool = false,
+        auditedPatterns: [String] = []
     ) throws(PolicyLoadError) -> Output {
         var rules = extraRules
         for source in sources {
@@ -54,10 +57,23 @@ public struct PolicyCompiler: Sendable {
                     ))
             }
         }
+        // Audited deny rules, by pattern as written (`tracker.example.org`, `*.ads.example`).
+        var audited: Set<RuleID> = []
+        var unmatched: [String] = []
+        for text in auditedPatterns {
+            let pattern = (text.hasSuffix(".") ? text : text + ".").lowercased()
+            let found = set.rules.filter { rule in
+                if case .deny = rule.action { return rule.pattern.lowercased() == pattern }
+                return false
+            }
+            if found.isEmpty { unmatched.append(text) }
+            audited.formUnion(found.map(\.id))
+        }
         return Output(
             policy: Policy(
-                name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit),
-            warnings: warnings
+                name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit,
+                auditedRules: audited),
+            warnings: warnings, unmatchedAudits: unmatched
         )
     }
 }

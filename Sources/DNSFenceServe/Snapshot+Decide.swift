@@ -27,7 +27,7 @@ extension Snapshot {
         let asked = type == .any ? DNSType.a : type
         switch view.withName({ policy.decide(wire: $0, type: asked) }) {
         case .deny(let response, let error, let rule):
-            if policy.audit {
+            if policy.audits(rule) {
                 // Audit mode: answered as allowed (and published), recorded as a would-be
                 // denial under the rule (or the default) that would have denied it.
                 var decision =

@@ -60,3 +60,49 @@ struct AuditTests {
         #expect(audited.values.reduce(0, +) == 2, "\(audited)")
     }
 }
+
+@Suite("audited rules")
+struct AuditedRuleTests {
+    @Test("audit: [PATTERN] in an enforcing policy answers what that rule denies, and only that rule")
+    func auditedRule() throws {
+        let nsd = try NSDServer()
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        try
+            "$TTL 60\n@ SOA a. b. 1 2 3 4 5\n*.example.test CNAME rpz-passthru.\nshort.example.test CNAME .\nalias.example.test CNAME .\n"
+            .write(to: directory.appendingPathComponent("p.rpz"), atomically: true, encoding: .utf8)
+        func config(_ audit: String) throws -> String {
+            let file = directory.appendingPathComponent("r.yaml")
+            try """
+            listen: [{ address: 127.0.0.1:\(port), policy: p }]
+            upstreams: [127.0.0.1:\(nsd.port)]
+            log: { queries: denied }
+            policies: { p: { zones: [p.rpz], audit: [\(audit)] } }
+            """.write(to: file, atomically: true, encoding: .utf8)
+            return file.path
+        }
+        let unknown = try Harness.run(
+            Harness.dnsfence, ["check", "--no-system", "--config", try config("nosuch.test")])
+        #expect(
+            unknown.status == 1 && unknown.output.contains("audit: 'nosuch.test' is not a deny rule of this policy"))
+
+        let fence = try Harness.serve(
+            ["--config", try config("short.example.test")], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask(_ name: String) throws -> String {
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3", name, "A"]).output
+        }
+        #expect(try ask("short.example.test").contains("192.0.2.20"), "the audited rule only logs")
+        #expect(try ask("alias.example.test").contains("status: NXDOMAIN"), "the other deny rule enforces")
+        #expect(try ask("nothing.other").contains("status: NXDOMAIN"), "the default still denies")
+        var logged = false
+        for _ in 0..<20 where !logged {
+            logged = fence.output.contains(
+                #""qname":"short.example.test.","qtype":"A","action":"audit","rule":"p.rpz:4""#)
+            if !logged { usleep(100_000) }
+        }
+        #expect(logged, "\(fence.output)")
+    }
+}
