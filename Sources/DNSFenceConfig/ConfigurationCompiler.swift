@@ -48,7 +48,9 @@ public struct ConfigurationCompiler: Sendable {
                     readable = false
                     diagnostics.append(
                         ConfigDiagnostic(
-                            file: config.source, line: config.line("policies.\(policy.name)"),
+                            file: config.source,
+                            line: config.lines["policies.\(policy.name).zones.\(zone)"]
+                                ?? config.line("policies.\(policy.name)"),
                             message: "policy '\(policy.name)': cannot read zone file '\(path)': \(error)"
                         ))
                 }

@@ -9,6 +9,8 @@ import Yams
 public struct ConfigurationParser {
     let file: String
     private(set) var diagnostics: [ConfigDiagnostic] = []
+    /// The line of each `zones:` entry of the policy being parsed, for messages about the file.
+    private var zoneLines: [String: Int] = [:]
 
     public init(file: String) {
         self.file = file
@@ -69,8 +71,10 @@ public struct ConfigurationParser {
             case "policies":
                 guard let entries = mapping(value, "policies") else { continue }
                 for (name, body) in entries {
+                    zoneLines = [:]
                     if let policy = policy(name: name.keyText, body) {
                         config.lines["policies.\(policy.name)"] = name.node.mark?.line
+                        for (zone, line) in zoneLines { config.lines["policies.\(policy.name).zones.\(zone)"] = line }
                         config.policies.append(policy)
                     }
                 }
@@ -167,7 +171,11 @@ public struct ConfigurationParser {
         for (k, v) in fields {
             switch k {
             case "zones":
-                policy.zones = list(v, "zones").compactMap { string($0, "a zone path") }
+                policy.zones = list(v, "zones").compactMap { item in
+                    guard let zone = string(item, "a zone path") else { return nil }
+                    zoneLines[zone] = item.mark?.line
+                    return zone
+                }
             case "allow":
                 policy.inlineAllow = list(v, "allow").compactMap { string($0, "an allowed name") }
             case "clients":

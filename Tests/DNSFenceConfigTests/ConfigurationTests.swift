@@ -144,7 +144,7 @@ struct ConfigurationTests {
                 error.diagnostics.map(\.description) == [
                     "v.yaml:1: error: listener 127.0.0.1:5353 names policy 'nosuch', which is not defined (defined: p)",
                     "v.yaml:4: error: upstream 127.0.0.1:5353 is dnsfence's own listener 127.0.0.1:5353: queries would loop",
-                    "v.yaml:6: error: policy 'p': cannot read zone file 'missing.allow': No such file or directory",
+                    "v.yaml:7: error: policy 'p': cannot read zone file 'missing.allow': No such file or directory",
                 ])
         }
         let fixed = try ConfigurationParser.parse(yaml.replacingOccurrences("missing.allow, ", ""), file: "v.yaml")
