@@ -93,4 +93,41 @@ public final class Policy: Sendable {
                 ExtendedDNSError.filtered, "dnsfence: policy \(name): type \(type) not allowed (\(rule.id))"),
             rule: rule.id)
     }
+
+    /// What an upstream's answer may do whose CNAME chain runs through `targets` (wire names,
+    /// in the order of the answer section) for a question of `type`: a target an explicit deny
+    /// rule covers ends the chain with that rule's denial (as BIND's RPZ does for CNAME
+    /// targets), and none of its addresses are handed out; a target no rule covers is followed
+    /// (CDN chains need it); a loop, an unreadable target or more than 16 links is broken.
+    public func judgeChain(question: [UInt8], targets: [[UInt8]?], type: DNSType) -> ChainVerdict {
+        guard targets.count <= 16 else { return .broken("a CNAME chain longer than 16 links") }
+        func folded(_ wire: [UInt8]) -> [UInt8] {
+            var bytes = wire
+            DNSName.foldCase(&bytes)
+            return bytes
+        }
+        var seen: Set<[UInt8]> = [folded(question)]
+        for target in targets {
+            guard let target else { return .broken("an unreadable CNAME target") }
+            guard seen.insert(folded(target)).inserted else { return .broken("a CNAME loop") }
+            let decision = target.withUnsafeBytes { decide(wire: $0, type: type) }
+            if case .deny(let response, _, let rule?) = decision {
+                let name = (try? DNSName(wire: target))?.description ?? "?"
+                return .denied(
+                    response,
+                    ExtendedDNSError(
+                        ExtendedDNSError.blocked,
+                        "dnsfence: policy \(self.name): CNAME target \(name) denied by \(rule)"),
+                    rule)
+            }
+        }
+        return .follow
+    }
+}
+
+/// See ``Policy/judgeChain(question:targets:type:)``.
+public enum ChainVerdict: Sendable {
+    case follow
+    case denied(DenyResponse, ExtendedDNSError, RuleID)
+    case broken(String)
 }

@@ -1,4 +1,5 @@
 import DNSFenceFirewall
+import DNSFencePolicy
 import DNSFenceRelease
 import DNSFenceResolve
 import DNSFenceWire
@@ -62,19 +63,47 @@ extension QueryPipeline {
         pending.snapshot.forwarder.resolve(question, key: pending.key, verdict: record.action, on: loop) { result in
             switch result {
             case .success(let reply):
-                guard let answer = self.store(reply, for: pending) else {
-                    return self.fail(pending, record: record, error: .failed(.formErr), done: finished)
+                switch self.store(reply, for: pending) {
+                case .answer(let answer):
+                    self.release(answer, for: pending, record: record, on: loop, done: finished)
+                case .undecodable:
+                    self.fail(pending, record: record, error: .failed(.formErr), done: finished)
+                case .refused(let rcode, let ede, let rule):
+                    self.refuse(pending, record: record, rcode: rcode, ede: ede, rule: rule, done: finished)
                 }
-                self.release(answer, for: pending, record: record, on: loop, done: finished)
             case .failure(let error):
                 self.fail(pending, record: record, error: error as? ForwardError ?? .unreachable, done: finished)
             }
         }
     }
 
+    /// What became of an upstream's reply.
+    private enum Stored {
+        case answer(CacheEntry)
+        case undecodable
+        /// Its CNAME chain ran into a name the policy denies (the denial, for that name's rule)
+        /// or was broken (SERVFAIL): nothing of it is cached or handed out.
+        case refused(DNSRCode, ExtendedDNSError, RuleID?)
+    }
+
+    /// The policy's verdict on a reply's CNAME chain (see ``Policy/judgeChain``); nil: follow it.
+    private func chainRefusal(_ targets: [[UInt8]?], for pending: PendingForward) -> Stored? {
+        guard !targets.isEmpty, let policy = pending.decision.policy else { return nil }
+        switch policy.judgeChain(question: pending.key.name.wire, targets: targets, type: pending.key.type) {
+        case .follow:
+            return nil
+        case .denied(let response, let ede, let rule):
+            if policy.audits(rule) { return nil }
+            return .refused(response.rcode ?? .nxDomain, ede, rule)
+        case .broken(let why):
+            return .refused(.servFail, ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: \(why)"), nil)
+        }
+    }
+
     /// Caches an upstream's reply and returns the answer to release: a plain positive reply is
-    /// cached and answered from its bytes, anything else decoded first. Nil: undecodable.
-    private func store(_ reply: UpstreamReply, for pending: PendingForward) -> CacheEntry? {
+    /// cached and answered from its bytes, anything else decoded first. A reply whose CNAME
+    /// chain the policy refuses is neither cached nor released.
+    private func store(_ reply: UpstreamReply, for pending: PendingForward) -> Stored {
         let cache = pending.snapshot.cache
         let binding = pending.decision.binding
         // Under a firewall, the addresses carry why they are handed out (for revocation).
@@ -84,14 +113,26 @@ extension QueryPipeline {
             : reasons.reason(
                 policy: pending.key.policy, name: pending.key.name.wire,
                 now: QueryRecord.monotonicNow() / 1_000_000_000)
+        if case .plain(let plain) = reply, plain.answers.contains(where: { $0.type == .cname }),
+            let refused = chainRefusal(plain.cnameTargets, for: pending)
+        {
+            return refused
+        }
         if case .plain(let plain) = reply, !pending.key.dnssecOK, pending.withView({ $0.questionEnd != 0 }),
             let (wire, lifetime) = WireAnswerBuilder.wire(for: plain, limits: cache.limits, binding: binding)
         {
             // Not cached (a cache of size 0): released all the same.
-            return cache.store(wire, lifetime: lifetime, for: pending.key, reason: reason)
-                ?? CacheEntry(CachedAnswer(wire: wire, reason: reason))
+            return .answer(
+                cache.store(wire, lifetime: lifetime, for: pending.key, reason: reason)
+                    ?? CacheEntry(CachedAnswer(wire: wire, reason: reason)))
         }
-        guard let message = try? reply.decoded() else { return nil }
+        guard let message = try? reply.decoded() else { return .undecodable }
+        if case .message = reply,
+            let refused = chainRefusal(
+                message.answers.filter { $0.type == .cname }.map { $0.target?.wire }, for: pending)
+        {
+            return refused
+        }
         // Minimal responses (as Unbound's minimal-responses): a positive answer keeps its
         // answer section only; the NS and glue an authoritative server adds are of no use
         // to a stub and cost cache memory and bytes on every hit. Negative answers keep
@@ -108,7 +149,7 @@ extension QueryPipeline {
         }
         answer.template = wire?.template
         answer.addresses = wire?.addresses ?? []
-        return CacheEntry(answer)
+        return .answer(CacheEntry(answer))
     }
 
     /// Releases a fresh answer: the decision a hit on it would take (``Snapshot/hit``), rendered,
@@ -149,6 +190,23 @@ extension QueryPipeline {
     }
 
     /// SERVFAIL with the EDE that says why no upstream answer could be used.
+    /// Answers a forward whose reply the policy refused: its denial (or SERVFAIL), recorded as a
+    /// denial under the rule that refused it.
+    private func refuse(
+        _ pending: PendingForward, record: QueryRecord, rcode: DNSRCode, ede: ExtendedDNSError, rule: RuleID?,
+        done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
+    ) {
+        var refused = record
+        refused.ede = ede
+        refused.action = QueryAction.deny.rawValue
+        refused.rule = rule
+        let response = pending.withView { view in
+            MessageRenderer.render(
+                QueryDecision(.deny(rcode), ede: ede), view: view, maxSize: Self.maxSize(view, pending.transport))
+        }
+        done(pending.snapshot, refused, response ?? [])
+    }
+
     private func fail(
         _ pending: PendingForward, record: QueryRecord, error: ForwardError,
         done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void

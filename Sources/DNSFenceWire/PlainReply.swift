@@ -28,6 +28,37 @@ public struct PlainReply: Sendable {
     public let answers: [Record]
 
     public var id: UInt16 { UInt16(bytes[0]) << 8 | UInt16(bytes[1]) }
+
+    /// The targets of the answer section's CNAME records, in order, as uncompressed wire names
+    /// (nil for one that cannot be read).
+    public var cnameTargets: [[UInt8]?] {
+        answers.filter { $0.type == .cname }.map { record in
+            bytes.withUnsafeBytes { Self.name($0, at: record.rdata) }
+        }
+    }
+
+    /// The name at `start`, following compression pointers (at most 64), uncompressed.
+    static func name(_ b: UnsafeRawBufferPointer, at start: Int) -> [UInt8]? {
+        var out: [UInt8] = []
+        var pos = start
+        var jumps = 0
+        while pos < b.count {
+            let length = Int(b[pos])
+            if length & 0xC0 == 0xC0 {
+                guard pos + 1 < b.count, jumps < 64 else { return nil }
+                pos = (length & 0x3F) << 8 | Int(b[pos + 1])
+                jumps += 1
+                continue
+            }
+            guard length < 64 else { return nil }
+            out.append(UInt8(length))
+            if length == 0 { return out }
+            guard pos + 1 + length <= b.count, out.count + length < 256 else { return nil }
+            out.append(contentsOf: b[(pos + 1)..<(pos + 1 + length)])
+            pos += 1 + length
+        }
+        return nil
+    }
     public var authenticData: Bool { bytes[3] & 0x20 != 0 }
 
     public init?(_ bytes: [UInt8]) {

@@ -196,6 +196,8 @@ final class NSDServer {
         www IN AAAA 2001:db8::10
         alias IN CNAME www
         short IN A 192.0.2.20
+        loop1 IN CNAME loop2
+        loop2 IN CNAME loop1
         """
 
     init(fixedPort: UInt16? = nil) throws {

@@ -242,3 +242,44 @@ struct ClientPolicySelectorTests {
         #expect(selector.select(client: IPAddress("::1")!, listenerPolicy: "missing") == nil)
     }
 }
+
+@Suite("CNAME chains")
+struct ChainTests {
+    static func wire(_ name: String) -> [UInt8]? { (try? DNSName(name))?.wire }
+
+    @Test("a denied target ends the chain under its rule; unlisted targets are followed; loops and long chains break")
+    func judge() throws {
+        let policy = PolicyTests.policy
+        let question = try #require(Self.wire("example.com"))
+        guard
+            case .denied(_, let ede, let rule) = policy.judgeChain(
+                question: question, targets: [Self.wire("cdn.other.net"), Self.wire("blocked.example.org")], type: .a)
+        else {
+            Issue.record("a target with a deny rule must deny")
+            return
+        }
+        #expect(rule.file == "zones/sandbox.rpz" && ede.extraText.contains("blocked.example.org."))
+        guard case .follow = policy.judgeChain(question: question, targets: [Self.wire("cdn.other.net")], type: .a)
+        else {
+            Issue.record("an unlisted target is followed")
+            return
+        }
+        guard
+            case .broken(let loop) = policy.judgeChain(
+                question: question, targets: [Self.wire("EXAMPLE.com")], type: .a)
+        else {
+            Issue.record("a chain back to the question is a loop, in any letter case")
+            return
+        }
+        #expect(loop == "a CNAME loop")
+        let long = (0..<17).map { Self.wire("c\($0).cdn.net") }
+        guard case .broken = policy.judgeChain(question: question, targets: long, type: .a) else {
+            Issue.record("17 links break")
+            return
+        }
+        guard case .broken = policy.judgeChain(question: question, targets: [nil], type: .a) else {
+            Issue.record("an unreadable target breaks")
+            return
+        }
+    }
+}
