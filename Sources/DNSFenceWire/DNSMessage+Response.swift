@@ -13,11 +13,14 @@ extension DNSMessage {
     }
 
     /// A response skeleton: ID, opcode, RD and CD copied, the question echoed as asked, RA set,
-    /// EDNS only for EDNS clients (RFC 6891 7), carrying `error` if given.
+    /// EDNS only for EDNS clients (RFC 6891 7), carrying `error` if given. NOTIMP (an opcode we
+    /// do not implement) says nothing about recursion or DNSSEC: no RA, no CD.
     public static func response(to query: DNSMessage, rcode: DNSRCode, error: ExtendedDNSError? = nil) -> DNSMessage {
+        let notImplemented = rcode == .notImp
         var message = DNSMessage(
             id: query.id, isResponse: true, opcode: query.opcode, recursionDesired: query.recursionDesired,
-            recursionAvailable: true, checkingDisabled: query.checkingDisabled, rcode: rcode, questions: query.questions
+            recursionAvailable: !notImplemented, checkingDisabled: query.checkingDisabled && !notImplemented,
+            rcode: rcode, questions: query.questions
         )
         if let edns = query.edns {
             message.edns = EDNS(

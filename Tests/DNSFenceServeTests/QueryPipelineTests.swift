@@ -86,10 +86,14 @@ struct QueryPipelineTests {
         }
     }
 
-    @Test func notImp() throws {
+    @Test("NOTIMP for an opcode we do not implement, without RA, CD or AD")
+    func notImp() throws {
         var q = try PipelineFixture.query("ok.test")
         q.opcode = .update
-        #expect(f.answer(q)?.rcode == .notImp)
+        q.checkingDisabled = true
+        let answer = try #require(f.answer(q))
+        #expect(answer.rcode == .notImp)
+        #expect(!answer.recursionAvailable && !answer.checkingDisabled && !answer.authenticData)
     }
 
     @Test func badVers() throws {
