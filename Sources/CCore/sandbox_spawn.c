@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/close_range.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -58,6 +59,9 @@ static void child(const dnsfence_sandbox_program *p, int report, pid_t parent) {
     if (p->directory == NULL || chdir(p->directory) != 0) {
         if (chdir("/") != 0) fail(report, DNSFENCE_SPAWN_USER);
     }
+    // Nothing of dnsfence's reaches the program, even a descriptor opened without O_CLOEXEC
+    // (a netlink socket opened as root would let it change the firewall).
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
     execve(p->path, p->argv, p->envp);
     fail(report, DNSFENCE_SPAWN_EXEC);
 }

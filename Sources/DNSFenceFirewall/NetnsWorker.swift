@@ -193,10 +193,7 @@ public final class NetnsWorker: Sendable {
             let reason = "cannot open a netfilter netlink socket: \(String(cString: strerror(errno)))"
             netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
         }
-        guard let ctx = nft_ctx_new(0) else { return .failed("nft_ctx_new failed") }
-        nft_ctx_buffer_output(ctx)
-        nft_ctx_buffer_error(ctx)
-        return .ready(ctx)
+        return .ready
     }
 
     /// Commits `elements` as one nfnetlink transaction.
@@ -303,26 +300,6 @@ struct NamespaceIdentity: Equatable, Sendable {
         guard stat(path, &status) == 0 else { return nil }
         device = UInt64(status.st_dev)
         inode = UInt64(status.st_ino)
-    }
-}
-
-/// A worker thread's nft context, or why it has none. Lives on that thread only.
-enum NftContext {
-    case ready(OpaquePointer)
-    case failed(String)
-
-    /// Runs one nft text command (setup, listing); its output or the first line of its error.
-    func run(_ command: String) -> Result<String, PublishError> {
-        guard case .ready(let ctx) = self else {
-            if case .failed(let reason) = self { return .failure(.unavailable(reason)) }
-            return .failure(.unavailable("no nft context"))
-        }
-        let rc = nft_run_cmd_from_buffer(ctx, command)
-        if rc != 0 {
-            let error = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? "error \(rc)"
-            return .failure(.rejected(error.split(separator: "\n").first.map(String.init) ?? error))
-        }
-        return .success(nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? "")
     }
 }
 

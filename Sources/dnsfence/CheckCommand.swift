@@ -35,6 +35,7 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let compiled: CompiledConfiguration
+        LowDescriptors.reserve()  // before sockets: libnftables needs descriptors below 1024
         do {
             compiled = try ConfigurationLoader().load(configPath: options.config, overrides: options.overrides)
         } catch {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DNSFenceConfig
 import DNSFenceCore
+import DNSFenceFirewall
 import DNSFenceObserve
 import Logging
 
@@ -80,6 +81,7 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let started = ContinuousClock.now
+        LowDescriptors.reserve()  // before sockets: libnftables needs descriptors below 1024
         guard geteuid() == 0 else {
             printError(
                 "dnsfence run: needs root to make the sandbox's namespace, link and rules; run it with sudo "

@@ -1,3 +1,5 @@
+import CCore
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -31,6 +33,7 @@ enum Subprocess {
         posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
         posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2)
+        _ = dnsfence_spawn_close_from(&actions, 3)
         // dnsfence ignores some signals; a tool gets the defaults.
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)

@@ -141,3 +141,71 @@ struct CheckSystemTests {
         #expect(blind.output.contains("cannot look at the nftables sets without CAP_NET_ADMIN"), "\(blind.output)")
     }
 }
+
+/// libnftables waits on its socket with select(2): a descriptor ≥ 1024 aborts the process.
+@Suite("many descriptors", .enabled(if: isRoot, "needs root: a network namespace and nftables"))
+struct ManyDescriptorsTests {
+    @Test("with over 1024 descriptors open (TCP clients), a reload still makes and checks the sets")
+    func manyDescriptors() throws {
+        // Room for 1,100 connections in this process and in dnsfence (which inherits the limit).
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        try #require(limit.rlim_max >= 4096, "the hard descriptor limit is \(limit.rlim_max)")
+        let saved = limit
+        limit.rlim_cur = min(limit.rlim_max, 8192)
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        defer {
+            var restore = saved
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
+        }
+        let nsd = try NSDServer()
+        let netns = "dfm-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
+        try sh("ip netns add \(netns)")
+        defer { _ = try? sh("ip netns del \(netns)") }
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        try """
+        listen: [{ address: 127.0.0.1:\(port), policy: p }]
+        upstreams: [127.0.0.1:\(nsd.port)]
+        tcp: { max-connections: 4000, max-per-client: 4000, idle-timeout: 60s }
+        policies:
+          p:
+            allow: ["*.example.test"]
+            firewall: { netns: /run/netns/\(netns), table: inet fence, ipv4-set: allow4, create: true }
+        """.write(to: directory.appendingPathComponent("m.yaml"), atomically: true, encoding: .utf8)
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("m.yaml").path], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        var clients: [Int32] = []
+        defer { for fd in clients { close(fd) } }
+        for _ in 0..<1100 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_port = port.bigEndian
+            address.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                }
+            }
+            if connected { clients.append(fd) } else { close(fd) }
+        }
+        var open = 0
+        for _ in 0..<50 where open <= 1024 {
+            open = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(fence.pid)/fd").count) ?? 0
+            if open <= 1024 { usleep(100_000) }
+        }
+        try #require(open > 1024, "dnsfence needs more than 1024 descriptors open for this test: \(open)")
+        // A reload makes and checks the sets again (libnftables), with every low descriptor taken.
+        kill(fence.pid, SIGHUP)
+        usleep(1_000_000)
+        #expect(kill(fence.pid, 0) == 0, "still running: \(fence.output.suffix(2000))")
+        #expect(fence.output.contains("reloaded"), "\(fence.output.suffix(2000))")
+        let dig = try #require(Harness.tool("dig"))
+        let answer = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+short", "www.example.test", "A"]).output
+        #expect(answer.contains("192.0.2.10"), "\(answer)")
+        #expect(try sh("ip netns exec \(netns) nft list set inet fence allow4").contains("192.0.2.10"))
+    }
+}

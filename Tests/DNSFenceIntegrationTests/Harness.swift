@@ -1,3 +1,4 @@
+import CCore
 import DNSFenceWire
 import Foundation
 import Testing
@@ -126,6 +127,8 @@ final class Background: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        // Nothing else of the test runner's (hundreds of sockets and pipes) is inherited.
+        dnsfence_spawn_close_from(&actions, 3)
         let argv = ([path] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         // The test runner blocks and ignores signals; a child gets the defaults, or SIGTERM
