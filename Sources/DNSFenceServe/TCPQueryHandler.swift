@@ -16,8 +16,10 @@ struct DNSFrameDecoder: ByteToMessageDecoder {
 }
 
 /// Answers each framed query on a TCP connection. Several queries may be in flight at once and
-/// answers go out as they are ready, in any order (RFC 7766 6.2.1.1). Idle connections are
-/// closed by an `IdleStateHandler` in front of this handler.
+/// answers go out as they are ready, in any order (RFC 7766 6.2.1.1). A client that pipelines
+/// more than ``maxOutstanding`` queries is slowed, not cut off: reading stops, the frames
+/// already read wait, and reading resumes as answers go out. Idle connections are closed by an
+/// `IdleStateHandler` in front of this handler.
 final class TCPQueryHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -28,6 +30,10 @@ final class TCPQueryHandler: ChannelInboundHandler {
     /// Queries answered asynchronously and not yet written; bounded per connection.
     var outstanding = 0
     static let maxOutstanding = 64
+    /// Frames read while `maxOutstanding` were in flight (at most one read's worth: reading
+    /// stops until they are taken up).
+    var waiting: [ByteBuffer] = []
+    var paused = false
 
     init(pipeline: QueryPipeline, listenerPolicy: String?, registry: TCPConnectionRegistry) {
         self.pipeline = pipeline
@@ -57,7 +63,31 @@ final class TCPQueryHandler: ChannelInboundHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = Array(buffer: unwrapInboundIn(data))
+        let frame = unwrapInboundIn(data)
+        guard outstanding < Self.maxOutstanding else {
+            waiting.append(frame)
+            if !paused {
+                paused = true
+                context.channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in }
+            }
+            return
+        }
+        answer(frame, context: context)
+    }
+
+    /// Takes up waiting frames while there is room, and reads again once none wait.
+    private func resume(context: ChannelHandlerContext) {
+        while outstanding < Self.maxOutstanding, !waiting.isEmpty {
+            answer(waiting.removeFirst(), context: context)
+        }
+        if paused, waiting.isEmpty {
+            paused = false
+            context.channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        }
+    }
+
+    private func answer(_ frame: ByteBuffer, context: ChannelHandlerContext) {
+        let bytes = Array(buffer: frame)
         guard let client = context.remoteAddress?.dnsfenceIP else {
             context.close(promise: nil)
             return
@@ -69,11 +99,6 @@ final class TCPQueryHandler: ChannelInboundHandler {
                 emit: { response = QueryPipeline.array($0, $1) })
         }
         if let pending {
-            guard outstanding < Self.maxOutstanding else {
-                // A client that pipelines faster than upstreams answer is slowed, not buffered without bound.
-                context.close(promise: nil)
-                return
-            }
             outstanding += 1
             registry.activity(context.channel, busyDelta: 1)
             let registry = self.registry
@@ -83,8 +108,10 @@ final class TCPQueryHandler: ChannelInboundHandler {
                 let (handler, context) = bound.value
                 handler.outstanding -= 1
                 registry.activity(context.channel, busyDelta: -1)
-                guard let response else { return }
-                context.writeAndFlush(handler.wrapOutboundOut(Self.frame(response)), promise: nil)
+                if let response {
+                    context.writeAndFlush(handler.wrapOutboundOut(Self.frame(response)), promise: nil)
+                }
+                handler.resume(context: context)
             }
             return
         }
@@ -93,7 +120,7 @@ final class TCPQueryHandler: ChannelInboundHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent, outstanding == 0 {
+        if event is IdleStateHandler.IdleStateEvent, outstanding == 0, waiting.isEmpty {
             context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)

@@ -95,6 +95,7 @@ struct RunningResolver {
                 "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
                 "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
                 "control": "\(config.control ?? "-")", "uid": "\(getuid())",
+                "descriptors": "\(DescriptorLimit.raise())",
                 "capabilities": "\(getuid() == 0 ? "root" : Privileges.effective.joined(separator: ","))",
             ])
         return RunningResolver(

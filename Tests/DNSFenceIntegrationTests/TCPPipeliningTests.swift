@@ -1,0 +1,62 @@
+import Foundation
+import Testing
+
+/// RFC 7766: a client may pipeline as many queries as it likes on one connection.
+@Suite("TCP pipelining")
+struct TCPPipeliningTests {
+    /// A query for `name` (type A, RD) with `id`, framed for TCP.
+    static func frame(_ name: String, id: UInt16) -> [UInt8] {
+        var message: [UInt8] = [UInt8(id >> 8), UInt8(id & 0xFF), 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]
+        for label in name.split(separator: ".") {
+            message.append(UInt8(label.utf8.count))
+            message += Array(label.utf8)
+        }
+        message += [0, 0, 1, 0, 1]
+        return [UInt8(message.count >> 8), UInt8(message.count & 0xFF)] + message
+    }
+
+    @Test("500 pipelined cache misses on one connection: 500 answers, none lost, the connection kept")
+    func fiveHundred() throws {
+        let nsd = try NSDServer()
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let fence = try Harness.serve(
+            ["--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsd.port)", "--allow", "*.example.test"],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        try #require(connected)
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // Unique names: every one a cache miss that waits for the upstream.
+        var all: [UInt8] = []
+        for i in 0..<500 { all += Self.frame("p\(i).example.test", id: UInt16(i)) }
+        let sent = all.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        #expect(sent == all.count)
+        var buffer: [UInt8] = []
+        var ids = Set<UInt16>()
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while ids.count < 500 {
+            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            guard got > 0 else { break }
+            buffer += chunk[0..<got]
+            while buffer.count >= 2 {
+                let length = Int(buffer[0]) << 8 | Int(buffer[1])
+                guard buffer.count >= 2 + length else { break }
+                ids.insert(UInt16(buffer[2]) << 8 | UInt16(buffer[3]))
+                buffer.removeFirst(2 + length)
+            }
+        }
+        #expect(ids.count == 500, "answers received: \(ids.count)")
+    }
+}
