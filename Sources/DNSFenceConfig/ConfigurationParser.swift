@@ -302,8 +302,16 @@ public struct ConfigurationParser {
                 if let d = duration(v, "min-ttl") { cache.minTTL = d }
             case "max-ttl":
                 if let d = duration(v, "max-ttl") { cache.maxTTL = d }
+            case "failure-ttl":
+                if let d = duration(v, "failure-ttl") {
+                    if d > 300 {
+                        error(v, "cache failure-ttl must be at most 5m (RFC 9520), got \(d)s")
+                    } else {
+                        cache.failureTTL = d
+                    }
+                }
             default:
-                unknownKey(k, in: "cache", known: ["max-entries", "min-ttl", "max-ttl"])
+                unknownKey(k, in: "cache", known: ["max-entries", "min-ttl", "max-ttl", "failure-ttl"])
             }
         }
         if cache.minTTL > cache.maxTTL {

@@ -139,6 +139,9 @@ public struct CacheConfiguration: Hashable, Sendable {
     public var maxEntries: Int
     public var minTTL: UInt32
     public var maxTTL: UInt32
+    /// `failure-ttl`: how long a question every upstream failed on is answered SERVFAIL from
+    /// the cache (RFC 9520).
+    public var failureTTL: UInt32 = 5
 
     public init(maxEntries: Int = 100_000, minTTL: UInt32 = 0, maxTTL: UInt32 = 86400) {
         self.maxEntries = maxEntries

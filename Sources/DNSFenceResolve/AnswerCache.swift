@@ -19,12 +19,18 @@ public final class AnswerCache: Sendable {
         /// Negative answers without an SOA are kept this long (RFC 2308 section 5 suggests not
         /// caching them at all; a few seconds damps repeated misses).
         public var negativeWithoutSOA: UInt32
+        /// A question every upstream failed on is answered SERVFAIL from the cache this long
+        /// (RFC 9520: at least 1 s), so client retries do not all go upstream again. 0: never.
+        public var failure: UInt32
 
-        public init(maxEntries: Int, minTTL: UInt32, maxTTL: UInt32, negativeWithoutSOA: UInt32 = 5) {
+        public init(
+            maxEntries: Int, minTTL: UInt32, maxTTL: UInt32, negativeWithoutSOA: UInt32 = 5, failure: UInt32 = 5
+        ) {
             self.maxEntries = maxEntries
             self.minTTL = minTTL
             self.maxTTL = maxTTL
             self.negativeWithoutSOA = negativeWithoutSOA
+            self.failure = failure
         }
     }
 
@@ -264,6 +270,14 @@ public final class AnswerCache: Sendable {
     public func store(_ wire: WireAnswer, lifetime: UInt32, for key: CacheKey, reason: UInt64 = 0) -> CacheEntry? {
         guard limits.maxEntries > 0, lifetime > 0 else { return nil }
         return insert(CachedAnswer(wire: wire, reason: reason), for: key, lifetime: lifetime)
+    }
+
+    /// Remembers that every upstream failed on `key` (RFC 9520), for ``Limits/failure`` seconds.
+    public func storeFailure(for key: CacheKey) {
+        guard limits.maxEntries > 0, limits.failure > 0 else { return }
+        insert(
+            CachedAnswer(rcode: .servFail, authenticData: false, answers: [], authorities: [], additionals: []),
+            for: key, lifetime: limits.failure)
     }
 
     @discardableResult

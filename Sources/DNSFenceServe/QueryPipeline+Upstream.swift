@@ -218,6 +218,8 @@ extension QueryPipeline {
         case .unreachable:
             ede = ExtendedDNSError(ExtendedDNSError.networkError, "dnsfence: no upstream answered")
         }
+        // Client retries within the next seconds are answered from the cache (RFC 9520).
+        pending.snapshot.cache.storeFailure(for: pending.key)
         var failed = record
         failed.ede = ede
         let response = pending.withView { view in

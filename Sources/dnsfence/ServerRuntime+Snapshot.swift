@@ -55,7 +55,8 @@ extension ServerRuntime {
         } else {
             cache = AnswerCache(
                 limits: .init(
-                    maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL),
+                    maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL,
+                    failure: config.cache.failureTTL),
                 clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) })
         }
         return Snapshot(

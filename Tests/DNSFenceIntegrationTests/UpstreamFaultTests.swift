@@ -178,3 +178,41 @@ struct FailoverAndTCPTests {
         #expect((Int(ss.output.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 9999) <= 200)
     }
 }
+
+/// RFC 9520: a question every upstream failed on is not asked again for a while.
+@Suite("resolution failures cached")
+struct FailureCacheTests {
+    @Test("a failure is answered from the cache for failure-ttl, then asked upstream again")
+    func failureCached() throws {
+        let nsd = try NSDServer()
+        let relay = CountingRelay(relayingTo: nsd.port)
+        defer { relay.stop() }
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        try """
+        listen: [{ address: 127.0.0.1:\(port), policy: p }]
+        upstreams: [127.0.0.1:\(relay.port)]
+        cache: { failure-ttl: 2s }
+        policies: { p: { allow: ["*.other.test"] } }
+        """.write(to: directory.appendingPathComponent("f.yaml"), atomically: true, encoding: .utf8)
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("f.yaml").path], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask() throws -> String {
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3", "x.other.test", "A"]).output
+        }
+        func asked() -> Int { relay.received.filter { $0.contains("x.other.test") }.count }
+        // nsd serves no other.test: it refuses, so every upstream failed.
+        #expect(try ask().contains("status: SERVFAIL"))
+        let first = asked()
+        #expect(first >= 1)
+        #expect(try ask().contains("status: SERVFAIL"))
+        #expect(try ask().contains("status: SERVFAIL"))
+        #expect(asked() == first, "retries within failure-ttl are answered from the cache")
+        usleep(2_300_000)
+        #expect(try ask().contains("status: SERVFAIL"))
+        #expect(asked() > first, "after failure-ttl the upstream is asked again")
+    }
+}
