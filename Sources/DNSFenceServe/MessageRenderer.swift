@@ -15,7 +15,14 @@ public enum MessageRenderer {
         case .malformed(let rcode):
             return DNSMessage.headerOnlyResponse(to: view.bytes, rcode: rcode)
         case .refuse(let rcode):
-            return DNSMessage.response(to: view.message, rcode: rcode).encoded(fitting: maxSize)
+            let query = view.message
+            var message = DNSMessage.response(to: query, rcode: rcode)
+            if rcode == .notAuth, let tsig = query.additionals.first(where: { $0.type == .tsig }),
+                let badKey = DNSMessage.badKeyTSIG(answering: tsig, originalID: query.id)
+            {
+                message.additionals.append(badKey)
+            }
+            return message.encoded(fitting: maxSize)
         case .deny(let rcode):
             return DNSMessage.response(to: view.message, rcode: rcode, error: decision.ede).encoded(fitting: maxSize)
         case .localData(let records, _, _):

@@ -13,6 +13,11 @@ extension Snapshot {
     public func decide(_ view: QueryView, context: QueryContext) -> QueryDecision {
         guard view.opcode == .query else { return QueryDecision(.refuse(.notImp)) }
         guard view.questionCount == 1 else { return QueryDecision(.refuse(.formErr)) }
+        // RFC 8945 5.2: signed with a key we do not have (we have none): NOTAUTH/BADKEY, and the
+        // query is never answered, let alone forwarded, as if it were unsigned.
+        if !view.isPlain, view.message.additionals.contains(where: { $0.type == .tsig }) {
+            return QueryDecision(.refuse(.notAuth))
+        }
         // RFC 6891 6.1.3: BADVERS, with our highest version (0) in the OPT record.
         if view.ednsPayload != nil, view.ednsVersion != 0 { return QueryDecision(.refuse(.badVers)) }
         let type = view.type

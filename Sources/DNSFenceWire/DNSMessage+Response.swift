@@ -66,4 +66,23 @@ extension DNSMessage {
         default: return false
         }
     }
+
+    /// RFC 8945 5.2 and 5.3.2: the unsigned TSIG of an answer to a query signed with a key we do
+    /// not have: the query's key name, algorithm, time signed and fudge, no MAC, the original
+    /// ID, error BADKEY (17). Nil when `tsig` is not a readable TSIG record.
+    public static func badKeyTSIG(answering tsig: DNSRecord, originalID: UInt16) -> DNSRecord? {
+        guard tsig.type == .tsig else { return nil }
+        let rdata = tsig.rdata
+        // Algorithm name (uncompressed in TSIG), then 6 bytes time signed and 2 bytes fudge.
+        var end = 0
+        while end < rdata.count, rdata[end] != 0 { end += 1 + Int(rdata[end]) }
+        guard end < rdata.count, end + 1 + 8 <= rdata.count else { return nil }
+        var out = Array(rdata[0...end])
+        out += rdata[(end + 1)..<(end + 9)]
+        out += [0, 0]  // MAC size 0, no MAC
+        out += [UInt8(originalID >> 8), UInt8(originalID & 0xFF)]
+        out += [0, 17]  // error BADKEY
+        out += [0, 0]  // no other data
+        return DNSRecord(name: tsig.name, type: .tsig, rrClass: .any, ttl: 0, rdata: out)
+    }
 }

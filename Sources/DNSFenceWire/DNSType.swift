@@ -106,6 +106,8 @@ public struct DNSRCode: RawRepresentable, Hashable, Sendable, CustomStringConver
     public static let nxDomain = DNSRCode(rawValue: 3)
     public static let notImp = DNSRCode(rawValue: 4)
     public static let refused = DNSRCode(rawValue: 5)
+    /// RFC 8945: the query's TSIG key is unknown (dnsfence has none).
+    public static let notAuth = DNSRCode(rawValue: 9)
     /// RFC 6891: BADVERS, only expressible with an OPT record.
     public static let badVers = DNSRCode(rawValue: 16)
 
@@ -117,6 +119,7 @@ public struct DNSRCode: RawRepresentable, Hashable, Sendable, CustomStringConver
         case 3: return "NXDOMAIN"
         case 4: return "NOTIMP"
         case 5: return "REFUSED"
+        case 9: return "NOTAUTH"
         case 16: return "BADVERS"
         default: return "RCODE\(rawValue)"
         }

@@ -216,3 +216,35 @@ struct FailureCacheTests {
         #expect(asked() > first, "after failure-ttl the upstream is asked again")
     }
 }
+
+/// RFC 8945: dnsfence has no TSIG keys; a signed query is refused as such, never answered unsigned.
+@Suite("TSIG")
+struct TSIGTests {
+    @Test("a TSIG-signed query gets NOTAUTH with an unsigned BADKEY TSIG, and is never forwarded")
+    func badKey() throws {
+        let nsd = try NSDServer()
+        let relay = CountingRelay(relayingTo: nsd.port)
+        defer { relay.stop() }
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let fence = try Harness.serve(
+            ["--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(relay.port)", "--allow", "*.example.test"],
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        let signed = try Harness.run(
+            dig,
+            [
+                "@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3", "-y", "hmac-sha256:sandbox-key:c2VjcmV0c2VjcmV0",
+                "www.example.test", "A",
+            ]
+        ).output
+        #expect(signed.contains("status: NOTAUTH"), "\(signed)")
+        #expect(signed.contains("BADKEY"), "the TSIG in the answer says BADKEY: \(signed)")
+        #expect(!signed.contains("192.0.2.10"))
+        #expect(!relay.received.contains { $0.contains("www.example.test") }, "never forwarded unsigned")
+        // Unsigned, the same question is answered.
+        let plain = try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+short", "www.example.test", "A"]).output
+        #expect(plain.contains("192.0.2.10"))
+    }
+}
