@@ -27,8 +27,11 @@ public enum ByteRenderer {
             guard let error = decision.ede else { return nil }
             let flags = view.responseFlags(rcode: rcode, authenticData: false)
             let dnssecOK = view.ednsDO
-            emit(denialSize(question: question, dnssecOK: dnssecOK, error: error)) { out in
-                writeDenial(into: out, id: view.id, flags: flags, question: question, dnssecOK: dnssecOK, error: error)
+            let soa = DNSMessage.denialCarriesSOA(rcode)
+            emit(denialSize(question: question, dnssecOK: dnssecOK, error: error, soa: soa)) { out in
+                writeDenial(
+                    into: out, id: view.id, flags: flags, question: question, dnssecOK: dnssecOK, error: error, soa: soa
+                )
             }
             return UInt8(rcode.rawValue & 0x0F)
         case .hit(let hit):
@@ -51,32 +54,42 @@ public enum ByteRenderer {
     /// header, the question copied verbatim from the query (case as asked), and for EDNS
     /// clients (`dnssecOK` not nil) an OPT record carrying the EDE.
     static func denialBytes(
-        id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError
+        id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError,
+        soa: Bool
     ) -> [UInt8] {
-        let total = denialSize(question: question, dnssecOK: dnssecOK, error: error)
+        let total = denialSize(question: question, dnssecOK: dnssecOK, error: error, soa: soa)
         return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            writeDenial(into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, error: error)
+            writeDenial(into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, error: error, soa: soa)
             count = total
         }
     }
 
     /// The size of that denial.
-    static func denialSize(question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError) -> Int {
-        12 + question.count + (dnssecOK == nil ? 0 : 11 + 4 + 2 + error.extraText.utf8.count)
+    static func denialSize(question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError, soa: Bool)
+        -> Int
+    {
+        12 + question.count + (soa ? DNSMessage.denialSOABytes.count : 0)
+            + (dnssecOK == nil ? 0 : 11 + 4 + 2 + error.extraText.utf8.count)
     }
 
     /// Writes that denial into `out`, which holds exactly ``denialSize(question:dnssecOK:error:)``
     /// bytes.
     static func writeDenial(
         into out: UnsafeMutableBufferPointer<UInt8>, id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer,
-        dnssecOK: Bool?, error: ExtendedDNSError
+        dnssecOK: Bool?, error: ExtendedDNSError, soa: Bool
     ) {
         var text = error.extraText
         let textLength = text.utf8.count
         let optionLength = 2 + textLength  // INFO-CODE + EXTRA-TEXT
-        let questionEnd = 12 + question.count
-        out.storeHeader(id: id, flags: flags, counts: (1, 0, 0, dnssecOK == nil ? 0 : 1))
+        var questionEnd = 12 + question.count
+        out.storeHeader(id: id, flags: flags, counts: (1, 0, soa ? 1 : 0, dnssecOK == nil ? 0 : 1))
         UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: question.count).copyMemory(from: question)
+        if soa {
+            DNSMessage.denialSOABytes.withUnsafeBytes { bytes in
+                _ = memcpy(out.baseAddress! + questionEnd, bytes.baseAddress!, bytes.count)
+            }
+            questionEnd += DNSMessage.denialSOABytes.count
+        }
         if let dnssecOK {
             var at = out.storeOPT(
                 at: questionEnd, payloadSize: UInt16(DNSMessage.advertisedPayload), dnssecOK: dnssecOK,

@@ -24,7 +24,9 @@ public enum MessageRenderer {
             }
             return message.encoded(fitting: maxSize)
         case .deny(let rcode):
-            return DNSMessage.response(to: view.message, rcode: rcode, error: decision.ede).encoded(fitting: maxSize)
+            var message = DNSMessage.response(to: view.message, rcode: rcode, error: decision.ede)
+            if DNSMessage.denialCarriesSOA(rcode) { message.authorities = [DNSMessage.denialSOA] }
+            return message.encoded(fitting: maxSize)
         case .localData(let records, _, _):
             let query = view.message
             var message = DNSMessage.response(to: query, rcode: .noError)

@@ -85,4 +85,36 @@ extension DNSMessage {
         out += [0, 0]  // no other data
         return DNSRecord(name: tsig.name, type: .tsig, rrClass: .any, ttl: 0, rdata: out)
     }
+
+    /// Seconds a stub may cache one of our NXDOMAIN or NODATA denials (RFC 2308): the TTL and
+    /// MINIMUM of ``denialSOA``.
+    public static let denialNegativeTTL: UInt32 = 60
+
+    /// The SOA in the authority section of every NXDOMAIN and NODATA denial, so stub caches can
+    /// cache them (RFC 2308 section 5): owned by the root (an ancestor of every name), with root
+    /// MNAME and RNAME (no name to compress, so both renderers write the same bytes), serial 1,
+    /// and ``denialNegativeTTL`` as TTL and MINIMUM.
+    public static let denialSOA = DNSRecord(
+        name: .root, type: .soa, ttl: denialNegativeTTL,
+        rdata: [0, 0] + [0, 0, 0, 1] + [0, 0, 0x0E, 0x10] + [0, 0, 0x02, 0x58] + [0, 0x01, 0x51, 0x80]
+            + [
+                UInt8(denialNegativeTTL >> 24), UInt8(denialNegativeTTL >> 16 & 0xFF),
+                UInt8(denialNegativeTTL >> 8 & 0xFF),
+                UInt8(denialNegativeTTL & 0xFF),
+            ])
+
+    /// Whether a denial with `rcode` carries ``denialSOA`` (NXDOMAIN, and NODATA as NOERROR).
+    @inlinable
+    public static func denialCarriesSOA(_ rcode: DNSRCode) -> Bool {
+        rcode.rawValue == DNSRCode.nxDomain.rawValue || rcode.rawValue == DNSRCode.noError.rawValue
+    }
+
+    /// ``denialSOA`` in wire form: root owner, type, class, TTL, RDLENGTH, RDATA.
+    public static let denialSOABytes: [UInt8] = {
+        let soa = denialSOA
+        return [0, 0, 6, 0, 1] + [
+            UInt8(soa.ttl >> 24), UInt8(soa.ttl >> 16 & 0xFF), UInt8(soa.ttl >> 8 & 0xFF), UInt8(soa.ttl & 0xFF),
+        ]
+            + [UInt8(soa.rdata.count >> 8), UInt8(soa.rdata.count & 0xFF)] + soa.rdata
+    }()
 }

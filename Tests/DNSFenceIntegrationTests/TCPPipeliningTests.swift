@@ -60,3 +60,29 @@ struct TCPPipeliningTests {
         #expect(ids.count == 500, "answers received: \(ids.count)")
     }
 }
+
+/// RFC 2308: denials a stub can cache.
+@Suite("negative caching of denials")
+struct DenialSOATests {
+    @Test("NXDOMAIN and NODATA denials carry a SOA in the authority section; REFUSED does not")
+    func soa() throws {
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let fence = try Harness.serve(
+            ["--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:9", "--allow", "ok.test"], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask(_ args: [String]) throws -> String {
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=3"] + args).output
+        }
+        let nx = try ask(["denied.test", "A"])
+        #expect(nx.contains("status: NXDOMAIN") && nx.contains("AUTHORITY: 1"), "\(nx)")
+        #expect(nx.contains(".\t\t\t60\tIN\tSOA\t. . 1 3600 600 86400 60"), "\(nx)")
+        let nodata = try ask(["ok.test", "TXT"])  // a type the policy does not allow: NODATA
+        #expect(
+            nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0") && nodata.contains("SOA"), "\(nodata)")
+        let refused = try ask(["ok.test", "A", "+noedns", "-c", "CH"])
+        #expect(refused.contains("status: REFUSED") && refused.contains("AUTHORITY: 0"), "\(refused)")
+    }
+}
