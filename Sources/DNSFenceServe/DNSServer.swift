@@ -151,7 +151,7 @@ public final class DNSServer: Sendable {
                 channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.tcpIdleTimeout))
-                    try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder()))
+                    try sync.addHandler(ByteToMessageHandler(DNSFrameDecoder(messageTimeout: limits.tcpIdleTimeout)))
                     try sync.addHandler(
                         TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry))
                 }

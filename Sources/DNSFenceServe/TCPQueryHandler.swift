@@ -1,14 +1,37 @@
 import DNSFenceWire
 import NIOCore
 
-/// Splits a TCP byte stream into DNS messages (RFC 1035 4.2.2: two-byte length prefix).
+/// Splits a TCP byte stream into DNS messages (RFC 1035 4.2.2: two-byte length prefix). A
+/// message must be complete within `messageTimeout` of its first byte: a client trickling bytes
+/// (slowloris) keeps the idle timer from firing, and is closed by this instead.
 struct DNSFrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
+
+    struct SlowMessage: Error {}
+
+    let messageTimeout: TimeAmount
+    /// When the first byte of the message not yet complete arrived.
+    var partialSince: NIODeadline? = nil
+
+    init(messageTimeout: TimeAmount = .seconds(10)) {
+        self.messageTimeout = messageTimeout
+    }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self),
             buffer.readableBytes >= 2 + Int(length)
-        else { return .needMoreData }
+        else {
+            if buffer.readableBytes > 0 {
+                let now = NIODeadline.now()
+                if let since = partialSince {
+                    if now - since > messageTimeout { throw SlowMessage() }
+                } else {
+                    partialSince = now
+                }
+            }
+            return .needMoreData
+        }
+        partialSince = nil
         buffer.moveReaderIndex(forwardBy: 2)
         context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
         return .continue

@@ -86,3 +86,58 @@ struct DenialSOATests {
         #expect(refused.contains("status: REFUSED") && refused.contains("AUTHORITY: 0"), "\(refused)")
     }
 }
+
+@Suite("slowloris")
+struct SlowlorisTests {
+    @Test("a message trickled a byte at a time is cut off once it takes longer than the idle timeout")
+    func trickle() throws {
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        try """
+        listen: [{ address: 127.0.0.1:\(port), policy: p }]
+        upstreams: [127.0.0.1:9]
+        tcp: { idle-timeout: 2s }
+        policies: { p: { allow: [ok.test] } }
+        """.write(to: directory.appendingPathComponent("s.yaml"), atomically: true, encoding: .utf8)
+        let fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("s.yaml").path], port: port,
+            log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        try #require(connected)
+        signal(SIGPIPE, SIG_IGN)
+        let frame = TCPPipeliningTests.frame("ok.test", id: 7)
+        let started = Date()
+        var closed = false
+        // One byte every 0.4 s: the idle timer (2 s) never fires, the message never completes.
+        for byte in frame.dropLast() {
+            var one = byte
+            if write(fd, &one, 1) != 1 {
+                closed = true
+                break
+            }
+            usleep(400_000)
+            var probe = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            if poll(&probe, 1, 0) > 0 {
+                var sink: UInt8 = 0
+                if read(fd, &sink, 1) <= 0 {
+                    closed = true
+                    break
+                }
+            }
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(closed, "the connection was still open after \(elapsed) s")
+        #expect(elapsed < 4, "closed after \(elapsed) s")
+    }
+}
