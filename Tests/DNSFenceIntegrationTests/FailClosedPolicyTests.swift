@@ -180,17 +180,7 @@ struct ManyDescriptorsTests {
         var clients: [Int32] = []
         defer { for fd in clients { close(fd) } }
         for _ in 0..<1100 {
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = port.bigEndian
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-                }
-            }
-            if connected { clients.append(fd) } else { close(fd) }
+            if let fd = Harness.connectTCP(port: port) { clients.append(fd) }
         }
         var open = 0
         for _ in 0..<50 where open <= 1024 {

@@ -64,6 +64,22 @@ enum Harness {
         }
     }
 
+    /// A TCP connection to 127.0.0.1:`port` (its descriptor), or nil.
+    static func connectTCP(port: UInt16) -> Int32? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+        if !connected { close(fd) }
+        return connected ? fd : nil
+    }
+
     static func canBind(_ port: UInt16, type: Int32) -> Bool {
         let fd = socket(AF_INET, type, 0)
         defer { close(fd) }

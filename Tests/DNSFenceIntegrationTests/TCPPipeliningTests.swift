@@ -24,18 +24,8 @@ struct TCPPipeliningTests {
             ["--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(nsd.port)", "--allow", "*.example.test"],
             port: port, log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try #require(Harness.connectTCP(port: port))
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        try #require(connected)
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         // Unique names: every one a cache miss that waits for the upstream.
@@ -103,18 +93,8 @@ struct SlowlorisTests {
             ["--config", directory.appendingPathComponent("s.yaml").path], port: port,
             log: directory.appendingPathComponent("dnsfence.log"))
         defer { fence.stop() }
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let fd = try #require(Harness.connectTCP(port: port))
         defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = port.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-        try #require(connected)
         signal(SIGPIPE, SIG_IGN)
         let frame = TCPPipeliningTests.frame("ok.test", id: 7)
         let started = Date()
