@@ -63,7 +63,8 @@ public struct ConfigurationCompiler: Sendable {
             do {
                 let output = try compiler.compile(
                     name: policy.name, sources: sources, allowedTypes: policy.qtypes,
-                    denyResponse: policy.deny, audit: policy.audit, auditedPatterns: policy.auditedRules)
+                    denyResponse: policy.deny, audit: policy.audit, auditedPatterns: policy.auditedRules,
+                    strictCNAMETargets: policy.strictCNAMETargets)
                 for pattern in output.unmatchedAudits {
                     diagnostics.append(
                         ConfigDiagnostic(

@@ -202,6 +202,13 @@ public struct ConfigurationParser {
                 policy.qtypes = types
             case "firewall":
                 policy.firewall = firewall(v)
+            case "cname-targets":
+                switch string(v, "cname-targets") {
+                case "follow": policy.strictCNAMETargets = false
+                case "strict": policy.strictCNAMETargets = true
+                case nil: break
+                case let other?: error(v, "cname-targets must be 'follow' or 'strict', got '\(other)'")
+                }
             case "audit":
                 policy.auditedRules = list(v, "audit").compactMap { string($0, "an audited rule") }
             case "mode":
@@ -214,7 +221,9 @@ public struct ConfigurationParser {
             default:
                 unknownKey(
                     k, in: "policy '\(name)'",
-                    known: ["zones", "allow", "clients", "deny", "qtypes", "firewall", "mode", "audit"])
+                    known: [
+                        "zones", "allow", "clients", "deny", "qtypes", "firewall", "mode", "audit", "cname-targets",
+                    ])
             }
         }
         return policy

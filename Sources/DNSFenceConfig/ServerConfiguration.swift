@@ -118,6 +118,8 @@ public struct PolicyConfiguration: Hashable, Sendable {
     public var audit = false
     /// `audit: [PATTERN]`: deny rules that only log what they would deny.
     public var auditedRules: [String] = []
+    /// `cname-targets: strict` (true) or `follow` (false, the default).
+    public var strictCNAMETargets = false
 
     public init(
         name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],

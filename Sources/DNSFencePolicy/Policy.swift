@@ -16,6 +16,9 @@ public final class Policy: Sendable {
     /// Deny rules audited in an enforcing policy (`audit: [PATTERN]`): what they deny is
     /// answered, and logged as a would-be denial, to try a tighter rule in production.
     public let auditedRules: Set<RuleID>
+    /// `cname-targets: strict`: every target of a forwarded answer's CNAME chain must be
+    /// allowed itself (default `follow`: only explicitly denied targets end the chain).
+    public let strictCNAMETargets: Bool
     /// Whether a denial under `rule` (nil: the default) is audited rather than enforced.
     @inline(__always)
     public func audits(_ rule: RuleID?) -> Bool {
@@ -27,8 +30,10 @@ public final class Policy: Sendable {
 
     public init(
         name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
-        denyResponse: DenyResponse = .nxdomain, audit: Bool = false, auditedRules: Set<RuleID> = []
+        denyResponse: DenyResponse = .nxdomain, audit: Bool = false, auditedRules: Set<RuleID> = [],
+        strictCNAMETargets: Bool = false
     ) {
+        self.strictCNAMETargets = strictCNAMETargets
         self.audit = audit
         self.auditedRules = auditedRules
         self.name = name
@@ -111,13 +116,13 @@ public final class Policy: Sendable {
             guard let target else { return .broken("an unreadable CNAME target") }
             guard seen.insert(folded(target)).inserted else { return .broken("a CNAME loop") }
             let decision = target.withUnsafeBytes { decide(wire: $0, type: type) }
-            if case .deny(let response, _, let rule?) = decision {
+            if case .deny(let response, _, let rule) = decision, rule != nil || strictCNAMETargets {
                 let name = (try? DNSName(wire: target))?.description ?? "?"
+                let why = rule.map { "denied by \($0)" } ?? "not allowlisted (cname-targets: strict)"
                 return .denied(
                     response,
                     ExtendedDNSError(
-                        ExtendedDNSError.blocked,
-                        "dnsfence: policy \(self.name): CNAME target \(name) denied by \(rule)"),
+                        ExtendedDNSError.blocked, "dnsfence: policy \(self.name): CNAME target \(name) \(why)"),
                     rule)
             }
         }
@@ -128,6 +133,7 @@ public final class Policy: Sendable {
 /// See ``Policy/judgeChain(question:targets:type:)``.
 public enum ChainVerdict: Sendable {
     case follow
-    case denied(DenyResponse, ExtendedDNSError, RuleID)
+    /// The rule that denies the target (nil: no rule allows it, under `cname-targets: strict`).
+    case denied(DenyResponse, ExtendedDNSError, RuleID?)
     case broken(String)
 }

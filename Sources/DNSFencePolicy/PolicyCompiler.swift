@@ -21,7 +21,7 @@ public struct PolicyCompiler: Sendable {
     public func compile(
         name: String, sources: [PolicySource], extraRules: [PolicyRule] = [],
         allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain, audit: Bool = false,
-        auditedPatterns: [String] = []
+        auditedPatterns: [String] = [], strictCNAMETargets: Bool = false
     ) throws(PolicyLoadError) -> Output {
         var rules = extraRules
         for source in sources {
@@ -72,7 +72,7 @@ public struct PolicyCompiler: Sendable {
         return Output(
             policy: Policy(
                 name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit,
-                auditedRules: audited),
+                auditedRules: audited, strictCNAMETargets: strictCNAMETargets),
             warnings: warnings, unmatchedAudits: unmatched
         )
     }

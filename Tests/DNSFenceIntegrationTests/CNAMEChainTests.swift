@@ -45,8 +45,22 @@ struct CNAMEChainTests {
 
         // The target is not listed at all: followed (CDN chains need it).
         fence = try serve("alias.example.test CNAME rpz-passthru.\n")
-        defer { fence.stop() }
         let followed = try ask("alias.example.test")
         #expect(followed.contains("status: NOERROR") && followed.contains("192.0.2.10"), "\(followed)")
+        fence.stop()
+
+        // cname-targets: strict: every target must be allowed itself.
+        try """
+        listen: [{ address: 127.0.0.1:\(port), policy: p }]
+        upstreams: [127.0.0.1:\(nsd.port)]
+        policies: { p: { allow: [alias.example.test], cname-targets: strict } }
+        """.write(to: directory.appendingPathComponent("strict.yaml"), atomically: true, encoding: .utf8)
+        fence = try Harness.serve(
+            ["--config", directory.appendingPathComponent("strict.yaml").path], port: port,
+            log: directory.appendingPathComponent("strict.log"))
+        defer { fence.stop() }
+        let strict = try ask("alias.example.test")
+        #expect(strict.contains("status: NXDOMAIN") && !strict.contains("192.0.2.10"), "\(strict)")
+        #expect(strict.contains("not allowlisted (cname-targets: strict)"), "\(strict)")
     }
 }
