@@ -1,3 +1,6 @@
+// DNSFenceObserve: the HTTP endpoint for metrics and health, the control socket and systemd's
+// notifications. Knows nothing about DNS.
+
 public import NIOCore
 import NIOHTTP1
 import NIOPosix
