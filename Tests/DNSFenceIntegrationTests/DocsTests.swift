@@ -67,29 +67,22 @@ struct DocsTests {
                 mkdir -p /etc/netns/\(netns)
                 echo "nameserver 127.0.0.1" > /etc/netns/\(netns)/resolv.conf
                 """)
-            try """
-            $ORIGIN debian.org.
-            $TTL 300
-            @ IN SOA ns.debian.org. h.debian.org. 1 3600 600 86400 60
-            @ IN NS ns
-            ns IN A 127.0.0.1
-            deb IN A 10.91.0.3
+            let records = """
+                $ORIGIN debian.org.
+                $TTL 300
+                @ IN SOA ns.debian.org. h.debian.org. 1 3600 600 86400 60
+                @ IN NS ns
+                ns IN A 127.0.0.1
+                deb IN A 10.91.0.3
 
-            """.write(to: directory.appendingPathComponent("debian.org.zone"), atomically: true, encoding: .utf8)
-            try NSDServer.configuration(address: "127.0.0.1", port: 53, directory: directory.path)
-                .replacingOccurrences(of: "example.test", with: "debian.org")
-                .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+                """
             processes.append(
-                try Background(
-                    "/usr/sbin/ip", ["netns", "exec", netns, "nsd", "-d", "-c", "\(directory.path)/nsd.conf"],
-                    log: directory.appendingPathComponent("nsd.out")))
+                try NSDServer.start(
+                    zone: "debian.org", records: records, address: "127.0.0.1", port: 53, in: netns,
+                    directory: directory))
             processes.append(
-                try Background(
-                    "/usr/sbin/ip",
-                    [
-                        "netns", "exec", netns, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "http",
-                        "10.91.0.3", "80",
-                    ], log: directory.appendingPathComponent("http.out")))
+                try Background.tcpTool(
+                    ["http", "10.91.0.3", "80"], in: netns, log: directory.appendingPathComponent("http.out")))
             for _ in 0..<100 {
                 let up = try run("dig @127.0.0.1 +short +tries=1 +time=1 deb.debian.org; ss -ltn").output
                 if up.contains("10.91.0.3\n") && up.contains("10.91.0.3:80") { return }

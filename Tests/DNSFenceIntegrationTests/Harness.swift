@@ -196,6 +196,13 @@ final class Background: @unchecked Sendable {
     }
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// Fixtures/tcp_tool.py with `arguments` (serve, http, hold, …), inside `netns` (nil: here).
+    static func tcpTool(_ arguments: [String], in netns: String?, log: URL) throws -> Background {
+        let tool = ["python3", fixtures.appendingPathComponent("tcp_tool.py").path] + arguments
+        if let netns { return try Background("/usr/sbin/ip", ["netns", "exec", netns] + tool, log: log) }
+        return try Background("/usr/bin/env", tool, log: log)
+    }
 }
 
 /// An authoritative nsd on a loopback port, serving `example.test`.
@@ -225,20 +232,33 @@ final class NSDServer {
         var zone = Self.zone + "\n"
         // A large answer: 60 TXT records of 100 bytes, far more than 1232 bytes.
         for i in 0..<60 { zone += "big IN TXT \"\(String(repeating: "x", count: 96))\(String(format: "%04d", i))\"\n" }
-        try zone.write(to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
-        let conf = Self.configuration(address: "127.0.0.1", port: port, directory: directory.path)
-        try conf.write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
-        guard let nsd = Harness.tool("nsd") else { throw HarnessError.notReady("nsd is not installed") }
-        daemon = try Background(
-            nsd, ["-d", "-c", "\(directory.path)/nsd.conf"], log: directory.appendingPathComponent("nsd.out"))
+        daemon = try Self.start(
+            zone: "example.test", records: zone, address: "127.0.0.1", port: port, in: nil, directory: directory)
         try Harness.waitForDNS(port: port, name: "www.example.test")
     }
 
     deinit { daemon.stop() }
 
-    /// nsd.conf serving `example.test.zone` from `directory` on `address`:`port`, response
-    /// rate limiting off (benchmarks and tests send many answers to one client).
-    static func configuration(address: String, port: UInt16, directory d: String) -> String {
+    /// An nsd on `address`:`port` serving `zone` (an origin, such as `example.test`) from the
+    /// zone file text `records`, its files in `directory`, run inside `netns` (nil: here).
+    static func start(
+        zone: String, records: String, address: String, port: UInt16, in netns: String?, directory: URL
+    ) throws -> Background {
+        try records.write(to: directory.appendingPathComponent("\(zone).zone"), atomically: true, encoding: .utf8)
+        try configuration(address: address, port: port, directory: directory.path, zone: zone)
+            .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+        let nsd = ["nsd", "-d", "-c", "\(directory.path)/nsd.conf"]
+        let log = directory.appendingPathComponent("nsd.out")
+        if let netns { return try Background("/usr/sbin/ip", ["netns", "exec", netns] + nsd, log: log) }
+        guard let path = Harness.tool("nsd") else { throw HarnessError.notReady("nsd is not installed") }
+        return try Background(path, Array(nsd.dropFirst()), log: log)
+    }
+
+    /// nsd.conf serving `ZONE.zone` from `directory` on `address`:`port`, response rate
+    /// limiting off (benchmarks and tests send many answers to one client).
+    static func configuration(address: String, port: UInt16, directory d: String, zone: String = "example.test")
+        -> String
+    {
         """
         server:
           ip-address: \(address)@\(port)
@@ -255,8 +275,8 @@ final class NSDServer {
         remote-control:
           control-enable: no
         zone:
-          name: example.test
-          zonefile: example.test.zone
+          name: \(zone)
+          zonefile: \(zone).zone
         """
     }
 }

@@ -37,32 +37,25 @@ final class RunWorld {
             """)
         for last in ["\(subnet).3", "\(subnet).4", "\(subnet6)::3", "\(subnet6)::4"] {
             processes.append(
-                try Background(
-                    "/usr/sbin/ip",
-                    [
-                        "netns", "exec", netns, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "http",
-                        last, "80",
-                    ],
-                    log: directory.appendingPathComponent("http-\(last).out")))
+                try Background.tcpTool(
+                    ["http", last, "80"], in: netns, log: directory.appendingPathComponent("http-\(last).out")))
         }
-        try """
-        $ORIGIN example.test.
-        $TTL 300
-        @ IN SOA ns.example.test. h.example.test. 1 3600 600 86400 60
-        @ IN NS ns
-        ns IN A 127.0.0.1
-        a IN A \(subnet).3
-        a IN AAAA \(subnet6)::3
-        b IN A \(subnet).4
-        b IN AAAA \(subnet6)::4
+        let records = """
+            $ORIGIN example.test.
+            $TTL 300
+            @ IN SOA ns.example.test. h.example.test. 1 3600 600 86400 60
+            @ IN NS ns
+            ns IN A 127.0.0.1
+            a IN A \(subnet).3
+            a IN AAAA \(subnet6)::3
+            b IN A \(subnet).4
+            b IN AAAA \(subnet6)::4
 
-        """.write(to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
-        try NSDServer.configuration(address: "127.0.0.1", port: nsdPort, directory: directory.path)
-            .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
+            """
         processes.append(
-            try Background(
-                try #require(Harness.tool("nsd")), ["-d", "-c", "\(directory.path)/nsd.conf"],
-                log: directory.appendingPathComponent("nsd.out")))
+            try NSDServer.start(
+                zone: "example.test", records: records, address: "127.0.0.1", port: nsdPort, in: nil,
+                directory: directory))
         try Harness.waitForDNS(port: nsdPort, name: "a.example.test")
         for _ in 0..<100 {
             let listening = (try? sh("ip netns exec \(netns) ss -ltn")) ?? ""
@@ -82,11 +75,19 @@ final class RunWorld {
     }
 
     /// `dnsfence run --upstream RELAY ARGUMENTS`, to completion: its exit status and output.
-    func run(_ arguments: [String], seconds: Double = 30) throws -> Harness.Result {
-        let split = arguments.firstIndex(of: "--") ?? arguments.endIndex
-        return try Harness.run(
-            Harness.dnsfence,
-            ["run", "--upstream", "127.0.0.1:\(relay.port)"] + arguments[..<split] + arguments[split...])
+    func run(_ arguments: [String]) throws -> Harness.Result {
+        try Harness.run(Harness.dnsfence, ["run", "--upstream", "127.0.0.1:\(relay.port)"] + arguments)
+    }
+
+    /// `run --allow a.example.test` twice: `curl` reaches a.example.test, and fails at once
+    /// (rejected, not dropped) for `raw`, an address no answer handed out.
+    func expectAllowedAndRejected(curl: String, raw: String) throws {
+        let allowed = try run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://a.example.test/"])
+        #expect(allowed.status == 0, "\(allowed.output)")
+        let started = Date()
+        let rejected = try run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) '\(raw)'"])
+        #expect(rejected.status == 7, "curl: could not connect: \(rejected.output)")
+        #expect(Date().timeIntervalSince(started) < 2, "rejected, not dropped: it fails at once")
     }
 
     /// The same, started in the background.
@@ -116,15 +117,7 @@ struct RunIntegrationTests {
     func allowAndDeny() throws {
         let world = try RunWorld()
         let curl = "curl -sS -o /dev/null --max-time 5"
-        let allowed = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://a.example.test/"])
-        #expect(allowed.status == 0, "\(allowed.output)")
-
-        let started = Date()
-        let unresolved = try world.run([
-            "--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://\(world.subnet).4/",
-        ])
-        #expect(unresolved.status == 7, "curl: could not connect: \(unresolved.output)")
-        #expect(Date().timeIntervalSince(started) < 2, "rejected, not dropped: it fails at once")
+        try world.expectAllowedAndRejected(curl: curl, raw: "http://\(world.subnet).4/")
 
         let denied = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://b.example.test/"])
         #expect(denied.status == 6, "curl: could not resolve: \(denied.output)")
@@ -201,10 +194,8 @@ struct RunIntegrationTests {
         let taken = try world.run(["--publish", "\(port):8080", "--", "true"])
         #expect(taken.status == 1 && taken.output.contains("is taken on the host"), "\(taken.output)")
         let busy = Harness.freePort()
-        let held = try Background(
-            "/usr/bin/python3",
-            [fixtures.appendingPathComponent("tcp_tool.py").path, "http", "127.0.0.1", "\(busy)"],
-            log: world.directory.appendingPathComponent("held.out"))
+        let held = try Background.tcpTool(
+            ["http", "127.0.0.1", "\(busy)"], in: nil, log: world.directory.appendingPathComponent("held.out"))
         defer { held.stop() }
         for _ in 0..<50 where (try? get("http://127.0.0.1:\(busy)/")) != 0 { usleep(100_000) }
         let listening = try world.run(["--publish", "\(busy):8080", "--", "true"])
@@ -258,15 +249,8 @@ struct RunIntegrationTests {
         .enabled(if: hostOffersIPv6, "the host has no IPv6, or takes its default route from router advertisements"))
     func ipv6() throws {
         let world = try RunWorld()
-        let curl = "curl -6 -sS -o /dev/null --max-time 5"
-        let allowed = try world.run(["--allow", "a.example.test", "--", "sh", "-c", "\(curl) http://a.example.test/"])
-        #expect(allowed.status == 0, "\(allowed.output)")
-        let started = Date()
-        let raw = try world.run([
-            "--allow", "a.example.test", "--", "sh", "-c", "\(curl) 'http://[\(world.subnet6)::4]/'",
-        ])
-        #expect(raw.status == 7, "\(raw.output)")
-        #expect(Date().timeIntervalSince(started) < 2)
+        try world.expectAllowedAndRejected(
+            curl: "curl -6 -sS -o /dev/null --max-time 5", raw: "http://[\(world.subnet6)::4]/")
     }
 }
 

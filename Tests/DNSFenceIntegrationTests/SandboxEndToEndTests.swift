@@ -99,28 +99,20 @@ final class SandboxTopology {
             \(sandboxRules)
             \(secondSandbox)
             """)
-        try (Self.zone + "\n").write(
-            to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
-        let d = directory.path
-        try NSDServer.configuration(address: "10.77.2.2", port: 53, directory: d)
-            .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
         processes.append(
-            try Background(
-                "/usr/sbin/ip", ["netns", "exec", internet, "nsd", "-d", "-c", "\(d)/nsd.conf"],
-                log: directory.appendingPathComponent("nsd.out")))
+            try NSDServer.start(
+                zone: "example.test", records: Self.zone + "\n", address: "10.77.2.2", port: 53, in: internet,
+                directory: directory))
         processes.append(
-            try Background(
-                "/usr/sbin/ip",
-                [
-                    "netns", "exec", internet, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "serve",
-                    "10.77.2.3", "10.77.2.4", "10.77.2.5", "8080",
-                ], log: directory.appendingPathComponent("tcp.out")))
+            try Background.tcpTool(
+                ["serve", "10.77.2.3", "10.77.2.4", "10.77.2.5", "8080"], in: internet,
+                log: directory.appendingPathComponent("tcp.out")))
         try writeConfiguration()
         processes.append(
             try Background(
                 "/usr/sbin/ip",
                 [
-                    "netns", "exec", gateway, Harness.dnsfence, "serve", "--config", "\(d)/dnsfence.yaml",
+                    "netns", "exec", gateway, Harness.dnsfence, "serve", "--config", "\(directory.path)/dnsfence.yaml",
                 ], log: directory.appendingPathComponent("dnsfence.log")))
         for _ in 0..<100 {
             if (try? dig("www.example.test")) == "10.77.2.3" { return }
@@ -177,12 +169,9 @@ final class SandboxTopology {
     /// A connection to `address` opened now from the sandbox, which after `seconds` sends and
     /// expects its echo (tcp_tool.py hold); `succeeded()` waits for it.
     func hold(_ address: String, seconds: Int) throws -> Background {
-        try Background(
-            "/usr/sbin/ip",
-            [
-                "netns", "exec", sandbox, "python3", fixtures.appendingPathComponent("tcp_tool.py").path, "hold",
-                address, "8080", "\(seconds)",
-            ], log: directory.appendingPathComponent("hold-\(UInt32.random(in: 0..<UInt32.max)).out"))
+        try Background.tcpTool(
+            ["hold", address, "8080", "\(seconds)"], in: sandbox,
+            log: directory.appendingPathComponent("hold-\(UInt32.random(in: 0..<UInt32.max)).out"))
     }
 
     deinit {
@@ -247,9 +236,8 @@ struct SandboxEndToEndTests {
     func ingressClosed() throws {
         let net = try SandboxTopology()
         let tool = fixtures.appendingPathComponent("tcp_tool.py").path
-        let server = try Background(
-            "/usr/sbin/ip", ["netns", "exec", net.sandbox, "python3", tool, "serve", "10.77.1.2", "9000"],
-            log: net.directory.appendingPathComponent("listen.out"))
+        let server = try Background.tcpTool(
+            ["serve", "10.77.1.2", "9000"], in: net.sandbox, log: net.directory.appendingPathComponent("listen.out"))
         defer { server.stop() }
         var listening = false
         for _ in 0..<50 where !listening {

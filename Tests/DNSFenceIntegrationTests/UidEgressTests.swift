@@ -31,29 +31,25 @@ struct UidEgressTests {
         let uid = try sh("id -u \(confined)").trimmingCharacters(in: .whitespacesAndNewlines)
 
         // The world: nsd on the host's loopback, HTTP on 10.66.0.3 (a) and 10.66.0.4 (b).
-        try """
-        $ORIGIN example.test.
-        $TTL 300
-        @ IN SOA ns.example.test. h.example.test. 1 3600 600 86400 60
-        @ IN NS ns
-        ns IN A 127.0.0.1
-        a IN A 10.66.0.3
-        b IN A 10.66.0.4
+        let records = """
+            $ORIGIN example.test.
+            $TTL 300
+            @ IN SOA ns.example.test. h.example.test. 1 3600 600 86400 60
+            @ IN NS ns
+            ns IN A 127.0.0.1
+            a IN A 10.66.0.3
+            b IN A 10.66.0.4
 
-        """.write(to: directory.appendingPathComponent("example.test.zone"), atomically: true, encoding: .utf8)
-        try NSDServer.configuration(address: "127.0.0.1", port: nsdPort, directory: directory.path)
-            .write(to: directory.appendingPathComponent("nsd.conf"), atomically: true, encoding: .utf8)
-        let tool = fixtures.appendingPathComponent("tcp_tool.py").path
+            """
         var processes = [
-            try Background(
-                "/usr/sbin/ip", ["netns", "exec", host, "nsd", "-d", "-c", "\(directory.path)/nsd.conf"],
-                log: directory.appendingPathComponent("nsd.out"))
+            try NSDServer.start(
+                zone: "example.test", records: records, address: "127.0.0.1", port: nsdPort, in: host,
+                directory: directory)
         ]
         for address in ["10.66.0.3", "10.66.0.4"] {
             processes.append(
-                try Background(
-                    "/usr/sbin/ip", ["netns", "exec", host, "python3", tool, "http", address, "80"],
-                    log: directory.appendingPathComponent("http-\(address).out")))
+                try Background.tcpTool(
+                    ["http", address, "80"], in: host, log: directory.appendingPathComponent("http-\(address).out")))
         }
         defer { for process in processes.reversed() { process.stop() } }
 
