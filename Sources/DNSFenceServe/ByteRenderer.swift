@@ -50,21 +50,10 @@ public enum ByteRenderer {
         }
     }
 
-    /// The bytes ``MessageRenderer`` encodes for a question-only answer, written directly:
-    /// header, the question copied verbatim from the query (case as asked), and for EDNS
-    /// clients (`dnssecOK` not nil) an OPT record carrying the EDE.
-    static func denialBytes(
-        id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError,
-        soa: Bool
-    ) -> [UInt8] {
-        let total = denialSize(question: question, dnssecOK: dnssecOK, error: error, soa: soa)
-        return [UInt8](unsafeUninitializedCapacity: total) { out, count in
-            writeDenial(into: out, id: id, flags: flags, question: question, dnssecOK: dnssecOK, error: error, soa: soa)
-            count = total
-        }
-    }
-
-    /// The size of that denial.
+    /// The size of a denial as ``MessageRenderer`` encodes it and ``writeDenial`` writes it:
+    /// header, the question copied verbatim from the query (case as asked), the denial SOA for
+    /// NXDOMAIN and NODATA (`soa`), and for EDNS clients (`dnssecOK` not nil) an OPT record
+    /// carrying the EDE.
     static func denialSize(question: UnsafeRawBufferPointer, dnssecOK: Bool?, error: ExtendedDNSError, soa: Bool)
         -> Int
     {
@@ -72,8 +61,8 @@ public enum ByteRenderer {
             + (dnssecOK == nil ? 0 : 11 + 4 + 2 + error.extraText.utf8.count)
     }
 
-    /// Writes that denial into `out`, which holds exactly ``denialSize(question:dnssecOK:error:)``
-    /// bytes.
+    /// Writes that denial into `out`, which holds exactly
+    /// ``denialSize(question:dnssecOK:error:soa:)`` bytes.
     static func writeDenial(
         into out: UnsafeMutableBufferPointer<UInt8>, id: UInt16, flags: UInt16, question: UnsafeRawBufferPointer,
         dnssecOK: Bool?, error: ExtendedDNSError, soa: Bool

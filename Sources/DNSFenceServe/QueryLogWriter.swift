@@ -181,7 +181,7 @@ public final class QueryLogWriter: Sendable {
             let start = state.buffer.count
             let record = seen.sample.record
             state.buffer.append(contentsOf: #"{"time":""#.utf8)
-            state.buffer.append(contentsOf: timestamp(WallClock.now(), &state))
+            state.clock.append(WallClock.now(), to: &state.buffer)
             state.buffer.append(contentsOf: #"","client":""#.utf8)
             QueryRecord.append(record.client, to: &state.buffer)
             state.buffer.append(contentsOf: #"","policy":"#.utf8)
@@ -204,13 +204,6 @@ public final class QueryLogWriter: Sendable {
         state.suppressed.removeAll(keepingCapacity: true)
         for slot in state.counts.indices { state.counts[slot] = 0 }
         state.windowStart = now
-    }
-
-    private func timestamp(_ wall: timespec, _ state: inout State) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(27)
-        state.clock.append(wall, to: &out)
-        return out
     }
 
     private static func open(_ path: String) -> Int32? {

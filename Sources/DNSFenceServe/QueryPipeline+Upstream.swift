@@ -189,7 +189,6 @@ extension QueryPipeline {
         if let waiting { publish(waiting, on: loop, done: done) }
     }
 
-    /// SERVFAIL with the EDE that says why no upstream answer could be used.
     /// Answers a forward whose reply the policy refused: its denial (or SERVFAIL), recorded as a
     /// denial under the rule that refused it.
     private func refuse(
@@ -197,16 +196,13 @@ extension QueryPipeline {
         done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
     ) {
         var refused = record
-        refused.ede = ede
         refused.action = QueryAction.deny.rawValue
         refused.rule = rule
-        let response = pending.withView { view in
-            MessageRenderer.render(
-                QueryDecision(.deny(rcode), ede: ede), view: view, maxSize: Self.maxSize(view, pending.transport))
-        }
-        done(pending.snapshot, refused, response ?? [])
+        answer(pending, record: refused, rcode: rcode, ede: ede, done: done)
     }
 
+    /// SERVFAIL with the EDE that says why no upstream answer could be used; remembered for
+    /// the cache's failure time.
     private func fail(
         _ pending: PendingForward, record: QueryRecord, error: ForwardError,
         done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
@@ -220,12 +216,20 @@ extension QueryPipeline {
         }
         // Client retries within the next seconds are answered from the cache (RFC 9520).
         pending.snapshot.cache.storeFailure(for: pending.key)
-        var failed = record
-        failed.ede = ede
+        answer(pending, record: record, rcode: .servFail, ede: ede, done: done)
+    }
+
+    /// Answers a forward with `rcode` and `ede` instead of its upstream's answer.
+    private func answer(
+        _ pending: PendingForward, record: QueryRecord, rcode: DNSRCode, ede: ExtendedDNSError,
+        done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
+    ) {
+        var answered = record
+        answered.ede = ede
         let response = pending.withView { view in
             MessageRenderer.render(
-                QueryDecision(.deny(.servFail), ede: ede), view: view, maxSize: Self.maxSize(view, pending.transport))
+                QueryDecision(.deny(rcode), ede: ede), view: view, maxSize: Self.maxSize(view, pending.transport))
         }
-        done(pending.snapshot, failed, response ?? [])
+        done(pending.snapshot, answered, response ?? [])
     }
 }

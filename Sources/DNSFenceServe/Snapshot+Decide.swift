@@ -69,13 +69,9 @@ extension Snapshot {
             return QueryDecision(
                 .deny(.noError), policy: policy, action: .pass, rule: rule, ede: Self.noSet(policy, view.type))
         }
-        let key = view.withName { name in
-            var lower = Array(name)
-            DNSName.foldCase(&lower)
-            return CacheKey(
-                policy: policy.name, lowercasedName: DNSName(uncheckedWire: lower), type: view.type,
-                dnssecOK: view.dnssecOK, checkingDisabled: view.checkingDisabled)
-        }
+        let key = CacheKey(
+            policy: policy.name, lowercasedName: DNSName(uncheckedWire: view.lowercasedName), type: view.type,
+            dnssecOK: view.dnssecOK, checkingDisabled: view.checkingDisabled)
         if let (entry, elapsed) = cache.lookupEntry(key),
             let (hit, ede) = Self.hit(
                 entry, elapsed: elapsed, view: view, transport: context.transport, binding: binding)
@@ -112,13 +108,8 @@ extension Snapshot {
             return QueryDecision(
                 .localData(records, published: [], commit: []), policy: policy, action: .local, rule: rule)
         }
-        let name = view.withName { name in
-            var lower = Array(name)
-            DNSName.foldCase(&lower)
-            return lower
-        }
         let reason = reasons.reason(
-            policy: policy.name, name: name, local: published.sorted(),
+            policy: policy.name, name: view.lowercasedName, local: published.sorted(),
             now: QueryRecord.monotonicNow() / 1_000_000_000)
         let commit =
             binding.allowsRelease(of: addresses, elapsed: 0, reason: reason)

@@ -136,6 +136,15 @@ public struct QueryView {
         return decodedMessage!.message.questions[0].name.wire.withUnsafeBytes(body)
     }
 
+    /// The question's name in wire form, lower-cased (cache keys, firewall reasons).
+    public var lowercasedName: [UInt8] {
+        withName { name in
+            var lower = Array(name)
+            DNSName.foldCase(&lower)
+            return lower
+        }
+    }
+
     /// The question as a value (the query log, the upstream), with the name as asked.
     public var question: DNSQuestion {
         if let decodedMessage { return decodedMessage.message.questions[0] }
