@@ -100,6 +100,19 @@ extension ConfigurationParser {
         return value
     }
 
+    /// A key with two words for off and on (`revoke: elements | connections`): false for `off`,
+    /// true for `on`, nil (and an error if it is some other word) otherwise.
+    mutating func either(_ node: Node, _ what: String, off: String, on: String) -> Bool? {
+        switch string(node, what) {
+        case off: return false
+        case on: return true
+        case nil: return nil
+        case let other?:
+            error(node, "\(what) must be '\(off)' or '\(on)', got '\(other)'")
+            return nil
+        }
+    }
+
     mutating func unknownKey(_ key: Key, in what: String, known: [String]) {
         let hint =
             known.min { Self.distance($0, key.keyText) < Self.distance($1, key.keyText) }

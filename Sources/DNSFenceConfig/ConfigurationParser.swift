@@ -203,21 +203,13 @@ public struct ConfigurationParser {
             case "firewall":
                 policy.firewall = firewall(v)
             case "cname-targets":
-                switch string(v, "cname-targets") {
-                case "follow": policy.strictCNAMETargets = false
-                case "strict": policy.strictCNAMETargets = true
-                case nil: break
-                case let other?: error(v, "cname-targets must be 'follow' or 'strict', got '\(other)'")
+                if let strict = either(v, "cname-targets", off: "follow", on: "strict") {
+                    policy.strictCNAMETargets = strict
                 }
             case "audit":
                 policy.auditedRules = list(v, "audit").compactMap { string($0, "an audited rule") }
             case "mode":
-                switch string(v, "mode") {
-                case "enforce": policy.audit = false
-                case "audit": policy.audit = true
-                case nil: break
-                case let other?: error(v, "mode must be 'enforce' or 'audit', got '\(other)'")
-                }
+                if let audit = either(v, "mode", off: "enforce", on: "audit") { policy.audit = audit }
             default:
                 unknownKey(
                     k, in: "policy '\(name)'",
@@ -274,12 +266,7 @@ public struct ConfigurationParser {
             case "publish-local":
                 if let flag = bool(v, "publish-local") { fw.publishLocal = flag }
             case "revoke":
-                switch string(v, "revoke") {
-                case "elements": fw.revokeConnections = false
-                case "connections": fw.revokeConnections = true
-                case nil: break
-                case let other?: error(v, "revoke must be 'elements' or 'connections', got '\(other)'")
-                }
+                if let cut = either(v, "revoke", off: "elements", on: "connections") { fw.revokeConnections = cut }
             default:
                 unknownKey(
                     k, in: "firewall",
