@@ -121,8 +121,7 @@ extension CheckCommand {
         var flips: [String: (from: String, to: String, count: Int)] = [:]
         var unknown = 0
         for query in reader.queries {
-            let before = ["pass", "local", "query"].contains(query.action)
-            guard ["pass", "local", "query", "deny", "audit"].contains(query.action) else { continue }
+            guard let before = query.enforcedAnswer else { continue }
             let entries = compiled.selector.entries
             guard let policy = (entries[query.policy ?? ""] ?? fallback.flatMap { entries[$0] })?.policy,
                 let owner = try? DNSName(query.name)

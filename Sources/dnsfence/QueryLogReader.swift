@@ -18,6 +18,16 @@ struct LoggedQuery: Sendable {
     var resolved: Bool {
         ["pass", "local", "audit", "query"].contains(action) && rcode != "NXDOMAIN"
     }
+
+    /// What an enforcing policy did with it: answered (pass, local data; dnsmasq lines: always),
+    /// denied (deny, or audit: a would-be denial), or nil (errors, malformed queries).
+    var enforcedAnswer: Bool? {
+        switch action {
+        case "pass", "local", "query": return true
+        case "deny", "audit": return false
+        default: return nil
+        }
+    }
 }
 
 /// Reads query logs: every line that is one of ours or a dnsmasq query line; others are counted.
