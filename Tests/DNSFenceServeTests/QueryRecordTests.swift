@@ -65,16 +65,19 @@ struct QueryLogWriterTests {
         return record
     }
 
+    /// A writer to a fresh temporary file: the writer and the file's path.
+    static func writer(_ limits: QueryLogWriter.Limits) -> (QueryLogWriter, String) {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ql-\(UUID().uuidString).log").path
+        return (QueryLogWriter(fd: 1, path: path, limits: limits, dropped: Counter(label: "test_dropped")), path)
+    }
+
     static func lines(_ path: String) throws -> [String] {
         try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
     }
 
     @Test("identical lines beyond the repeat limit become one summary line with their count")
     func repeats() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ql-\(UUID().uuidString).log").path
-        let writer = QueryLogWriter(
-            fd: 1, path: path, limits: .init(repeatLimit: 10, maxBytesPerSecond: 0),
-            dropped: Counter(label: "test_dropped"))
+        let (writer, path) = Self.writer(.init(repeatLimit: 10, maxBytesPerSecond: 0))
         for _ in 0..<25 { writer.submit(try Self.record("flood.test"), rcode: 3) }
         writer.submit(try Self.record("other.test"), rcode: 3)
         writer.flush()
@@ -94,10 +97,7 @@ struct QueryLogWriterTests {
 
     @Test("a flood of unique names writes at most the byte budget; SIGUSR1's reopen starts a new file")
     func cap() throws {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("ql-\(UUID().uuidString).log").path
-        let writer = QueryLogWriter(
-            fd: 1, path: path, limits: .init(repeatLimit: 10, maxBytesPerSecond: 4096),
-            dropped: Counter(label: "test_dropped"))
+        let (writer, path) = Self.writer(.init(repeatLimit: 10, maxBytesPerSecond: 4096))
         for i in 0..<1000 { writer.submit(try Self.record("n\(i).flood.test"), rcode: 3) }
         writer.flush()
         let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
