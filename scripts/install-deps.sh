@@ -9,4 +9,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     pkg-config libldns-dev ldnsutils \
     nftables libnftables-dev libnftnl-dev libmnl-dev iproute2 \
     dnsutils knot-dnsutils nsd publicsuffix \
-    prometheus curl python3 systemd dnsperf >/dev/null
+    prometheus curl python3 systemd dnsperf \
+    podman runc debootstrap docker-compose python3-yaml >/dev/null

@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift format lint --strict --recursive Sources Tests Plugins Package.swift
+# The statically linked binary the container test puts in an image (ContainerTests), staged
+# first: it is linked into .build/debug, which the next build links again as usual.
+scripts/container-build.sh --configuration debug --stage-only >/dev/null
 swift build --build-tests
 # The install the tests check (InstallTests): binary, man page from the manual plugin, units.
 rm -rf .build/install-check

@@ -74,6 +74,13 @@ public struct ConfigurationCompiler: Sendable {
                 diagnostics += output.warnings.map {
                     ConfigDiagnostic(file: $0.file, line: $0.line, severity: .warning, message: $0.message)
                 }
+                if config.upstreams.isEmpty, let reason = output.policy.forwardingReason {
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: config.source, line: config.line("policies.\(policy.name)"),
+                            message: "policy '\(policy.name)' \(reason), but there are no upstreams "
+                                + "(add 'upstreams:' or --upstream)"))
+                }
                 if output.policy.rules.count == 0 {
                     diagnostics.append(
                         ConfigDiagnostic(
@@ -126,10 +133,6 @@ public struct ConfigurationCompiler: Sendable {
                     "listener \(listener.endpoint) has no policy and no policy lists 'clients': "
                         + "every query would be refused")
             }
-        }
-        if config.upstreams.isEmpty && config.policies.contains(where: { !$0.zones.isEmpty || !$0.inlineAllow.isEmpty })
-        {
-            error("upstreams", "no upstreams: allowed names could not be resolved (add 'upstreams:' or --upstream)")
         }
         for upstream in config.upstreams {
             if let own = config.listeners.first(where: { $0.endpoint.covers(upstream) }) {

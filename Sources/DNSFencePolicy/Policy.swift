@@ -25,6 +25,15 @@ public final class Policy: Sendable {
         audit || (!auditedRules.isEmpty && rule.map(auditedRules.contains) == true)
     }
 
+    /// Why this policy sends queries to an upstream, or nil when it answers everything itself
+    /// (only local data and denials, enforced): a configuration without upstreams is an error
+    /// only for a policy with a reason.
+    public var forwardingReason: String? {
+        if audit || !auditedRules.isEmpty { return "audits denials (audited names are forwarded)" }
+        guard let pass = rules.rules.first(where: { $0.action == .pass }) else { return nil }
+        return "passes names through to an upstream (\(pass.isWildcard ? "*." : "")\(pass.name))"
+    }
+
     /// The EDE for names no rule covers, built once (it is on every default-deny answer).
     private let notAllowlisted: ExtendedDNSError
 

@@ -157,6 +157,32 @@ struct ConfigurationTests {
         }
     }
 
+    @Test("no upstreams: fine for a policy of rewrites and denials, an error at a policy that forwards")
+    func upstreamsOnlyWhenForwarding() throws {
+        let files = [
+            "proxy.rpz": "$TTL 60\n@ SOA a. b. 1 2 3 4 5\napi.example.com A 10.1.2.3\nbad.example.com CNAME .\n",
+            "list.allow": "*.example.org\n",
+        ]
+        func compile(_ policies: String) throws(ConfigurationError) -> CompiledConfiguration {
+            let yaml = "listen: [{ address: 127.0.0.1:5353, policy: p }]\nupstreams: []\npolicies:\n" + policies
+            let config = try! ConfigurationParser.parse(yaml, file: "u.yaml")
+            return try ConfigurationCompiler(readFile: reader(files)).compile(config)
+        }
+        #expect(try compile("  p:\n    zones: [proxy.rpz]\n").ruleCount == 2)
+        for (policies, message) in [
+            ("  p:\n    zones: [proxy.rpz, list.allow]\n", "passes names through to an upstream (*.example.org.)"),
+            ("  p:\n    zones: [proxy.rpz]\n    mode: audit\n", "audits denials (audited names are forwarded)"),
+        ] {
+            #expect {
+                _ = try compile(policies)
+            } throws: { error in
+                (error as? ConfigurationError)?.diagnostics.map(\.description) == [
+                    "u.yaml:4: error: policy 'p' \(message), but there are no upstreams (add 'upstreams:' or --upstream)"
+                ]
+            }
+        }
+    }
+
     @Test("overrides: --allow builds one ad-hoc policy for every listener")
     func overrides() throws {
         var o = ConfigurationOverrides()

@@ -197,6 +197,19 @@ final class Background: @unchecked Sendable {
 
     var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
 
+    /// Runs a shell script to completion (at most `seconds`, then SIGKILL) through posix_spawn
+    /// and waitpid: for commands like `podman run -d`, whose helpers outlive them, and after
+    /// which Foundation's Process was seen never to report the exit.
+    static func script(_ script: String, seconds: Double = 300) throws -> Harness.Result {
+        let log = try Harness.temporaryDirectory().appendingPathComponent("script.log")
+        let child = try Background("/bin/sh", ["-c", script], log: log)
+        guard let status = child.exitStatus(within: seconds) else {
+            child.stop()
+            return Harness.Result(status: -1, output: child.output + "\n(killed after \(seconds) s)")
+        }
+        return Harness.Result(status: status, output: child.output)
+    }
+
     /// Fixtures/tcp_tool.py with `arguments` (serve, http, hold, …), inside `netns` (nil: here).
     static func tcpTool(_ arguments: [String], in netns: String?, log: URL) throws -> Background {
         let tool = ["python3", fixtures.appendingPathComponent("tcp_tool.py").path] + arguments

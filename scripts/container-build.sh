@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Builds the dnsfence container image from ./Containerfile with podman (or docker):
+#   1. the binary, with the Swift runtime and Foundation linked statically, so the image needs
+#      only Debian's libldns3 and libnftables1 (`ldd` lists nothing from /opt/swift);
+#   2. a build context in .build/container: that binary, the Containerfile and zones/;
+#   3. `podman build`, tagged localhost/dnsfence:latest (or --tag).
+# Usage: scripts/container-build.sh [--configuration release|debug] [--tag TAG] [--stage-only|--image-only]
+# --stage-only does 1 and 2 (scripts/test.sh, before the tests run); --image-only does 3 from
+# what is staged. The base image is pulled as usual; without a registry, make it first with
+# scripts/compose/base-image.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+CONFIGURATION=release; TAG=localhost/dnsfence:latest; STAGE=1; IMAGE=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --configuration|-c) CONFIGURATION=$2; shift 2 ;;
+        --tag) TAG=$2; shift 2 ;;
+        --stage-only) IMAGE=0; shift ;;
+        --image-only) STAGE=0; shift ;;
+        *) echo "usage: $0 [--configuration release|debug] [--tag TAG] [--stage-only|--image-only]" >&2; exit 2 ;;
+    esac
+done
+CONTEXT=.build/container
+if [ $STAGE = 1 ]; then
+    # Swift 6.3's static Foundation on Linux does not name the libraries it needs itself; list
+    # them, and link with lld, which does not care about the order of static archives.
+    LIBS=()
+    for lib in Foundation FoundationEssentials FoundationInternationalization CoreFoundation \
+        _FoundationICU _FoundationCollections _FoundationCShims; do
+        LIBS+=(-Xlinker "-l$lib")
+    done
+    swift build -c "$CONFIGURATION" --product dnsfence --static-swift-stdlib -Xswiftc -use-ld=lld "${LIBS[@]}"
+    rm -rf "$CONTEXT"; mkdir -p "$CONTEXT"
+    cp "$(swift build -c "$CONFIGURATION" --show-bin-path)/dnsfence" "$CONTEXT/dnsfence"
+    cp -r Containerfile zones "$CONTEXT/"
+    if ldd "$CONTEXT/dnsfence" | grep -q swift; then
+        echo "$CONTEXT/dnsfence still loads the Swift runtime:" >&2; ldd "$CONTEXT/dnsfence" >&2; exit 1
+    fi
+fi
+if [ $IMAGE = 1 ]; then
+    ENGINE=$(command -v podman || command -v docker) || { echo "neither podman nor docker found" >&2; exit 1; }
+    [ -x "$CONTEXT/dnsfence" ] || { echo "nothing staged in $CONTEXT: run without --image-only" >&2; exit 1; }
+    PULL=(); [ "$(basename "$ENGINE")" = podman ] && PULL=(--pull=missing)
+    "$ENGINE" build "${PULL[@]}" -t "$TAG" -f "$CONTEXT/Containerfile" "$CONTEXT"
+fi
