@@ -4,20 +4,24 @@
 #      only Debian's libldns3 and libnftables1 (`ldd` lists nothing from /opt/swift);
 #   2. a build context in .build/container: that binary, the Containerfile and zones/;
 #   3. `podman build`, tagged localhost/dnsfence:latest (or --tag).
-# Usage: scripts/container-build.sh [--configuration release|debug] [--tag TAG] [--stage-only|--image-only]
+# Usage: scripts/container-build.sh [--configuration release|debug] [--scratch-path DIR] [--tag TAG]
+#                                   [--stage-only|--image-only]
 # --stage-only does 1 and 2 (scripts/test.sh, before the tests run); --image-only does 3 from
-# what is staged. The base image is pulled as usual; without a registry, make it first with
+# what is staged. The build has a folder of its own (--scratch-path, default .build-container):
+# objects compiled for a static runtime name its libraries and no longer link dynamically.
+# scripts/test.sh passes .build after building there, so that only the link is done again. The base image is pulled as usual; without a registry, make it first with
 # scripts/compose/base-image.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-CONFIGURATION=release; TAG=localhost/dnsfence:latest; STAGE=1; IMAGE=1
+CONFIGURATION=release; SCRATCH=.build-container; TAG=localhost/dnsfence:latest; STAGE=1; IMAGE=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --configuration|-c) CONFIGURATION=$2; shift 2 ;;
         --tag) TAG=$2; shift 2 ;;
+        --scratch-path) SCRATCH=$2; shift 2 ;;
         --stage-only) IMAGE=0; shift ;;
         --image-only) STAGE=0; shift ;;
-        *) echo "usage: $0 [--configuration release|debug] [--tag TAG] [--stage-only|--image-only]" >&2; exit 2 ;;
+        *) echo "usage: $0 [--configuration release|debug] [--scratch-path DIR] [--tag TAG] [--stage-only|--image-only]" >&2; exit 2 ;;
     esac
 done
 CONTEXT=.build/container
@@ -29,9 +33,10 @@ if [ $STAGE = 1 ]; then
         _FoundationICU _FoundationCollections _FoundationCShims; do
         LIBS+=(-Xlinker "-l$lib")
     done
-    swift build -c "$CONFIGURATION" --product dnsfence --static-swift-stdlib -Xswiftc -use-ld=lld "${LIBS[@]}"
+    swift build -c "$CONFIGURATION" --scratch-path "$SCRATCH" --product dnsfence --static-swift-stdlib \
+        -Xswiftc -use-ld=lld "${LIBS[@]}"
     rm -rf "$CONTEXT"; mkdir -p "$CONTEXT"
-    cp "$(swift build -c "$CONFIGURATION" --show-bin-path)/dnsfence" "$CONTEXT/dnsfence"
+    cp "$(swift build -c "$CONFIGURATION" --scratch-path "$SCRATCH" --show-bin-path)/dnsfence" "$CONTEXT/dnsfence"
     cp -r Containerfile zones "$CONTEXT/"
     if ldd "$CONTEXT/dnsfence" | grep -q swift; then
         echo "$CONTEXT/dnsfence still loads the Swift runtime:" >&2; ldd "$CONTEXT/dnsfence" >&2; exit 1

@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift format lint --strict --recursive Sources Tests Plugins Package.swift
-# The statically linked binary the container test puts in an image (ContainerTests), staged
-# first: it is linked into .build/debug, which the next build links again as usual.
-scripts/container-build.sh --configuration debug --stage-only >/dev/null
 swift build --build-tests
+# The statically linked binary the container test puts in an image (ContainerTests). After the
+# build, not before: compiled with --static-swift-stdlib, objects name the static libraries,
+# which a dynamic link then cannot find; linked from the objects just built, it only relinks.
+scripts/container-build.sh --configuration debug --scratch-path .build --stage-only >/dev/null
 # The install the tests check (InstallTests): binary, man page from the manual plugin, units.
 rm -rf .build/install-check
 scripts/install.sh --configuration debug --prefix /usr --destdir .build/install-check --systemd >/dev/null
