@@ -53,7 +53,7 @@ let package = Package(
         .target(
             name: "DNSFenceFirewall",
             dependencies: [
-                "CNftables", "CNftBatch", "DNSFenceCore",
+                "CDatagram", "CNftables", "CNftBatch", "DNSFenceCore",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ],

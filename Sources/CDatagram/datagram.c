@@ -2,6 +2,7 @@
 #include "datagram.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -113,4 +114,37 @@ void dnsfence_eventfd_drain(int fd) {
     uint64_t value;
     ssize_t ignored = read(fd, &value, sizeof(value));
     (void)ignored;
+}
+
+int dnsfence_stream_listener(const struct sockaddr *address, uint32_t address_length, int backlog) {
+    int fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        (address->sa_family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
+        bind(fd, address, address_length) < 0 || listen(fd, backlog) < 0) {
+        int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
+}
+
+int dnsfence_shed_connections(int listener, int *spare, int max) {
+    if (*spare >= 0) {
+        close(*spare);
+        *spare = -1;
+    }
+    int shed = 0;
+    while (shed < max) {
+        int fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) continue;
+            break;
+        }
+        close(fd);
+        shed++;
+    }
+    *spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    return shed;
 }

@@ -282,38 +282,33 @@ int dnsfence_nft_listen(int fd, int join) {
                       sizeof group);
 }
 
-int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context, int *socket_fd) {
-    struct mnl_socket *socket = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+int dnsfence_nft_monitor_open(void) {
+    struct mnl_socket *socket = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (socket == NULL) return -errno;
     if (mnl_socket_bind(socket, 1u << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
         int saved = errno;
         mnl_socket_close(socket);
         return -saved;
     }
-    __atomic_store_n(socket_fd, mnl_socket_get_fd(socket), __ATOMIC_RELEASE);
     // A large receive buffer: a flush of a big set arrives as one notification per element.
     int size = 8 << 20;
     setsockopt(mnl_socket_get_fd(socket), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
-    enum { BUFFER_SIZE = 1 << 16 };
-    char *buffer = malloc(BUFFER_SIZE);  // one per monitor thread
-    if (buffer == NULL) {
-        mnl_socket_close(socket);
-        return -ENOMEM;
-    }
+    // The descriptor lives as long as the process; the small mnl wrapper with it.
+    return mnl_socket_get_fd(socket);
+}
+
+int dnsfence_nft_monitor_drain(int fd, void *buffer, uint32_t size, dnsfence_nft_event_handler handler,
+                               void *context) {
     for (;;) {
-        ssize_t received = mnl_socket_recvfrom(socket, buffer, BUFFER_SIZE);
+        ssize_t received = recv(fd, buffer, size, MSG_DONTWAIT);
         if (received < 0) {
             if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
             if (errno == ENOBUFS) {
                 handler(context, DNSFENCE_NFT_EVENTS_LOST, 0, NULL, NULL, NULL, 0, 0);
                 continue;
             }
-            int saved = errno;
-            free(buffer);
-            // Left open: a commit may be quieting this descriptor right now, and a closed
-            // number could be reused by another socket.
-            __atomic_store_n(socket_fd, -1, __ATOMIC_RELEASE);
-            return -saved;
+            return -errno;
         }
         handler(context, DNSFENCE_NFT_RECEIVED, 0, NULL, NULL, NULL, 0, 0);
         int length = (int)received;

@@ -14,4 +14,7 @@ static inline int dnsfence_enter_netns(const char *path) {
     close(fd);
     return rc;
 }
+
+/// Enters the network namespace open at `fd` for the calling thread only.
+static inline int dnsfence_enter_netns_fd(int fd) { return setns(fd, CLONE_NEWNET); }
 #endif

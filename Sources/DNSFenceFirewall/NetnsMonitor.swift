@@ -1,3 +1,4 @@
+import CDatagram
 import CNftBatch
 import CNftables
 import DNSFenceCore
@@ -17,24 +18,19 @@ enum NftablesEvent: Sendable, Equatable {
     case eventsLost
 }
 
-/// Follows nf_tables change notifications in one namespace on a thread of its own: a netlink
-/// socket subscribed to the nftables group; deletions are parsed (libnftnl) and handed to
-/// `onEvent`, additions by others are skipped by message type. Our own commits never reach it:
-/// the worker takes it out of the group for each of them (``NetnsWorker/commit(_:quieting:)``).
-final class NetnsMonitor: @unchecked Sendable {
-    // @unchecked Sendable: `fd` is written by the C monitor (an atomic store) and read with
-    // atomic loads; everything else is immutable.
+/// Follows nf_tables change notifications in one namespace: a netlink socket opened there and
+/// subscribed to the nftables group, read by the one ``MonitorHub`` thread; deletions are
+/// parsed (libnftnl) and handed to `onEvent`, additions by others are skipped by message type.
+/// Our own commits never reach it: the worker takes it out of the group for each of them
+/// (``NetnsWorker/commit(_:quieting:)``).
+final class NetnsMonitor: Sendable {
     let netns: String?
     let logger: Logger
     let onEvent: @Sendable (NftablesEvent) -> Void
-    private let fd: UnsafeMutablePointer<Int32> = {
-        let fd = UnsafeMutablePointer<Int32>.allocate(capacity: 1)
-        fd.initialize(to: -1)
-        return fd
-    }()
+    private let fd = Atomic<Int32>(-1)
 
     /// The monitor's socket once it listens, else -1.
-    var socketFD: Int32 { dnsfence_nft_monitor_fd(fd) }
+    var socketFD: Int32 { fd.load(ordering: .acquiring) }
     /// Datagrams of notifications received.
     let received = Atomic<Int>(0)
 
@@ -42,8 +38,26 @@ final class NetnsMonitor: @unchecked Sendable {
         self.netns = netns
         self.logger = logger
         self.onEvent = onEvent
-        if !startThread(named: "dnsfence-monitor", { [self] in run() }) {
-            logger.error("cannot start the nftables monitor thread")
+        let identity = netns.flatMap(NamespaceIdentity.init(path:))
+        let threads = NamespaceThreads.shared
+        threads.submit(on: threads.assign()) { [self] in
+            if let reason = netns != nil && identity == nil
+                ? "no such namespace" : threads.enter(netns, identity: identity)
+            {
+                logger.error(
+                    "nftables monitor cannot enter the namespace",
+                    metadata: ["netns": "\(netns ?? "-")", "error": "\(reason)"])
+                return
+            }
+            let socket = dnsfence_nft_monitor_open()
+            guard socket >= 0 else {
+                logger.error(
+                    "nftables monitor cannot open its socket",
+                    metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-socket)))"])
+                return
+            }
+            MonitorHub.shared.add(socket, self)
+            fd.store(socket, ordering: .releasing)
         }
     }
 
@@ -56,14 +70,14 @@ final class NetnsMonitor: @unchecked Sendable {
         }
     }
 
-    private func run() {
-        if let netns, dnsfence_enter_netns(netns) != 0 {
-            logger.error("nftables monitor cannot enter the namespace", metadata: ["netns": "\(netns)"])
-            return
-        }
-        // The monitor outlives every use of this pointer: the thread never returns while it runs.
+    /// On the hub's thread: reports what waits on the socket; false if the socket failed (the
+    /// monitor then stops, and its descriptor reads -1).
+    func drain(into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        let socket = socketFD
+        // The hub keeps every monitor it reads alive (it never forgets one).
         let context = Unmanaged.passUnretained(self).toOpaque()
-        let rc = dnsfence_nft_monitor(
+        let rc = dnsfence_nft_monitor_drain(
+            socket, buffer.baseAddress, UInt32(buffer.count),
             { context, kind, family, table, set, keys, keyLength, count in
                 let monitor = Unmanaged<NetnsMonitor>.fromOpaque(context!).takeUnretainedValue()
                 if kind == DNSFENCE_NFT_RECEIVED {
@@ -91,9 +105,58 @@ final class NetnsMonitor: @unchecked Sendable {
                 default:
                     return
                 }
-            }, context, fd)
-        logger.error(
-            "nftables monitor stopped",
-            metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-rc)))"])
+            }, context)
+        guard rc == 0 else {
+            logger.error(
+                "nftables monitor stopped",
+                metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-rc)))"])
+            // Left open: a commit may be quieting this descriptor right now, and a closed
+            // number could be reused by another socket.
+            fd.store(-1, ordering: .releasing)
+            return false
+        }
+        return true
+    }
+}
+
+/// The one thread that reads every monitor's socket (epoll), whatever the number of namespaces.
+final class MonitorHub: Sendable {
+    static let shared = MonitorHub()
+
+    private let epoll = dnsfence_epoll_create()
+    /// Monitors by socket descriptor (kept for the life of the process, as their sockets are).
+    private let monitors = Mutex<[Int32: NetnsMonitor]>([:])
+
+    private init() {
+        let started = startThread(named: "dnsfence-monitor") { [self] in run() }
+        precondition(started && epoll >= 0, "cannot start the nftables monitor thread")
+    }
+
+    func add(_ socket: Int32, _ monitor: NetnsMonitor) {
+        monitors.withLock { $0[socket] = monitor }
+        let rc = dnsfence_epoll_control(
+            epoll, Int32(DNSFENCE_EPOLL_ADD), socket, UInt32(DNSFENCE_EPOLLIN), UInt64(socket))
+        if rc != 0 {
+            monitor.logger.error(
+                "nftables monitor cannot be watched", metadata: ["error": "\(String(cString: strerror(-rc)))"])
+        }
+    }
+
+    private func run() {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
+        var tokens = [UInt64](repeating: 0, count: 64)
+        var events = [UInt32](repeating: 0, count: 64)
+        while true {
+            let ready = dnsfence_epoll_wait(epoll, &tokens, &events, Int32(tokens.count), -1)
+            guard ready > 0 else { continue }
+            for token in tokens[0..<Int(ready)] {
+                let socket = Int32(truncatingIfNeeded: token)
+                guard let monitor = monitors.withLock({ $0[socket] }) else { continue }
+                if !monitor.drain(into: buffer) {
+                    _ = dnsfence_epoll_control(epoll, Int32(DNSFENCE_EPOLL_DEL), socket, 0, 0)
+                    monitors.withLock { $0[socket] = nil }
+                }
+            }
+        }
     }
 }

@@ -9,7 +9,8 @@ import Synchronization
     import Glibc
 #endif
 
-/// One thread inside one network namespace with one nft context.
+/// The sets of one network namespace: its nfnetlink socket (opened inside it) for commits, and
+/// set-up, verification and conntrack commands run inside it on a ``NamespaceThreads`` thread.
 public final class NetnsWorker: Sendable {
     public struct Statistics: Sendable {
         public var batches = 0
@@ -19,9 +20,6 @@ public final class NetnsWorker: Sendable {
         /// while we commit, no monitor of ours listens, so the kernel builds none for us).
         public var notifications = 0
     }
-
-    /// Work for the thread inside the namespace, given its nft context.
-    typealias Job = @Sendable (borrowing NftContext) -> Void
 
     /// Where a commit is while the monitor is out of the group.
     enum QuietPhase: Sendable { case beforeBatch, afterBatch }
@@ -35,9 +33,8 @@ public final class NetnsWorker: Sendable {
     let netns: String?
     let logger: Logger
     private let state = Mutex(Statistics())
-    /// The thread inside the namespace: opens the netlink socket there, then runs setup and
-    /// verification commands through its nft context.
-    private let thread: JobThread<Job>
+    /// The shared thread this worker's jobs run on (inside its namespace, entered per job).
+    private let thread: Int
     private let batchCounter = Counter(label: "dnsfence_nft_batches_total")
     private let elementCounter = Counter(label: "dnsfence_nft_elements_total")
     private let batchTimer = Timer(label: "dnsfence_nft_batch_duration_seconds")
@@ -57,11 +54,11 @@ public final class NetnsWorker: Sendable {
         self.logger = logger
         let netlink = NetlinkSlot()
         self.netlink = netlink
-        thread = JobThread(
-            name: "dnsfence-nft", setup: { Self.enter(netns, netlink: netlink, logger: logger) },
-            handle: { context, jobs in
-                for job in jobs { job(context) }
-            })
+        let threads = NamespaceThreads.shared
+        thread = threads.assign()
+        threads.submit(on: thread) { [identity] in
+            Self.open(netns, identity: identity, netlink: netlink, logger: logger)
+        }
     }
 
     var statistics: Statistics { state.withLock { $0 } }
@@ -109,10 +106,21 @@ public final class NetnsWorker: Sendable {
         }
     }
 
-    /// Runs `body` on the worker thread, inside the namespace.
+    /// Runs `body` on the worker's thread, inside the namespace (or with why it could not
+    /// get in).
     private func onThread<T: Sendable>(_ body: @escaping @Sendable (borrowing NftContext) -> T) async -> T {
         await withCheckedContinuation { continuation in
-            _ = thread.submit { continuation.resume(returning: body($0)) }
+            NamespaceThreads.shared.submit(on: thread) { [self] in
+                let context: NftContext
+                if hasFailed, case .failure(.unavailable(let reason)) = netlink.socket.withLock({ $0 }) {
+                    context = .failed(reason)
+                } else if let reason = NamespaceThreads.shared.enter(netns, identity: identity) {
+                    context = .failed(reason)
+                } else {
+                    context = .ready
+                }
+                continuation.resume(returning: body(context))
+            }
         }
     }
 
@@ -178,14 +186,19 @@ public final class NetnsWorker: Sendable {
         return (result, unwatched)
     }
 
-    /// On the worker thread: enters the namespace, opens the netlink socket there and an nft
-    /// context for commands (or records why it could not).
-    private static func enter(_ netns: String?, netlink: NetlinkSlot, logger: Logger) -> NftContext {
-        if let netns, dnsfence_enter_netns(netns) != 0 {
-            let reason = "cannot enter network namespace \(netns): \(String(cString: strerror(errno)))"
-            logger.error("nftables worker failed", metadata: ["netns": "\(netns)", "error": "\(reason)"])
+    /// On the worker's thread: enters the namespace and opens the netlink socket there (or
+    /// records why it could not).
+    private static func open(_ netns: String?, identity: NamespaceIdentity?, netlink: NetlinkSlot, logger: Logger) {
+        if netns != nil && identity == nil {
+            let reason = "cannot enter network namespace \(netns ?? "-"): \(String(cString: strerror(ENOENT)))"
+            logger.error("nftables worker failed", metadata: ["netns": "\(netns ?? "-")", "error": "\(reason)"])
             netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
-            return .failed(reason)
+            return
+        }
+        if let reason = NamespaceThreads.shared.enter(netns, identity: identity) {
+            logger.error("nftables worker failed", metadata: ["netns": "\(netns ?? "-")", "error": "\(reason)"])
+            netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
+            return
         }
         if let socket = dnsfence_nft_batch_open() {
             netlink.socket.withLock { $0 = .success(NetlinkSocket(pointer: socket)) }
@@ -193,7 +206,6 @@ public final class NetnsWorker: Sendable {
             let reason = "cannot open a netfilter netlink socket: \(String(cString: strerror(errno)))"
             netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
         }
-        return .ready
     }
 
     /// Commits `elements` as one nfnetlink transaction.
@@ -300,6 +312,11 @@ struct NamespaceIdentity: Equatable, Sendable {
         guard stat(path, &status) == 0 else { return nil }
         device = UInt64(status.st_dev)
         inode = UInt64(status.st_ino)
+    }
+
+    init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
     }
 }
 

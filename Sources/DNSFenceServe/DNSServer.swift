@@ -1,3 +1,4 @@
+import CoreMetrics
 public import DNSFenceIO
 public import Logging
 public import NIOCore
@@ -135,17 +136,10 @@ public final class DNSServer: Sendable {
     private func bindTCP(_ listener: Listener, limits: Limits, registry: TCPConnectionRegistry) async throws
         -> any Channel
     {
-        var bootstrap = ServerBootstrap(group: group)
-        if listener.address.protocol == .inet6 && listener.tcpDescriptor == nil {
-            // IPv6 listeners are IPv6 only, as the UDP sockets are.
-            bootstrap = bootstrap.serverChannelOption(
-                ChannelOptions.Types.SocketOption(level: .ipv6, name: .ipv6_v6only), value: 1)
-        }
+        let bootstrap = ServerBootstrap(group: group)
         let pipeline = self.pipeline
         let configured =
             bootstrap
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelOption(.backlog, value: limits.tcpBacklog)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -156,9 +150,18 @@ public final class DNSServer: Sendable {
                         TCPQueryHandler(pipeline: pipeline, listenerPolicy: listener.policy, registry: registry))
                 }
             }
-        return try await
-            (listener.tcpDescriptor.map { configured.withBoundSocket($0) }
-            ?? configured.bind(to: listener.address)).get()
+        StreamListener.reserveSpare()
+        let descriptor = try listener.tcpDescriptor ?? StreamListener.bind(listener.address, backlog: limits.tcpBacklog)
+        do {
+            return try await configured.serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptShedder(listener: descriptor))
+                }
+            }.withBoundSocket(descriptor).get()
+        } catch {
+            if listener.tcpDescriptor == nil { Glibc.close(descriptor) }
+            throw error
+        }
     }
 
     private func close(_ sockets: Bound) async {
@@ -186,5 +189,23 @@ public final class DNSServer: Sendable {
             return Array(bound.values)
         }
         for sockets in all { await close(sockets) }
+    }
+}
+
+/// On a TCP listener: when accept fails for want of descriptors, refuses what waits (see
+/// ``StreamListener/shed(_:)``) instead of letting SwiftNIO retry the accept in a loop.
+final class AcceptShedder: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Any
+    let listener: Int32
+    private let shedCounter = Counter(label: "dnsfence_tcp_refused_total", dimensions: [("reason", "descriptors")])
+
+    init(listener: Int32) { self.listener = listener }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard let failure = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(failure.errnoCode) else {
+            context.fireErrorCaught(error)
+            return
+        }
+        shedCounter.increment(by: StreamListener.shed(listener))
     }
 }

@@ -1,8 +1,8 @@
 import CoreMetrics
 import DNSFenceWire
 
-/// The serve layer's metrics, created once with fixed label sets (never a query name or a
-/// client address as a label). Names follow Prometheus conventions; docs/metrics.md lists them.
+/// The serve layer's metrics, made with each snapshot, with fixed label sets (never a query name
+/// or a client address as a label). Names follow Prometheus conventions; docs/metrics.md lists them.
 final class QueryMetrics: Sendable {
     static let qtypes: [DNSType] = [.a, .aaaa, .cname, .https, .svcb, .txt, .mx, .ptr, .srv, .ns, .soa, .any]
     /// The action labels, in ``QueryAction/index`` order.
@@ -10,9 +10,11 @@ final class QueryMetrics: Sendable {
     static let rcodes: [DNSRCode] = [.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers]
     static let edeCodes: [UInt16] = [0, 14, 15, 17, 18, 22, 23]
 
-    /// [transport][qtype index][policy index][action index], so recording builds no strings.
-    private let queries: [[[[Counter]]]]
+    /// The query counters of this snapshot's policies (and "(none)", last), by position.
+    private let queries: [QueryCounters.Block]
     private let policyNames: [String]
+    /// Position by policy name, for when there are too many names to scan.
+    private let policyIndex: [String: Int]
     /// Series index by query type for types below 256 (all the named ones): an array read, not
     /// a hash per query.
     private let typeIndex: [Int]
@@ -33,21 +35,10 @@ final class QueryMetrics: Sendable {
     let publishTimeouts = Counter(label: "dnsfence_nft_failures_total", dimensions: [("reason", "timeout")])
 
     init(policies: [String]) {
-        let policyNames = policies + ["(none)"]
-        let typeNames = Self.qtypes.map(\.description) + ["other"]
-        queries = ["udp", "tcp"].map { transport in
-            typeNames.map { type in
-                policyNames.map { policy in
-                    Self.actions.map { action in
-                        Counter(
-                            label: "dnsfence_queries_total",
-                            dimensions: [
-                                ("transport", transport), ("qtype", type), ("policy", policy), ("action", action),
-                            ])
-                    }
-                }
-            }
-        }
+        let policyNames = policies + [QueryCounters.noPolicy]
+        queries = QueryCounters.shared.blocks(for: policyNames)
+        policyIndex =
+            policyNames.count > 8 ? Dictionary(zip(policyNames, policyNames.indices)) { first, _ in first } : [:]
         self.policyNames = policyNames
         var typeIndex = Array(repeating: Self.qtypes.count, count: 256)
         for (index, type) in Self.qtypes.enumerated() {
@@ -84,9 +75,12 @@ final class QueryMetrics: Sendable {
         let t = transport == .udp ? 0 : 1
         let q = qtype.map { $0.rawValue < 256 ? typeIndex[Int($0.rawValue)] : Self.qtypes.count } ?? Self.qtypes.count
         // Few policies: a scan of short strings beats hashing one.
-        let p = policy.flatMap { name in policyNames.firstIndex(of: name) } ?? policyNames.count - 1
+        let p =
+            policy.flatMap { name in
+                policyIndex.isEmpty ? policyNames.firstIndex(of: name) : policyIndex[name]
+            } ?? policyNames.count - 1
         let a = action.index
-        queries[t][q][p][a].increment()
+        queries[p].increment(transport: t, type: q, action: a)
         let now = QueryRecord.monotonicNow()
         latency[a].record(nanoseconds: Int64(now > started ? now - started : 0))
         guard let rcode else {
@@ -96,10 +90,12 @@ final class QueryMetrics: Sendable {
         responses[Int(rcode & 0x0F)].increment()
     }
 
-    /// `dnsfence_query_duration_seconds` in Prometheus text (with its `# TYPE` line).
-    func latencyExposition() -> String {
+    /// `dnsfence_query_duration_seconds` and `dnsfence_queries_total` in Prometheus text (with
+    /// their `# TYPE` lines).
+    func exposition() -> String {
         var out = "# TYPE dnsfence_query_duration_seconds histogram\n"
         for histogram in latency { histogram.render(into: &out) }
+        QueryCounters.shared.render(into: &out)
         return out
     }
 

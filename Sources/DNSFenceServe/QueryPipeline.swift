@@ -51,7 +51,7 @@ public final class QueryPipeline: Sendable {
 
     /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus
     /// text, for the `/metrics` endpoint to append.
-    public func metricsExposition() -> String { snapshots.load().metrics.latencyExposition() }
+    public func metricsExposition() -> String { snapshots.load().metrics.exposition() }
 
     /// Handles one query given as the bytes the socket read. An answer that needs no I/O is
     /// written through `emit` (called at most once) and nil returned; a query that must wait

@@ -61,6 +61,7 @@ enum Observability {
         "dnsfence_querylog_dropped_total": "Query log lines dropped because the writer fell behind.",
         "dnsfence_querylog_lines_total": "Query log lines written, held back by repeat-limit, or over the byte budget.",
         "dnsfence_udp_dropped_total": "UDP datagrams dropped by dnsfence, by reason.",
+        "dnsfence_tcp_refused_total": "TCP connections refused because the descriptor table was full.",
     ]
 
     /// `# HELP name text\n` lines, as bytes, by family name.

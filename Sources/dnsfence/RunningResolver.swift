@@ -46,7 +46,18 @@ struct RunningResolver {
         let dnsServer = DNSServer(
             group: runtime.group, loops: runtime.loops, pipeline: runtime.pipeline, logger: logger)
         var limits = DNSServer.Limits()
-        limits.tcpMaxConnections = config.tcp.maxConnections
+        // TCP clients may hold at most half the descriptor table, so the cap is reached before
+        // the table is full (listeners, sets and upstream sockets need the rest).
+        let descriptors = Int(min(DescriptorLimit.raise(), UInt64(Int.max)))
+        limits.tcpMaxConnections = min(config.tcp.maxConnections, max(1, descriptors / 2))
+        if limits.tcpMaxConnections < config.tcp.maxConnections {
+            logger.notice(
+                "tcp max-connections lowered to half the descriptor limit",
+                metadata: [
+                    "configured": "\(config.tcp.maxConnections)", "used": "\(limits.tcpMaxConnections)",
+                    "descriptors": "\(descriptors)",
+                ])
+        }
         limits.tcpMaxPerClient = config.tcp.maxPerClient
         limits.tcpIdleTimeout = .seconds(Int64(config.tcp.idleTimeout))
         do {

@@ -34,6 +34,15 @@ int dnsfence_datagram_socket(const struct sockaddr *address, uint32_t address_le
 int dnsfence_datagram_local(int fd, struct sockaddr_in6 *address, uint32_t *address_length);
 
 /// epoll and eventfd without the packed `struct epoll_event` crossing into Swift.
+/// A TCP listening socket on `address` (SO_REUSEADDR; IPv6 only for IPv6; non-blocking,
+/// close-on-exec) with `backlog`, or -errno.
+int dnsfence_stream_listener(const struct sockaddr *address, uint32_t address_length, int backlog);
+/// Out of descriptors (accept failed with EMFILE): closes the spare descriptor `*spare` (kept
+/// open for this moment), accepts and at once closes up to `max` pending connections on
+/// `listener`, so that they are refused instead of left to make the listener readable forever,
+/// and opens the spare again (-1 if it could not). Returns how many were shed.
+int dnsfence_shed_connections(int listener, int *spare, int max);
+
 int dnsfence_epoll_create(void);
 int dnsfence_epoll_control(int epoll, int op, int fd, uint32_t events, uint64_t token);
 /// Waits up to `timeout_ms` (-1: forever); fills `tokens` and `events`; the count or -errno.

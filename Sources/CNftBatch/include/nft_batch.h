@@ -57,13 +57,14 @@ typedef void (*dnsfence_nft_event_handler)(void *context, dnsfence_nft_event_kin
                                            const char *table, const char *set, const uint8_t *keys,
                                            uint32_t key_length, uint32_t count);
 
-/// Reads a descriptor `dnsfence_nft_monitor` stores (atomically; -1 until it listens).
-static inline int dnsfence_nft_monitor_fd(const int *socket_fd) { return __atomic_load_n(socket_fd, __ATOMIC_ACQUIRE); }
+/// Opens a socket that receives nf_tables change notifications in the calling thread's network
+/// namespace (non-blocking, close-on-exec): its descriptor, or -errno.
+int dnsfence_nft_monitor_open(void);
 
-/// Follows nf_tables change notifications in the calling thread's network namespace and reports
-/// deletions of set elements, sets and tables (additions are skipped by message type, never
-/// parsed). Stores its socket's descriptor in `*socket_fd` (atomically) once it listens.
-/// Blocks; returns -errno if the socket fails.
-int dnsfence_nft_monitor(dnsfence_nft_event_handler handler, void *context, int *socket_fd);
+/// Reads every notification waiting on a monitor's socket into `buffer` and reports deletions of
+/// set elements, sets and tables (additions are skipped by message type, never parsed), then
+/// returns 0; or -errno if the socket fails.
+int dnsfence_nft_monitor_drain(int fd, void *buffer, uint32_t size, dnsfence_nft_event_handler handler,
+                               void *context);
 
 #endif
