@@ -36,6 +36,7 @@ let package = Package(
         ),
         .target(
             name: "CNftBatch",
+            dependencies: ["CDatagram"],
             linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
         ),
         .target(name: "CDatagram"),

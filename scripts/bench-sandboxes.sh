@@ -21,7 +21,7 @@ cleanup() {
     ip netns list | awk -v p="dfsb$$-" 'index($1, p) == 1 {print "netns del " $1}' > "$W/del.batch"
     [ -s "$W/del.batch" ] && ip -force -batch "$W/del.batch" 2>/dev/null || true
     ip netns del $HOST 2>/dev/null || true
-    rm -rf "$W"
+    [ -n "${KEEP:-}" ] && echo "kept $W" || rm -rf "$W"
 }
 trap cleanup EXIT
 COLD_N=${COLD_N:-1 1000}

@@ -1,4 +1,5 @@
 #include "nft_batch.h"
+#include "datagram.h"
 
 #include <endian.h>
 #include <arpa/inet.h>
@@ -8,6 +9,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libmnl/libmnl.h>
 #include <libnftnl/common.h>
@@ -31,8 +33,21 @@ struct dnsfence_nft_batch {
 // Elements per NEWSETELEM message: keeps each message well under a page-sized kernel skb.
 enum { ELEMENTS_PER_MESSAGE = 256 };
 
+/// A netfilter netlink socket on a descriptor at or above 1024 (dnsfence_move_high).
+static struct mnl_socket *open_high(int flags) {
+    int fd = dnsfence_move_high(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | flags, NETLINK_NETFILTER));
+    if (fd < 0) return NULL;
+    struct mnl_socket *socket = mnl_socket_fdopen(fd);
+    if (socket == NULL) {
+        int saved = errno;
+        close(fd);
+        errno = saved;
+    }
+    return socket;
+}
+
 dnsfence_nft_batch *dnsfence_nft_batch_open(void) {
-    struct mnl_socket *socket = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+    struct mnl_socket *socket = open_high(0);
     if (socket == NULL) return NULL;
     if (mnl_socket_bind(socket, 0, MNL_SOCKET_AUTOPID) < 0) {
         int saved = errno;
@@ -283,7 +298,7 @@ int dnsfence_nft_listen(int fd, int join) {
 }
 
 int dnsfence_nft_monitor_open(void) {
-    struct mnl_socket *socket = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    struct mnl_socket *socket = open_high(SOCK_NONBLOCK);
     if (socket == NULL) return -errno;
     if (mnl_socket_bind(socket, 1u << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
         int saved = errno;

@@ -18,7 +18,7 @@ enum NftContext {
     /// dnsfence serving many sandboxes has more descriptors open than that.
     func run(_ command: String) -> Result<String, PublishError> {
         if case .failed(let reason) = self { return .failure(.unavailable(reason)) }
-        return LowDescriptors.shared.withLowDescriptor { () -> Result<String, PublishError> in
+        let result = LowDescriptors.shared.withLowDescriptor { () -> Result<String, PublishError> in
             guard let ctx = nft_ctx_new(0) else { return .failure(.unavailable("nft_ctx_new failed")) }
             defer { nft_ctx_free(ctx) }
             nft_ctx_buffer_output(ctx)
@@ -30,37 +30,54 @@ enum NftContext {
             }
             return .success(nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? "")
         }
+        return result ?? .failure(.unavailable("no descriptor below \(FD_SETSIZE) is free for libnftables"))
     }
 }
 
 /// A few descriptors held open while the process has few, so that a libnftables context can
-/// always be made on one below FD_SETSIZE: one is closed just before `nft_ctx_new` (which takes
-/// the lowest free descriptor for its socket) and reopened after the context is freed.
+/// always be made on one below FD_SETSIZE: they are all closed just before `nft_ctx_new` (which
+/// takes the lowest free descriptor for its socket; another thread may take one or two of them
+/// meanwhile) and opened again after the context is freed. Opening again takes back any low
+/// descriptor another thread has given up since, so the reserve does not wear away.
 public final class LowDescriptors: Sendable {
     static let shared = LowDescriptors()
+    static let size = 4
 
     private let reserved: Mutex<[Int32]>
 
     private init() {
         var fds: [Int32] = []
-        for _ in 0..<4 {
-            let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            if fd >= 0 && fd < FD_SETSIZE { fds.append(fd) } else if fd >= 0 { close(fd) }
-        }
+        Self.refill(&fds)
         reserved = Mutex(fds)
+    }
+
+    /// Opens descriptors until there are ``size``, keeping those below FD_SETSIZE.
+    private static func refill(_ fds: inout [Int32]) {
+        while fds.count < size {
+            let fd = open("/dev/null", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { return }
+            guard fd < FD_SETSIZE else {
+                close(fd)
+                return
+            }
+            fds.append(fd)
+        }
     }
 
     /// Reserves the descriptors now (call early, while few are open).
     public static func reserve() { _ = shared }
 
-    /// Runs `body` with a low descriptor freed for it (serialised: one context at a time).
-    func withLowDescriptor<R>(_ body: () -> R) -> R {
+    /// Runs `body` with low descriptors freed for it (serialised: one context at a time); nil
+    /// if there is none to free (every descriptor below FD_SETSIZE is in use elsewhere), since
+    /// libnftables would then abort the process.
+    func withLowDescriptor<R>(_ body: () -> R) -> R? {
         reserved.withLock { fds in
-            guard let fd = fds.popLast() else { return body() }
-            close(fd)
+            Self.refill(&fds)
+            guard !fds.isEmpty else { return nil }
+            for fd in fds { close(fd) }
+            fds = []
             let result = body()
-            let again = open("/dev/null", O_RDONLY | O_CLOEXEC)
-            if again >= 0 && again < FD_SETSIZE { fds.append(again) } else if again >= 0 { close(again) }
+            Self.refill(&fds)
             return result
         }
     }

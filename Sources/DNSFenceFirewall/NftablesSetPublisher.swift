@@ -121,12 +121,23 @@ public final class NftablesSetPublisher: SetPublisher {
     /// and `flags timeout`. Seeds the shadow with the live elements so a restart never
     /// shortens what is already there. Never flushes anything.
     public func prepare(_ targets: [SetTarget], create: Bool) async throws(FirewallSetupError) {
+        for target in targets where !NftablesCommand.isValid(target) { throw .invalidName(target) }
+        // One libnftables run creates the sets of a namespace (a thousand sandboxes start with
+        // half the runs); only if it fails, one run a set says which.
+        var created = Set<String>()
+        var seen = Set<String>()
+        for target in targets where create && seen.insert(target.netns ?? "").inserted {
+            let group = targets.filter { $0.netns == target.netns }
+            guard group.count > 1, let worker = worker(for: target.netns) else { continue }
+            if case .success = await worker.run(group.map(NftablesCommand.create).joined(separator: "\n")) {
+                created.insert(target.netns ?? "")
+            }
+        }
         for target in targets {
-            guard NftablesCommand.isValid(target) else { throw .invalidName(target) }
             guard let worker = worker(for: target.netns) else {
                 throw .unavailable(target, "no worker for namespace")
             }
-            if create {
+            if create && !created.contains(target.netns ?? "") {
                 if case .failure(let error) = await worker.run(NftablesCommand.create(target)) {
                     throw .createFailed(target, "\(error)")
                 }
