@@ -36,6 +36,15 @@ final class NamespaceThreads: Sendable {
     /// must still be `identity` when given. Nil, or why not.
     func enter(_ netns: String?, identity: NamespaceIdentity?) -> String? {
         guard let netns else {
+            // Still home (every job of a dnsfence whose sets are all its own): no setns, which
+            // would need CAP_SYS_ADMIN (a container with only CAP_NET_ADMIN has none).
+            var here = stat()
+            var own = stat()
+            if stat("/proc/thread-self/ns/net", &here) == 0, fstat(home, &own) == 0,
+                here.st_dev == own.st_dev, here.st_ino == own.st_ino
+            {
+                return nil
+            }
             return dnsfence_enter_netns_fd(home) == 0
                 ? nil : "cannot return to dnsfence's own network namespace: \(String(cString: strerror(errno)))"
         }
