@@ -13,7 +13,8 @@ import Synchronization
 public final class UpstreamForwarder: Sendable {
     public struct Settings: Sendable {
         public var upstreams: [SocketAddress]
-        /// Per-attempt timeout.
+        /// Per-attempt timeout until an upstream has answered; then each upstream's own
+        /// (``RetransmissionTimeout``).
         public var timeout: TimeAmount
         /// Attempts per upstream in one resolution.
         public var attemptsPerUpstream: Int
@@ -50,6 +51,8 @@ public final class UpstreamForwarder: Sendable {
     /// Questions in flight, with everyone waiting for each.
     private let inflight = Mutex<[CacheKey: [Waiter]]>([:])
     private let health: Mutex<[Int: (failures: Int, until: NIODeadline)]> = Mutex([:])
+    /// Each upstream's learned timeout, by index.
+    private let timeouts: Mutex<[RetransmissionTimeout]>
     let counters = Mutex(Counters())
     private let metrics: UpstreamMetrics
     private let pools = Mutex<(v4: UpstreamSocketPool?, v6: UpstreamSocketPool?)>((nil, nil))
@@ -58,6 +61,8 @@ public final class UpstreamForwarder: Sendable {
 
     public init(settings: Settings, group: any EventLoopGroup, logger: Logger) {
         self.settings = settings
+        timeouts = Mutex(
+            Array(repeating: RetransmissionTimeout(initial: settings.timeout), count: settings.upstreams.count))
         self.allUpstreams = Array(settings.upstreams.indices)
         self.group = group
         self.logger = logger
@@ -156,10 +161,14 @@ public final class UpstreamForwarder: Sendable {
             questions: [question], edns: EDNS(udpPayloadSize: 1232, dnssecOK: key.dnssecOK)
         )
         counters.withLock { $0.sent += 1 }
-        exchange(query, with: upstream, on: loop) { result in
+        let timeout = timeouts.withLock { $0[index].timeout }
+        let sent = NIODeadline.now()
+        exchange(query, with: upstream, timeout: .nanoseconds(timeout), on: loop) { result in
             var failure = lastFailure
             switch result {
             case .success(let reply):
+                let rtt = (NIODeadline.now() - sent).nanoseconds
+                self.timeouts.withLock { $0[index].answered(after: rtt) }
                 self.metrics.response(upstream: index, result: Self.resultLabel(reply.rcode))
                 switch reply.rcode {
                 case .noError, .nxDomain:
@@ -174,6 +183,7 @@ public final class UpstreamForwarder: Sendable {
                 }
             case .failure(let error as UpstreamTimeout):
                 _ = error
+                self.timeouts.withLock { $0[index].timedOut() }
                 self.counters.withLock { $0.timeouts += 1 }
                 self.metrics.response(upstream: index, result: "timeout")
             case .failure(let error):
@@ -187,10 +197,12 @@ public final class UpstreamForwarder: Sendable {
         }
     }
 
-    /// One exchange with one upstream: UDP from the socket pool (a socket of its own when the
+    /// One exchange with one upstream (waiting `timeout` for the pool's UDP answer; default: the
+    /// configured one): UDP from the socket pool (a socket of its own when the
     /// pool is not started), then TCP if the reply is truncated. `completion` runs on `loop`.
     func exchange(
-        _ query: DNSMessage, with upstream: SocketAddress, on loop: any EventLoop, completion: @escaping Completion
+        _ query: DNSMessage, with upstream: SocketAddress, timeout: TimeAmount? = nil, on loop: any EventLoop,
+        completion: @escaping Completion
     ) {
         let udpDone: Completion = { result in
             guard case .success(let reply) = result, reply.truncated else { return completion(result) }
@@ -200,7 +212,8 @@ public final class UpstreamForwarder: Sendable {
             }
         }
         if let pool = pools.withLock({ upstream.protocol == .inet6 ? $0.v6 : $0.v4 }) {
-            pool.exchange(query, upstream: upstream, timeout: settings.timeout, on: loop, completion: udpDone)
+            pool.exchange(
+                query, upstream: upstream, timeout: timeout ?? settings.timeout, on: loop, completion: udpDone)
         } else {
             loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }.whenComplete {
                 udpDone($0.map(UpstreamReply.message))

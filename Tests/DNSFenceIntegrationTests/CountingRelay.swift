@@ -2,19 +2,22 @@ import DNSFenceWire
 import Foundation
 
 /// A UDP upstream of our own that records every question it receives and relays it to a real
-/// server, so a test can count what dnsfence sent upstream.
+/// server, so a test can count what dnsfence sent upstream; with `delay`, it holds each answer
+/// that long (one query at a time), an upstream that is slow but always answers.
 final class CountingRelay: @unchecked Sendable {
     // @unchecked Sendable: `questions` is guarded by `lock`; the socket is used only by the
     // relay thread after init, and closed after that thread has been told to stop.
     let port: UInt16
     private let fd: Int32
     private let target: UInt16
+    private let delay: useconds_t
     private let lock = NSLock()
     private var questions: [String] = []
     private var running = true
 
-    init(relayingTo target: UInt16) {
+    init(relayingTo target: UInt16, delay: useconds_t = 0) {
         self.target = target
+        self.delay = delay
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
         self.fd = fd
         var addr = sockaddr_in()
@@ -88,6 +91,7 @@ final class CountingRelay: @unchecked Sendable {
             }
             let m = recv(upstream, &buffer, buffer.count, 0)
             guard m > 0 else { continue }
+            if delay > 0 { usleep(delay) }
             _ = withUnsafePointer(to: &client) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sendto(fd, buffer, m, 0, $0, clientLength) }
             }

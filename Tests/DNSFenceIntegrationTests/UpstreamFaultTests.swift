@@ -217,6 +217,37 @@ struct FailureCacheTests {
     }
 }
 
+/// An upstream slower than the first timeout (1.5 s) is waited for longer once it timed out,
+/// and its answers then set the timeout (RFC 6298, as Unbound does per server).
+@Suite("upstream timeouts learned")
+struct AdaptiveTimeoutTests {
+    @Test("an upstream that always answers in 2 s is used once its timeout has grown")
+    func slowUpstream() throws {
+        let nsd = try NSDServer()
+        let relay = CountingRelay(relayingTo: nsd.port, delay: 2_000_000)
+        defer { relay.stop() }
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let fence = try Harness.serve(
+            [
+                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(relay.port)", "--allow", "*.example.test",
+                "--no-firewall",
+            ], port: port, log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        func ask(_ name: String) throws -> String {
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=8", name, "A"]).output
+        }
+        // The first attempt waits 1.5 s: too short.
+        #expect(try ask("www.example.test").contains("status: SERVFAIL"))
+        // Then 3 s, long enough; after that the answers keep the timeout above 2 s.
+        for name in ["short.example.test", "alias.example.test", "ns1.example.test"] {
+            let answer = try ask(name)
+            #expect(answer.contains("status: NOERROR"), "\(name): \(answer)")
+        }
+    }
+}
+
 /// RFC 8945: dnsfence has no TSIG keys; a signed query is refused as such, never answered unsigned.
 @Suite("TSIG")
 struct TSIGTests {

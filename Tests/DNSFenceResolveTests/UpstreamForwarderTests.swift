@@ -53,3 +53,23 @@ struct UpstreamForwarderTests {
         try await server.close()
     }
 }
+
+@Suite("retransmission timeout")
+struct RetransmissionTimeoutTests {
+    @Test("starts at the configured timeout, doubles on a timeout, follows answers, within bounds")
+    func learns() {
+        var rto = RetransmissionTimeout(initial: .milliseconds(1500))
+        #expect(rto.timeout == 1_500_000_000)
+        rto.timedOut()
+        #expect(rto.timeout == 3_000_000_000)
+        rto.timedOut()
+        rto.timedOut()
+        #expect(rto.timeout == RetransmissionTimeout.maximum)
+        rto.answered(after: 2_000_000_000)
+        #expect(rto.smoothed == 2_000_000_000 && rto.timeout == RetransmissionTimeout.maximum)
+        for _ in 0..<50 { rto.answered(after: 2_000_000_000) }
+        #expect(rto.timeout > 2_000_000_000 && rto.timeout < 2_100_000_000)
+        for _ in 0..<50 { rto.answered(after: 100_000) }
+        #expect(rto.timeout == RetransmissionTimeout.minimum)
+    }
+}
