@@ -27,10 +27,12 @@ final class NetnsMonitor: Sendable {
     let netns: String?
     let logger: Logger
     let onEvent: @Sendable (NftablesEvent) -> Void
-    private let fd = Atomic<Int32>(-1)
+    /// The socket once it listens, else -1; the lock also keeps ``close()`` from closing it
+    /// while the hub reads it.
+    private let fd = Mutex<Int32>(-1)
 
     /// The monitor's socket once it listens, else -1.
-    var socketFD: Int32 { fd.load(ordering: .acquiring) }
+    var socketFD: Int32 { fd.withLock { $0 } }
     /// Datagrams of notifications received.
     let received = Atomic<Int>(0)
 
@@ -56,8 +58,8 @@ final class NetnsMonitor: Sendable {
                     metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-socket)))"])
                 return
             }
+            fd.withLock { $0 = socket }
             MonitorHub.shared.add(socket, self)
-            fd.store(socket, ordering: .releasing)
         }
     }
 
@@ -73,8 +75,32 @@ final class NetnsMonitor: Sendable {
     /// On the hub's thread: reports what waits on the socket; false if the socket failed (the
     /// monitor then stops, and its descriptor reads -1).
     func drain(into buffer: UnsafeMutableRawBufferPointer) -> Bool {
-        let socket = socketFD
-        // The hub keeps every monitor it reads alive (it never forgets one).
+        fd.withLock { socket in
+            guard socket >= 0 else { return false }
+            guard drain(socket, into: buffer) else {
+                // Left open: a commit may be quieting this descriptor right now, and a closed
+                // number could be reused by another socket.
+                socket = -1
+                return false
+            }
+            return true
+        }
+    }
+
+    /// Stops listening for good (the namespace is no longer used): the hub forgets the socket
+    /// and it is closed. Called under the namespace worker's lock, which commits hold while
+    /// they quiet the monitor.
+    func close() {
+        fd.withLock { socket in
+            guard socket >= 0 else { return }
+            MonitorHub.shared.remove(socket)
+            Glibc.close(socket)
+            socket = -1
+        }
+    }
+
+    private func drain(_ socket: Int32, into buffer: UnsafeMutableRawBufferPointer) -> Bool {
+        // The hub holds the monitor while it reads it.
         let context = Unmanaged.passUnretained(self).toOpaque()
         let rc = dnsfence_nft_monitor_drain(
             socket, buffer.baseAddress, UInt32(buffer.count),
@@ -110,9 +136,6 @@ final class NetnsMonitor: Sendable {
             logger.error(
                 "nftables monitor stopped",
                 metadata: ["netns": "\(netns ?? "-")", "error": "\(String(cString: strerror(-rc)))"])
-            // Left open: a commit may be quieting this descriptor right now, and a closed
-            // number could be reused by another socket.
-            fd.store(-1, ordering: .releasing)
             return false
         }
         return true
@@ -124,7 +147,7 @@ final class MonitorHub: Sendable {
     static let shared = MonitorHub()
 
     private let epoll = dnsfence_epoll_create()
-    /// Monitors by socket descriptor (kept for the life of the process, as their sockets are).
+    /// Monitors by socket descriptor, until their namespace is no longer used.
     private let monitors = Mutex<[Int32: NetnsMonitor]>([:])
 
     private init() {
@@ -142,6 +165,11 @@ final class MonitorHub: Sendable {
         }
     }
 
+    func remove(_ socket: Int32) {
+        _ = dnsfence_epoll_control(epoll, Int32(DNSFENCE_EPOLL_DEL), socket, 0, 0)
+        monitors.withLock { $0[socket] = nil }
+    }
+
     private func run() {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
         var tokens = [UInt64](repeating: 0, count: 64)
@@ -152,10 +180,7 @@ final class MonitorHub: Sendable {
             for token in tokens[0..<Int(ready)] {
                 let socket = Int32(truncatingIfNeeded: token)
                 guard let monitor = monitors.withLock({ $0[socket] }) else { continue }
-                if !monitor.drain(into: buffer) {
-                    _ = dnsfence_epoll_control(epoll, Int32(DNSFENCE_EPOLL_DEL), socket, 0, 0)
-                    monitors.withLock { $0[socket] = nil }
-                }
+                if !monitor.drain(into: buffer) { remove(socket) }
             }
         }
     }

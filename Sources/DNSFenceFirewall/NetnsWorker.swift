@@ -79,6 +79,18 @@ public final class NetnsWorker: Sendable {
         return identity != nil && identity == NamespaceIdentity(path: netns)
     }
 
+    /// Gives up the namespace (no policy uses it any more): closes the netlink socket and the
+    /// monitor's, so the kernel can free a namespace that was deleted, and moves the thread
+    /// that last worked there back out. Commits after this fail as unavailable.
+    func retire(monitor: NetnsMonitor?) {
+        netlink.socket.withLock { slot in
+            if case .success(let socket) = slot { dnsfence_nft_batch_close(socket.pointer) }
+            slot = .failure(.unavailable("network namespace \(netns ?? "-") is no longer used"))
+            monitor?.close()
+        }
+        NamespaceThreads.shared.submit(on: thread) { _ = NamespaceThreads.shared.enter(nil, identity: nil) }
+    }
+
     /// Runs one command on the worker thread (setup and verification).
     func run(_ command: String) async -> Result<String, PublishError> {
         await onThread { $0.run(command) }

@@ -71,6 +71,23 @@ public final class NftablesSetPublisher: SetPublisher {
         }
     }
 
+    /// Retires the worker and monitor of every namespace not in `used` (a reload removed the
+    /// last policy with sets there), so their sockets no longer keep the namespace alive;
+    /// nothing there is believed any more.
+    public func retireNamespaces(keeping used: Set<String?>) {
+        let keep = Set(used.map { $0 ?? "" })
+        let retired = namespaces.withLock { known in
+            known.workers.keys.filter { !keep.contains($0) }.map { key in
+                (key, known.workers.removeValue(forKey: key)!, known.monitors.removeValue(forKey: key))
+            }
+        }
+        for (key, worker, monitor) in retired {
+            worker.retire(monitor: monitor)
+            shadow.withLock { s in s.forgetSets { ($0.netns ?? "") == key } }
+            logger.info("nftables namespace retired", metadata: ["netns": "\(worker.netns ?? "-")"])
+        }
+    }
+
     /// Whether the namespace `netns` names now is the one its worker is in, and usable.
     public func isCurrent(_ netns: String?) -> Bool {
         guard let worker = worker(for: netns) else { return false }
