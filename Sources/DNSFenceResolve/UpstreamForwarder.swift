@@ -148,11 +148,13 @@ public final class UpstreamForwarder: Sendable {
     }
 
     /// Attempt `step` of the plan (each upstream `attemptsPerUpstream` times, in order); the
-    /// next attempt starts from this one's failure.
+    /// next attempt starts from this one's failure. An attempt that timed out still takes its
+    /// reply while later ones run (a late answer wins if it comes first): `finish` runs once.
     private func attempt(
         _ question: DNSQuestion, key: CacheKey, plan: [Int], step: Int, lastFailure: ForwardError,
         on loop: any EventLoop, finish: @escaping Completion
     ) {
+        let finish = step == 0 ? Self.once(finish) : finish
         guard step < plan.count * settings.attemptsPerUpstream else { return finish(.failure(lastFailure)) }
         let index = plan[step / settings.attemptsPerUpstream]
         let upstream = settings.upstreams[index]
@@ -163,7 +165,25 @@ public final class UpstreamForwarder: Sendable {
         counters.withLock { $0.sent += 1 }
         let timeout = timeouts.withLock { $0[index].timeout }
         let sent = NIODeadline.now()
-        exchange(query, with: upstream, timeout: .nanoseconds(timeout), on: loop) { result in
+        // Whether the plan has gone on to the next attempt (at most once per attempt).
+        let movedOn = Atomic<Bool>(false)
+        let next: @Sendable (ForwardError) -> Void = { failure in
+            guard !movedOn.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            self.attempt(
+                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, finish: finish)
+        }
+        let timedOut: @Sendable () -> Void = {
+            guard !movedOn.load(ordering: .acquiring) else { return }
+            self.timeouts.withLock { $0[index].timedOut() }
+            self.counters.withLock { $0.timeouts += 1 }
+            self.metrics.response(upstream: index, result: "timeout")
+            self.record(index, ok: false)
+            next(lastFailure)
+        }
+        exchange(
+            query, with: upstream, timeout: .nanoseconds(timeout), late: .nanoseconds(RetransmissionTimeout.maximum),
+            on: loop, timedOut: timedOut
+        ) { result in
             var failure = lastFailure
             switch result {
             case .success(let reply):
@@ -183,17 +203,24 @@ public final class UpstreamForwarder: Sendable {
                 }
             case .failure(let error as UpstreamTimeout):
                 _ = error
-                self.timeouts.withLock { $0[index].timedOut() }
-                self.counters.withLock { $0.timeouts += 1 }
-                self.metrics.response(upstream: index, result: "timeout")
+                // After `timedOut` (the late window ended), or from an exchange without one.
+                return timedOut()
             case .failure(let error):
                 self.metrics.response(upstream: index, result: "error")
                 self.logger.debug(
                     "upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
             }
             self.record(index, ok: false)
-            self.attempt(
-                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, finish: finish)
+            next(failure)
+        }
+    }
+
+    /// `completion`, called at most once (later calls are dropped).
+    private static func once(_ completion: @escaping Completion) -> Completion {
+        let done = Atomic<Bool>(false)
+        return { result in
+            guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            completion(result)
         }
     }
 
@@ -201,8 +228,8 @@ public final class UpstreamForwarder: Sendable {
     /// configured one): UDP from the socket pool (a socket of its own when the
     /// pool is not started), then TCP if the reply is truncated. `completion` runs on `loop`.
     func exchange(
-        _ query: DNSMessage, with upstream: SocketAddress, timeout: TimeAmount? = nil, on loop: any EventLoop,
-        completion: @escaping Completion
+        _ query: DNSMessage, with upstream: SocketAddress, timeout: TimeAmount? = nil, late: TimeAmount = .zero,
+        on loop: any EventLoop, timedOut: (@Sendable () -> Void)? = nil, completion: @escaping Completion
     ) {
         let udpDone: Completion = { result in
             guard case .success(let reply) = result, reply.truncated else { return completion(result) }
@@ -213,7 +240,8 @@ public final class UpstreamForwarder: Sendable {
         }
         if let pool = pools.withLock({ upstream.protocol == .inet6 ? $0.v6 : $0.v4 }) {
             pool.exchange(
-                query, upstream: upstream, timeout: timeout ?? settings.timeout, on: loop, completion: udpDone)
+                query, upstream: upstream, timeout: timeout ?? settings.timeout, late: late, on: loop,
+                timedOut: timedOut, completion: udpDone)
         } else {
             loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }.whenComplete {
                 udpDone($0.map(UpstreamReply.message))

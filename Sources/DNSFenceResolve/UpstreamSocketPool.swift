@@ -26,6 +26,11 @@ final class UpstreamSocketPool: Sendable {
         var loop: any EventLoop
         /// When the query times out (``NIODeadline`` nanoseconds).
         var deadline: UInt64
+        /// Told, on the caller's loop, when `deadline` passes while a reply is still accepted
+        /// until `expiry` (nil: the query ends at `deadline`).
+        var timedOut: (@Sendable () -> Void)?
+        /// When a reply is no longer accepted and the query ends with a timeout.
+        var expiry: UInt64
 
         /// Reports, on the caller's loop.
         func conclude(_ result: Result<UpstreamReply, any Error>) {
@@ -84,16 +89,28 @@ final class UpstreamSocketPool: Sendable {
         return pool
     }
 
-    /// Concludes every query past its deadline with a timeout.
+    /// Tells every query past its deadline that it timed out (a late reply is still taken until
+    /// its expiry), and concludes every query past its expiry with a timeout.
     func sweep(now: UInt64) {
-        let expired = pending.withLock { table -> [Pending] in
-            guard table.values.contains(where: { $0.deadline <= now }) else { return [] }
+        let (late, expired) = pending.withLock { table -> ([Pending], [Pending]) in
+            guard table.values.contains(where: { $0.deadline <= now }) else { return ([], []) }
+            var late: [Pending] = []
             var expired: [Pending] = []
             for (key, entry) in table where entry.deadline <= now {
-                expired.append(entry)
-                table[key] = nil
+                if entry.expiry <= now || entry.timedOut == nil {
+                    expired.append(entry)
+                    table[key] = nil
+                } else {
+                    late.append(entry)
+                    table[key]!.timedOut = nil
+                    table[key]!.deadline = entry.expiry
+                }
             }
-            return expired
+            return (late, expired)
+        }
+        for entry in late {
+            guard let timedOut = entry.timedOut else { continue }
+            if entry.loop.inEventLoop { timedOut() } else { entry.loop.execute { timedOut() } }
         }
         for entry in expired { entry.conclude(.failure(UpstreamForwarder.UpstreamTimeout())) }
     }
@@ -109,9 +126,12 @@ final class UpstreamSocketPool: Sendable {
     }
 
     /// Sends `query` (its ID is replaced) to `upstream` from a random socket, preferably one
-    /// on `loop`; `completion` gets the matching reply or a timeout, once, on `loop`.
+    /// on `loop`; `completion` gets the matching reply or a timeout, once, on `loop`. With
+    /// `timedOut`, the query is told when `timeout` passes and a reply is still taken for
+    /// `late` more (the caller asks elsewhere meanwhile); then the timeout concludes it.
     func exchange(
-        _ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, on loop: any EventLoop,
+        _ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, late: TimeAmount = .zero,
+        on loop: any EventLoop, timedOut: (@Sendable () -> Void)? = nil,
         completion: @escaping UpstreamForwarder.Completion
     ) {
         guard let peer = DatagramPeer(upstream) else {
@@ -129,7 +149,8 @@ final class UpstreamSocketPool: Sendable {
                 draft.id = RandomPool.shared.next16()
             } while table[draft] != nil
             table[draft] = Pending(
-                completion: completion, question: query.questions[0], loop: loop, deadline: deadline)
+                completion: completion, question: query.questions[0], loop: loop, deadline: deadline,
+                timedOut: timedOut, expiry: deadline + UInt64(max(late.nanoseconds, 0)))
             return draft
         }
         query.id = key.id

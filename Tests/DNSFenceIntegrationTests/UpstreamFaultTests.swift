@@ -248,6 +248,43 @@ struct AdaptiveTimeoutTests {
     }
 }
 
+extension AdaptiveTimeoutTests {
+    @Test("a late answer to an attempt that timed out is taken while the next upstream is asked")
+    func lateAnswer() throws {
+        let nsd = try NSDServer()
+        let slow = CountingRelay(relayingTo: nsd.port, delay: 2_000_000)
+        defer { slow.stop() }
+        // A second upstream that never answers: a bound socket nobody reads.
+        let silent = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        defer { close(silent) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, length) }
+        }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
+        }
+        let silentPort = UInt16(bigEndian: address.sin_port)
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let fence = try Harness.serve(
+            [
+                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(slow.port)", "--upstream",
+                "127.0.0.1:\(silentPort)", "--allow", "*.example.test", "--no-firewall",
+            ], port: port, log: directory.appendingPathComponent("dnsfence.log"))
+        defer { fence.stop() }
+        let dig = try #require(Harness.tool("dig"))
+        // The slow upstream's 1.5 s pass; the silent one is asked; the slow answer comes at 2 s.
+        let answer = try Harness.run(
+            dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=8", "www.example.test", "A"]
+        ).output
+        #expect(answer.contains("status: NOERROR") && answer.contains("192.0.2.10"), "\(answer)")
+    }
+}
+
 /// RFC 8945: dnsfence has no TSIG keys; a signed query is refused as such, never answered unsigned.
 @Suite("TSIG")
 struct TSIGTests {
