@@ -3,7 +3,10 @@ import NIOCore
 import NIOPosix
 
 extension UpstreamForwarder {
-    struct UpstreamTimeout: Error {}
+    struct UpstreamTimeout: Error {
+        /// The exchange still takes a late reply (it reports it, or a final timeout, later).
+        var stillListening = false
+    }
     struct BadReply: Error {}
 
     /// Whether `reply` answers `query` (RFC 5452 section 4: ID and question must match).

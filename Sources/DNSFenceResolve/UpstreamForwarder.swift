@@ -135,7 +135,7 @@ public final class UpstreamForwarder: Sendable {
             counters.withLock { $0.coalesced += 1 }
             return
         }
-        attempt(question, key: key, plan: order(), step: 0, lastFailure: .unreachable, on: loop) { result in
+        let resolution = Resolution { result in
             let waiters = self.inflight.withLock { $0.removeValue(forKey: key) ?? [] }
             for waiter in waiters {
                 if waiter.loop.inEventLoop {
@@ -145,17 +145,39 @@ public final class UpstreamForwarder: Sendable {
                 }
             }
         }
+        attempt(question, key: key, plan: order(), step: 0, lastFailure: .unreachable, on: loop, resolution: resolution)
+    }
+
+    /// One resolution's progress through its plan. Every callback of its exchanges runs on the
+    /// resolution's loop, one at a time, so plain fields suffice.
+    private final class Resolution: @unchecked Sendable {
+        // @unchecked Sendable: read and written only on `loop` (the pool and the TCP retry
+        // report there).
+        let finish: Completion
+        /// The attempt now running; an older one that timed out may still answer.
+        var current = 0
+        var finished = false
+
+        init(_ finish: @escaping Completion) { self.finish = finish }
+
+        /// Reports the outcome, once.
+        func end(_ result: Result<UpstreamReply, any Error>) {
+            guard !finished else { return }
+            finished = true
+            finish(result)
+        }
     }
 
     /// Attempt `step` of the plan (each upstream `attemptsPerUpstream` times, in order); the
     /// next attempt starts from this one's failure. An attempt that timed out still takes its
-    /// reply while later ones run (a late answer wins if it comes first): `finish` runs once.
+    /// reply while later ones run: whichever usable answer comes first ends the resolution.
     private func attempt(
         _ question: DNSQuestion, key: CacheKey, plan: [Int], step: Int, lastFailure: ForwardError,
-        on loop: any EventLoop, finish: @escaping Completion
+        on loop: any EventLoop, resolution: Resolution
     ) {
-        let finish = step == 0 ? Self.once(finish) : finish
-        guard step < plan.count * settings.attemptsPerUpstream else { return finish(.failure(lastFailure)) }
+        guard !resolution.finished else { return }
+        guard step < plan.count * settings.attemptsPerUpstream else { return resolution.end(.failure(lastFailure)) }
+        resolution.current = step
         let index = plan[step / settings.attemptsPerUpstream]
         let upstream = settings.upstreams[index]
         let query = DNSMessage(
@@ -165,24 +187,9 @@ public final class UpstreamForwarder: Sendable {
         counters.withLock { $0.sent += 1 }
         let timeout = timeouts.withLock { $0[index].timeout }
         let sent = NIODeadline.now()
-        // Whether the plan has gone on to the next attempt (at most once per attempt).
-        let movedOn = Atomic<Bool>(false)
-        let next: @Sendable (ForwardError) -> Void = { failure in
-            guard !movedOn.exchange(true, ordering: .acquiringAndReleasing) else { return }
-            self.attempt(
-                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, finish: finish)
-        }
-        let timedOut: @Sendable () -> Void = {
-            guard !movedOn.load(ordering: .acquiring) else { return }
-            self.timeouts.withLock { $0[index].timedOut() }
-            self.counters.withLock { $0.timeouts += 1 }
-            self.metrics.response(upstream: index, result: "timeout")
-            self.record(index, ok: false)
-            next(lastFailure)
-        }
         exchange(
             query, with: upstream, timeout: .nanoseconds(timeout), late: .nanoseconds(RetransmissionTimeout.maximum),
-            on: loop, timedOut: timedOut
+            on: loop
         ) { result in
             var failure = lastFailure
             switch result {
@@ -194,7 +201,7 @@ public final class UpstreamForwarder: Sendable {
                 case .noError, .nxDomain:
                     self.record(index, ok: true)
                     self.counters.withLock { $0.answered += 1 }
-                    return finish(.success(reply))
+                    return resolution.end(.success(reply))
                 default:
                     self.logger.debug(
                         "upstream answered with failure",
@@ -202,25 +209,22 @@ public final class UpstreamForwarder: Sendable {
                     failure = .failed(reply.rcode)
                 }
             case .failure(let error as UpstreamTimeout):
-                _ = error
-                // After `timedOut` (the late window ended), or from an exchange without one.
-                return timedOut()
+                // First "still listening" (or a plain timeout from an exchange without a late
+                // window): go on. A final timeout after that changes nothing.
+                guard error.stillListening || resolution.current == step else { return }
+                self.timeouts.withLock { $0[index].timedOut() }
+                self.counters.withLock { $0.timeouts += 1 }
+                self.metrics.response(upstream: index, result: "timeout")
             case .failure(let error):
                 self.metrics.response(upstream: index, result: "error")
                 self.logger.debug(
                     "upstream exchange failed", metadata: ["upstream": "\(upstream)", "error": "\(error)"])
             }
+            // A late failure of an attempt already left behind changes nothing.
+            guard resolution.current == step else { return }
             self.record(index, ok: false)
-            next(failure)
-        }
-    }
-
-    /// `completion`, called at most once (later calls are dropped).
-    private static func once(_ completion: @escaping Completion) -> Completion {
-        let done = Atomic<Bool>(false)
-        return { result in
-            guard !done.exchange(true, ordering: .acquiringAndReleasing) else { return }
-            completion(result)
+            self.attempt(
+                question, key: key, plan: plan, step: step + 1, lastFailure: failure, on: loop, resolution: resolution)
         }
     }
 
@@ -229,7 +233,7 @@ public final class UpstreamForwarder: Sendable {
     /// pool is not started), then TCP if the reply is truncated. `completion` runs on `loop`.
     func exchange(
         _ query: DNSMessage, with upstream: SocketAddress, timeout: TimeAmount? = nil, late: TimeAmount = .zero,
-        on loop: any EventLoop, timedOut: (@Sendable () -> Void)? = nil, completion: @escaping Completion
+        on loop: any EventLoop, completion: @escaping Completion
     ) {
         let udpDone: Completion = { result in
             guard case .success(let reply) = result, reply.truncated else { return completion(result) }
@@ -241,7 +245,7 @@ public final class UpstreamForwarder: Sendable {
         if let pool = pools.withLock({ upstream.protocol == .inet6 ? $0.v6 : $0.v4 }) {
             pool.exchange(
                 query, upstream: upstream, timeout: timeout ?? settings.timeout, late: late, on: loop,
-                timedOut: timedOut, completion: udpDone)
+                completion: udpDone)
         } else {
             loop.makeFutureWithTask { try await self.exchangeUDP(query, with: upstream) }.whenComplete {
                 udpDone($0.map(UpstreamReply.message))

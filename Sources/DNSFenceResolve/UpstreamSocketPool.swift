@@ -26,10 +26,8 @@ final class UpstreamSocketPool: Sendable {
         var loop: any EventLoop
         /// When the query times out (``NIODeadline`` nanoseconds).
         var deadline: UInt64
-        /// Told, on the caller's loop, when `deadline` passes while a reply is still accepted
-        /// until `expiry` (nil: the query ends at `deadline`).
-        var timedOut: (@Sendable () -> Void)?
-        /// When a reply is no longer accepted and the query ends with a timeout.
+        /// When a reply is no longer accepted and the query ends with a timeout; past `deadline`
+        /// and before it, the caller has been told it timed out and a late reply still counts.
         var expiry: UInt64
 
         /// Reports, on the caller's loop.
@@ -89,29 +87,25 @@ final class UpstreamSocketPool: Sendable {
         return pool
     }
 
-    /// Tells every query past its deadline that it timed out (a late reply is still taken until
-    /// its expiry), and concludes every query past its expiry with a timeout.
+    /// Tells every query past its deadline that it timed out: with a late window it stays, and
+    /// its reply (or, at its expiry, a final timeout) is reported as well; without, it ends.
     func sweep(now: UInt64) {
         let (late, expired) = pending.withLock { table -> ([Pending], [Pending]) in
             guard table.values.contains(where: { $0.deadline <= now }) else { return ([], []) }
             var late: [Pending] = []
             var expired: [Pending] = []
             for (key, entry) in table where entry.deadline <= now {
-                if entry.expiry <= now || entry.timedOut == nil {
+                if entry.expiry <= now {
                     expired.append(entry)
                     table[key] = nil
                 } else {
                     late.append(entry)
-                    table[key]!.timedOut = nil
                     table[key]!.deadline = entry.expiry
                 }
             }
             return (late, expired)
         }
-        for entry in late {
-            guard let timedOut = entry.timedOut else { continue }
-            if entry.loop.inEventLoop { timedOut() } else { entry.loop.execute { timedOut() } }
-        }
+        for entry in late { entry.conclude(.failure(UpstreamForwarder.UpstreamTimeout(stillListening: true))) }
         for entry in expired { entry.conclude(.failure(UpstreamForwarder.UpstreamTimeout())) }
     }
 
@@ -126,13 +120,12 @@ final class UpstreamSocketPool: Sendable {
     }
 
     /// Sends `query` (its ID is replaced) to `upstream` from a random socket, preferably one
-    /// on `loop`; `completion` gets the matching reply or a timeout, once, on `loop`. With
-    /// `timedOut`, the query is told when `timeout` passes and a reply is still taken for
-    /// `late` more (the caller asks elsewhere meanwhile); then the timeout concludes it.
+    /// on `loop`; `completion` gets the matching reply or a timeout, once, on `loop`. With a
+    /// `late` window, a timeout is first reported as still listening (the caller asks elsewhere
+    /// meanwhile), and the reply, or a final timeout at the window's end, follows.
     func exchange(
         _ query: DNSMessage, upstream: SocketAddress, timeout: TimeAmount, late: TimeAmount = .zero,
-        on loop: any EventLoop, timedOut: (@Sendable () -> Void)? = nil,
-        completion: @escaping UpstreamForwarder.Completion
+        on loop: any EventLoop, completion: @escaping UpstreamForwarder.Completion
     ) {
         guard let peer = DatagramPeer(upstream) else {
             return completion(.failure(DatagramError(operation: "send to \(upstream)", code: EAFNOSUPPORT)))
@@ -150,7 +143,7 @@ final class UpstreamSocketPool: Sendable {
             } while table[draft] != nil
             table[draft] = Pending(
                 completion: completion, question: query.questions[0], loop: loop, deadline: deadline,
-                timedOut: timedOut, expiry: deadline + UInt64(max(late.nanoseconds, 0)))
+                expiry: deadline + UInt64(max(late.nanoseconds, 0)))
             return draft
         }
         query.id = key.id
