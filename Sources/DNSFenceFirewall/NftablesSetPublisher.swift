@@ -61,6 +61,8 @@ public final class NftablesSetPublisher: SetPublisher {
                         netns.map({ NamespaceIdentity(path: $0) != nil }) ?? true
                     else { continue }
                     logger.info("nftables worker replaced", metadata: ["netns": "\(netns ?? "-")"])
+                    // Its sockets would keep the old namespace alive.
+                    worker.retire(monitor: known.monitors[netns ?? ""])
                     shadow.withLock { s in s.forgetSets { $0.netns == netns } }
                 }
                 known.workers[netns ?? ""] = NetnsWorker(netns: netns, logger: logger)
