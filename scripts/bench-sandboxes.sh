@@ -5,7 +5,8 @@
 # to "reloaded"), threads, descriptors and resident memory, and cold CPU per answer through one
 # listener (unique names, nsd upstream; COLD_N lists the N to measure it at).
 # Usage: scripts/bench-sandboxes.sh [N ...]   (default: 1 10 100 1000)
-# DNSFENCE_BIN overrides the binary (default: a release build).
+# DNSFENCE_BIN overrides the binary (default: a release build); KEEP=1 keeps the work folder
+# (the server log of the last N) and prints where it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/bench-common.sh

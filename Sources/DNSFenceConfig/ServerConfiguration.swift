@@ -199,6 +199,9 @@ public struct ServerConfiguration: Hashable, Sendable {
     /// Line of each item for messages at validation time (key path → line).
     public var lines: [String: Int]
 
+    /// The network namespaces policies publish into (nil: dnsfence's own), one each.
+    public var firewallNamespaces: Set<String?> { Set(policies.compactMap(\.firewall).map(\.netns)) }
+
     public init(
         source: String, listeners: [ListenerConfiguration] = [], upstreams: [Endpoint] = [],
         policies: [PolicyConfiguration] = [], cache: CacheConfiguration = CacheConfiguration(),

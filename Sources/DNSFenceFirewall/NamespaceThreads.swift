@@ -33,7 +33,8 @@ final class NamespaceThreads: Sendable {
     func submit(on thread: Int, _ job: @escaping Job) { _ = threads[thread].submit(job) }
 
     /// On one of these threads: enters the namespace at `netns` (nil: dnsfence's own), which
-    /// must still be `identity` when given. Nil, or why not.
+    /// must still be `identity`, the namespace the path named when its worker or monitor was
+    /// made (nil: there was none then, so there is nothing to enter). Nil, or why not.
     func enter(_ netns: String?, identity: NamespaceIdentity?) -> String? {
         guard let netns else {
             // Still home (every job of a dnsfence whose sets are all its own): no setns, which
@@ -48,11 +49,14 @@ final class NamespaceThreads: Sendable {
             return dnsfence_enter_netns_fd(home) == 0
                 ? nil : "cannot return to dnsfence's own network namespace: \(String(cString: strerror(errno)))"
         }
+        guard let identity else {
+            return "cannot enter network namespace \(netns): \(String(cString: strerror(ENOENT)))"
+        }
         let fd = open(netns, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return "cannot enter network namespace \(netns): \(String(cString: strerror(errno)))" }
         defer { close(fd) }
         var status = stat()
-        if let identity, fstat(fd, &status) == 0,
+        if fstat(fd, &status) == 0,
             identity != NamespaceIdentity(device: UInt64(status.st_dev), inode: UInt64(status.st_ino))
         {
             return "network namespace \(netns) was deleted and made again"

@@ -43,9 +43,7 @@ final class NetnsMonitor: Sendable {
         let identity = netns.flatMap(NamespaceIdentity.init(path:))
         let threads = NamespaceThreads.shared
         threads.submit(on: threads.assign()) { [self] in
-            if let reason = netns != nil && identity == nil
-                ? "no such namespace" : threads.enter(netns, identity: identity)
-            {
+            if let reason = threads.enter(netns, identity: identity) {
                 logger.error(
                     "nftables monitor cannot enter the namespace",
                     metadata: ["netns": "\(netns ?? "-")", "error": "\(reason)"])

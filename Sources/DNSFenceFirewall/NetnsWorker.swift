@@ -201,12 +201,6 @@ public final class NetnsWorker: Sendable {
     /// On the worker's thread: enters the namespace and opens the netlink socket there (or
     /// records why it could not).
     private static func open(_ netns: String?, identity: NamespaceIdentity?, netlink: NetlinkSlot, logger: Logger) {
-        if netns != nil && identity == nil {
-            let reason = "cannot enter network namespace \(netns ?? "-"): \(String(cString: strerror(ENOENT)))"
-            logger.error("nftables worker failed", metadata: ["netns": "\(netns ?? "-")", "error": "\(reason)"])
-            netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }
-            return
-        }
         if let reason = NamespaceThreads.shared.enter(netns, identity: identity) {
             logger.error("nftables worker failed", metadata: ["netns": "\(netns ?? "-")", "error": "\(reason)"])
             netlink.socket.withLock { $0 = .failure(.unavailable(reason)) }

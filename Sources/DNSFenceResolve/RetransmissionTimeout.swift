@@ -1,5 +1,4 @@
 public import NIOCore
-import Synchronization
 
 /// How long to wait for one upstream, learned from its answers (RFC 6298, as Unbound's infra
 /// cache does per server): a smoothed round-trip time and its variation give the timeout

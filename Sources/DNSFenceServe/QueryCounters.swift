@@ -32,15 +32,19 @@ final class QueryCounters: Sendable {
             counts.deallocate()
         }
 
+        /// The counter of one transport, query type and action (indices into the label lists).
+        @inline(__always)
+        private func slot(_ transport: Int, _ type: Int, _ action: Int) -> Int {
+            (transport * QueryCounters.typeNames.count + type) * QueryMetrics.actions.count + action
+        }
+
         @inline(__always)
         func increment(transport: Int, type: Int, action: Int) {
-            counts[(transport * QueryCounters.typeNames.count + type) * QueryMetrics.actions.count + action]
-                .add(1, ordering: .relaxed)
+            counts[slot(transport, type, action)].add(1, ordering: .relaxed)
         }
 
         func value(transport: Int, type: Int, action: Int) -> Int {
-            counts[(transport * QueryCounters.typeNames.count + type) * QueryMetrics.actions.count + action]
-                .load(ordering: .relaxed)
+            counts[slot(transport, type, action)].load(ordering: .relaxed)
         }
     }
 

@@ -49,8 +49,8 @@ public final class QueryPipeline: Sendable {
             logger: logger, renderBytes: renderBytes)
     }
 
-    /// Metric families kept outside swift-metrics (the query latency histogram), in Prometheus
-    /// text, for the `/metrics` endpoint to append.
+    /// Metric families kept outside swift-metrics (the query latency histogram and the query
+    /// counters), in Prometheus text, for the `/metrics` endpoint to append.
     public func metricsExposition() -> String { snapshots.load().metrics.exposition() }
 
     /// Handles one query given as the bytes the socket read. An answer that needs no I/O is

@@ -106,7 +106,7 @@ struct RunningResolver {
                 "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
                 "upstreams": "\(config.upstreams.map(\.description).joined(separator: ","))",
                 "control": "\(config.control ?? "-")", "uid": "\(getuid())",
-                "descriptors": "\(DescriptorLimit.raise())",
+                "descriptors": "\(descriptors)",
                 "capabilities": "\(getuid() == 0 ? "root" : Privileges.effective.joined(separator: ","))",
             ])
         return RunningResolver(

@@ -74,7 +74,7 @@ extension ServerRuntime {
     ) async -> (bindings: [String: FirewallBinding], unavailable: [String: String]) {
         let policies = config.policies.filter { $0.firewall != nil }
         guard !policies.isEmpty else { return ([:], [:]) }
-        let namespaces = Set(policies.map { $0.firewall?.netns })
+        let namespaces = config.firewallNamespaces
         let nft: NftablesSetPublisher
         if let publisher {
             publisher.addNamespaces(namespaces)

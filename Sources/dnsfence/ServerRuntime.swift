@@ -125,8 +125,7 @@ actor ServerRuntime {
         current = compiled
         let revoked = await revoke(after: previous, now: snapshot, notes: &notes)
         // After revocation, which still needed them: namespaces no policy names any more.
-        publisher?.retireNamespaces(
-            keeping: Set(compiled.configuration.policies.compactMap { $0.firewall }.map(\.netns)))
+        publisher?.retireNamespaces(keeping: compiled.configuration.firewallNamespaces)
         if let (server, activated) = server, !activated {
             // Sandboxes come and go with their listeners; the others keep their sockets.
             do {

@@ -33,7 +33,6 @@ int dnsfence_datagram_socket(const struct sockaddr *address, uint32_t address_le
 /// The address a socket is bound to (for port 0), or -errno.
 int dnsfence_datagram_local(int fd, struct sockaddr_in6 *address, uint32_t *address_length);
 
-/// epoll and eventfd without the packed `struct epoll_event` crossing into Swift.
 /// A TCP listening socket on `address` (SO_REUSEADDR; IPv6 only for IPv6; non-blocking,
 /// close-on-exec) with `backlog`, or -errno.
 int dnsfence_stream_listener(const struct sockaddr *address, uint32_t address_length, int backlog);
@@ -48,6 +47,7 @@ int dnsfence_shed_connections(int listener, int *spare, int max);
 /// free for libnftables, which waits on its socket with select(2) and aborts on a higher one.
 int dnsfence_move_high(int fd);
 
+/// epoll and eventfd without the packed `struct epoll_event` crossing into Swift.
 int dnsfence_epoll_create(void);
 int dnsfence_epoll_control(int epoll, int op, int fd, uint32_t events, uint64_t token);
 /// Waits up to `timeout_ms` (-1: forever); fills `tokens` and `events`; the count or -errno.
