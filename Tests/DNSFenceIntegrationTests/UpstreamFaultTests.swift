@@ -218,69 +218,58 @@ struct FailureCacheTests {
 }
 
 /// An upstream slower than the first timeout (1.5 s) is waited for longer once it timed out,
-/// and its answers then set the timeout (RFC 6298, as Unbound does per server).
+/// and its answers then set the timeout (RFC 6298, as Unbound does per server); an answer that
+/// comes after its attempt timed out is still taken.
 @Suite("upstream timeouts learned")
 struct AdaptiveTimeoutTests {
+    /// dnsfence allowing *.example.test, forwarding to `upstreams` (ports on 127.0.0.1) in order;
+    /// `ask` asks it for NAME A over UDP, waiting up to 8 s.
+    struct Fence {
+        let server: Background
+        let ask: (String) throws -> String
+    }
+
+    static func serve(upstreams: [UInt16]) throws -> Fence {
+        let directory = try Harness.temporaryDirectory()
+        let port = Harness.freePort()
+        let server = try Harness.serve(
+            ["--listen", "127.0.0.1:\(port)", "--allow", "*.example.test", "--no-firewall"]
+                + upstreams.flatMap { ["--upstream", "127.0.0.1:\($0)"] },
+            port: port, log: directory.appendingPathComponent("dnsfence.log"))
+        let dig = try #require(Harness.tool("dig"))
+        return Fence(server: server) { name in
+            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=8", name, "A"]).output
+        }
+    }
+
     @Test("an upstream that always answers in 2 s is used once its timeout has grown")
     func slowUpstream() throws {
         let nsd = try NSDServer()
         let relay = CountingRelay(relayingTo: nsd.port, delay: 2_000_000)
         defer { relay.stop() }
-        let directory = try Harness.temporaryDirectory()
-        let port = Harness.freePort()
-        let fence = try Harness.serve(
-            [
-                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(relay.port)", "--allow", "*.example.test",
-                "--no-firewall",
-            ], port: port, log: directory.appendingPathComponent("dnsfence.log"))
-        defer { fence.stop() }
-        let dig = try #require(Harness.tool("dig"))
-        func ask(_ name: String) throws -> String {
-            try Harness.run(dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=8", name, "A"]).output
-        }
+        let fence = try Self.serve(upstreams: [relay.port])
+        defer { fence.server.stop() }
         // The first attempt waits 1.5 s: too short.
-        #expect(try ask("www.example.test").contains("status: SERVFAIL"))
+        #expect(try fence.ask("www.example.test").contains("status: SERVFAIL"))
         // Then 3 s, long enough; after that the answers keep the timeout above 2 s.
         for name in ["short.example.test", "alias.example.test", "ns1.example.test"] {
-            let answer = try ask(name)
+            let answer = try fence.ask(name)
             #expect(answer.contains("status: NOERROR"), "\(name): \(answer)")
         }
     }
-}
 
-extension AdaptiveTimeoutTests {
     @Test("a late answer to an attempt that timed out is taken while the next upstream is asked")
     func lateAnswer() throws {
         let nsd = try NSDServer()
         let slow = CountingRelay(relayingTo: nsd.port, delay: 2_000_000)
         defer { slow.stop() }
         // A second upstream that never answers: a bound socket nobody reads.
-        let silent = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(silent) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(silent, $0, length) }
-        }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(silent, $0, &length) }
-        }
-        let silentPort = UInt16(bigEndian: address.sin_port)
-        let directory = try Harness.temporaryDirectory()
-        let port = Harness.freePort()
-        let fence = try Harness.serve(
-            [
-                "--listen", "127.0.0.1:\(port)", "--upstream", "127.0.0.1:\(slow.port)", "--upstream",
-                "127.0.0.1:\(silentPort)", "--allow", "*.example.test", "--no-firewall",
-            ], port: port, log: directory.appendingPathComponent("dnsfence.log"))
-        defer { fence.stop() }
-        let dig = try #require(Harness.tool("dig"))
+        let silent = Harness.boundUDPSocket()
+        defer { close(silent.fd) }
+        let fence = try Self.serve(upstreams: [slow.port, silent.port])
+        defer { fence.server.stop() }
         // The slow upstream's 1.5 s pass; the silent one is asked; the slow answer comes at 2 s.
-        let answer = try Harness.run(
-            dig, ["@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=8", "www.example.test", "A"]
-        ).output
+        let answer = try fence.ask("www.example.test")
         #expect(answer.contains("status: NOERROR") && answer.contains("192.0.2.10"), "\(answer)")
     }
 }
