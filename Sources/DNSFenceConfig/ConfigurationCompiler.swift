@@ -64,7 +64,17 @@ public struct ConfigurationCompiler: Sendable {
                 let output = try compiler.compile(
                     name: policy.name, sources: sources, allowedTypes: policy.qtypes,
                     denyResponse: policy.deny, audit: policy.audit, auditedPatterns: policy.auditedRules,
-                    strictCNAMETargets: policy.strictCNAMETargets)
+                    strictCNAMETargets: policy.strictCNAMETargets, budget: policy.budget,
+                    ruleBudgets: policy.ruleBudgets)
+                for pattern in output.unmatchedBudgets {
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: config.source,
+                            line: config.lines["policies.\(policy.name).budgets.\(pattern)"]
+                                ?? config.line("policies.\(policy.name)"),
+                            message: "policy '\(policy.name)': budgets: '\(pattern)' is not a wildcard pass rule "
+                                + "of this policy"))
+                }
                 for pattern in output.unmatchedAudits {
                     diagnostics.append(
                         ConfigDiagnostic(

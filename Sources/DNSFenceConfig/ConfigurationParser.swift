@@ -9,8 +9,9 @@ import Yams
 public struct ConfigurationParser {
     let file: String
     private(set) var diagnostics: [ConfigDiagnostic] = []
-    /// The line of each `zones:` entry of the policy being parsed, for messages about the file.
-    private var zoneLines: [String: Int] = [:]
+    /// The line of each `zones:` and `budgets:` entry of the policy being parsed (as
+    /// `zones.PATH`, `budgets.PATTERN`), for messages about what they name.
+    var policyLines: [String: Int] = [:]
 
     public init(file: String) {
         self.file = file
@@ -71,10 +72,10 @@ public struct ConfigurationParser {
             case "policies":
                 guard let entries = mapping(value, "policies") else { continue }
                 for (name, body) in entries {
-                    zoneLines = [:]
+                    policyLines = [:]
                     if let policy = policy(name: name.keyText, body) {
                         config.lines["policies.\(policy.name)"] = name.node.mark?.line
-                        for (zone, line) in zoneLines { config.lines["policies.\(policy.name).zones.\(zone)"] = line }
+                        for (key, line) in policyLines { config.lines["policies.\(policy.name).\(key)"] = line }
                         config.policies.append(policy)
                     }
                 }
@@ -163,6 +164,7 @@ public struct ConfigurationParser {
     mutating func policy(name: String, _ node: Node) -> PolicyConfiguration? {
         guard let fields = mapping(node, "policy '\(name)'") else { return nil }
         var policy = PolicyConfiguration(name: name)
+        var ruleBudgets: Node? = nil
         guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
         else {
             error(node, "policy name '\(name)' may use only letters, digits, '-' and '_'")
@@ -173,7 +175,7 @@ public struct ConfigurationParser {
             case "zones":
                 policy.zones = list(v, "zones").compactMap { item in
                     guard let zone = string(item, "a zone path") else { return nil }
-                    zoneLines[zone] = item.mark?.line
+                    policyLines["zones.\(zone)"] = item.mark?.line
                     return zone
                 }
             case "allow":
@@ -210,14 +212,21 @@ public struct ConfigurationParser {
                 policy.auditedRules = list(v, "audit").compactMap { string($0, "an audited rule") }
             case "mode":
                 if let audit = either(v, "mode", off: "enforce", on: "audit") { policy.audit = audit }
+            case "budget":
+                if let budget = budget(v, "budget", base: .standard) { policy.budget = budget }
+            case "budgets":
+                ruleBudgets = v
             default:
                 unknownKey(
                     k, in: "policy '\(name)'",
                     known: [
                         "zones", "allow", "clients", "deny", "qtypes", "firewall", "mode", "audit", "cname-targets",
+                        "budget", "budgets",
                     ])
             }
         }
+        // Per rule, over the policy's budget wherever it is written.
+        if let ruleBudgets { policy.ruleBudgets = self.ruleBudgets(ruleBudgets, base: policy.budget ?? .standard) }
         return policy
     }
 

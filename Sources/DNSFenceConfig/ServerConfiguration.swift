@@ -120,6 +120,10 @@ public struct PolicyConfiguration: Hashable, Sendable {
     public var auditedRules: [String] = []
     /// `cname-targets: strict` (true) or `follow` (false, the default).
     public var strictCNAMETargets = false
+    /// `budget:`: the tunnel budget of the policy's wildcard pass rules (nil: `off`).
+    public var budget: TunnelBudget? = .standard
+    /// `budgets:`: per wildcard rule, by pattern as written (nil: `off`).
+    public var ruleBudgets: [String: TunnelBudget?] = [:]
 
     public init(
         name: String, zones: [String] = [], inlineAllow: [String] = [], clients: [IPPrefix] = [],

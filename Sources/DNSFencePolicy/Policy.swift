@@ -19,6 +19,8 @@ public final class Policy: Sendable {
     /// `cname-targets: strict`: every target of a forwarded answer's CNAME chain must be
     /// allowed itself (default `follow`: only explicitly denied targets end the chain).
     public let strictCNAMETargets: Bool
+    /// The tunnel budget of each rule, by position in ``rules`` (empty: no rule has one).
+    public let ruleBudgets: [RuleBudget?]
     /// Whether a denial under `rule` (nil: the default) is audited rather than enforced.
     @inline(__always)
     public func audits(_ rule: RuleID?) -> Bool {
@@ -40,8 +42,10 @@ public final class Policy: Sendable {
     public init(
         name: String, rules: RuleSet, allowedTypes: Set<DNSType> = Policy.defaultTypes,
         denyResponse: DenyResponse = .nxdomain, audit: Bool = false, auditedRules: Set<RuleID> = [],
-        strictCNAMETargets: Bool = false
+        strictCNAMETargets: Bool = false, ruleBudgets: [RuleBudget?] = []
     ) {
+        precondition(ruleBudgets.isEmpty || ruleBudgets.count == rules.count, "one budget slot per rule")
+        self.ruleBudgets = ruleBudgets
         self.strictCNAMETargets = strictCNAMETargets
         self.audit = audit
         self.auditedRules = auditedRules
@@ -56,6 +60,8 @@ public final class Policy: Sendable {
     /// letter case, validated: labels ≤ 63, ≤ 255 bytes, ending with the root label). The one
     /// lookup of the policy: every query, on every path, is decided here. Default deny.
     ///
+    /// - A name a wildcard pass rule covers carries the rule's tunnel budget, which the server
+    ///   charges when the name is forwarded (``TunnelBudget``).
     /// - A name no rule covers is denied with the policy's response and EDE 15 (Blocked).
     /// - A deny rule answers with its own response (or the policy's) and EDE 15.
     /// - A type outside ``allowedTypes`` for an otherwise allowed name gets NODATA and EDE 17
@@ -64,13 +70,14 @@ public final class Policy: Sendable {
     ///   no record of that type means NODATA, not NXDOMAIN. Their owner is the rule's name:
     ///   the answer renames them to the name as asked.
     public func decide(wire: UnsafeRawBufferPointer, type: DNSType) -> PolicyDecision {
-        guard let rule = rules.match(wire: wire) else { return defaultDeny }
+        guard let index = rules.matchIndex(wire: wire) else { return defaultDeny }
+        let rule = rules.rules[index]
         switch rule.action {
         case .deny(let response):
             return deniedByRule(rule, response: response)
         case .pass:
             guard allowedTypes.contains(type) else { return filtered(rule, type: type) }
-            return .pass(rule: rule.id)
+            return .pass(rule: rule.id, budget: ruleBudgets.isEmpty ? nil : ruleBudgets[index])
         case .localData(let records):
             guard allowedTypes.contains(type) else { return filtered(rule, type: type) }
             return .localData(records: Self.localAnswer(records, type: type), rule: rule.id)

@@ -15,13 +15,16 @@ public struct PolicyCompiler: Sendable {
         public var warnings: [PolicyWarning]
         /// Patterns of `auditedPatterns` that name no deny rule of the policy.
         public var unmatchedAudits: [String] = []
+        /// Patterns of `ruleBudgets` that name no wildcard pass rule of the policy.
+        public var unmatchedBudgets: [String] = []
     }
 
     /// Reads every source (first error aborts the whole policy) and indexes the rules.
     public func compile(
         name: String, sources: [PolicySource], extraRules: [PolicyRule] = [],
         allowedTypes: Set<DNSType> = Policy.defaultTypes, denyResponse: DenyResponse = .nxdomain, audit: Bool = false,
-        auditedPatterns: [String] = [], strictCNAMETargets: Bool = false
+        auditedPatterns: [String] = [], strictCNAMETargets: Bool = false,
+        budget: TunnelBudget? = .standard, ruleBudgets: [String: TunnelBudget?] = [:]
     ) throws(PolicyLoadError) -> Output {
         var rules = extraRules
         for source in sources {
@@ -69,11 +72,44 @@ public struct PolicyCompiler: Sendable {
             if found.isEmpty { unmatched.append(text) }
             audited.formUnion(found.map(\.id))
         }
+        let (budgets, unmatchedBudgets) = Self.budgets(
+            policy: name, rules: set, default: budget, overrides: ruleBudgets)
         return Output(
             policy: Policy(
                 name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit,
-                auditedRules: audited, strictCNAMETargets: strictCNAMETargets),
-            warnings: warnings, unmatchedAudits: unmatched
+                auditedRules: audited, strictCNAMETargets: strictCNAMETargets, ruleBudgets: budgets),
+            warnings: warnings, unmatchedAudits: unmatched, unmatchedBudgets: unmatchedBudgets
         )
+    }
+
+    /// The tunnel budget of every wildcard pass rule (`overrides` by pattern as written, nil
+    /// for `off`; else `default`), by rule position; empty when no rule has one. Also the
+    /// patterns of `overrides` that name no wildcard pass rule.
+    static func budgets(
+        policy: String, rules: RuleSet, default: TunnelBudget?, overrides: [String: TunnelBudget?]
+    ) -> (budgets: [RuleBudget?], unmatched: [String]) {
+        var byPattern: [String: TunnelBudget?] = [:]
+        for (text, budget) in overrides {
+            byPattern[(text.hasSuffix(".") ? text : text + ".").lowercased()] = budget
+        }
+        var found: Set<String> = []
+        var budgets: [RuleBudget?] = Array(repeating: nil, count: rules.count)
+        for (index, rule) in rules.rules.enumerated() where rule.isWildcard && rule.action == .pass {
+            let limits: TunnelBudget?
+            if let override = byPattern[rule.pattern] {
+                found.insert(rule.pattern)
+                limits = override
+            } else {
+                limits = `default`
+            }
+            guard let limits else { continue }
+            budgets[index] = RuleBudget(
+                limits: limits, rule: Int32(index), suffixLength: rule.name.wire.count,
+                key: RuleBudget.key(policy: policy, pattern: rule.pattern))
+        }
+        let unmatched = overrides.keys.filter {
+            !found.contains(($0.hasSuffix(".") ? $0 : $0 + ".").lowercased())
+        }.sorted()
+        return (budgets.contains { $0 != nil } ? budgets : [], unmatched)
     }
 }

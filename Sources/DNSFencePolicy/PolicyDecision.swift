@@ -2,8 +2,8 @@ public import DNSFenceWire
 
 /// The outcome of matching one question against a policy: what the server does next.
 public enum PolicyDecision: Hashable, Sendable {
-    /// Forward upstream under `rule`.
-    case pass(rule: RuleID)
+    /// Forward upstream under `rule`, charging `budget` (a wildcard's tunnel budget) for it.
+    case pass(rule: RuleID, budget: RuleBudget?)
     /// Answer locally with `records` (owners already set to the name asked). An empty list
     /// means NODATA: the name exists in local data, but not with this type.
     case localData(records: [DNSRecord], rule: RuleID)
@@ -22,7 +22,7 @@ public enum PolicyDecision: Hashable, Sendable {
     /// The rule behind the decision, if any.
     public var rule: RuleID? {
         switch self {
-        case .pass(let rule), .localData(_, let rule): return rule
+        case .pass(let rule, _), .localData(_, let rule): return rule
         case .deny(_, _, let rule): return rule
         }
     }

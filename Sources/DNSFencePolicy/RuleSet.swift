@@ -55,9 +55,13 @@ public struct RuleSet: Sendable {
     /// The same for a name as wire bytes (uncompressed, any letter case, validated by the
     /// caller: labels ≤ 63, ≤ 255 bytes, ending with the root label).
     public func match(wire: UnsafeRawBufferPointer) -> PolicyRule? {
-        index.bestMatch(wire.baseAddress!.assumingMemoryBound(to: UInt8.self), count: wire.count).map {
-            rules[Int($0)]
-        }
+        matchIndex(wire: wire).map { rules[$0] }
+    }
+
+    /// The position in ``rules`` of ``match(wire:)``'s rule.
+    @inline(__always)
+    public func matchIndex(wire: UnsafeRawBufferPointer) -> Int? {
+        index.bestMatch(wire.baseAddress!.assumingMemoryBound(to: UInt8.self), count: wire.count).map { Int($0) }
     }
 }
 

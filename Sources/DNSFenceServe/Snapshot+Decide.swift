@@ -38,7 +38,7 @@ extension Snapshot {
                 var decision =
                     type == .any
                     ? QueryDecision(.any, policy: policy, action: .pass, rule: rule)
-                    : passed(view, context: context, policy: policy, rule: rule)
+                    : passed(view, context: context, policy: policy, rule: rule, budget: nil)
                 if decision.action == .pass { decision.action = .audit }
                 return decision
             }
@@ -49,16 +49,19 @@ extension Snapshot {
         case .localData(let records, let rule):
             if type == .any { return QueryDecision(.any, policy: policy, action: .local, rule: rule) }
             return local(records, view: view, policy: policy, rule: rule)
-        case .pass(let rule):
+        case .pass(let rule, let budget):
             if type == .any { return QueryDecision(.any, policy: policy, action: .pass, rule: rule) }
-            return passed(view, context: context, policy: policy, rule: rule)
+            return passed(view, context: context, policy: policy, rule: rule, budget: budget)
         }
     }
 
     /// A name the policy passes: NODATA for a family its firewall has no set for, else the
-    /// cache's answer or a forward.
+    /// cache's answer, or a forward if the rule's tunnel budget allows it (a cache hit carries
+    /// nothing out, so it costs nothing).
     @inline(__always)
-    private func passed(_ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID?) -> QueryDecision {
+    private func passed(
+        _ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID?, budget: RuleBudget?
+    ) -> QueryDecision {
         // Fail closed: a policy whose sets cannot be used hands out no address.
         if !unavailable.isEmpty, let ede = unavailable[policy.name] {
             return QueryDecision(.deny(.servFail), policy: policy, action: .pass, rule: rule, ede: ede)
@@ -78,7 +81,23 @@ extension Snapshot {
         {
             return .hit(hit, policy: policy, action: .pass, rule: rule, ede: ede, binding: binding)
         }
+        if let budget,
+            let limit = ledger.charge(budget, policy: policy.name, client: context.client, name: key.name.wire)
+        {
+            return overBudget(budget, limit, policy: policy, rule: rule)
+        }
         return .forward(key, policy: policy, rule: rule, binding: binding)
+    }
+
+    /// A forward the tunnel budget refuses: the policy's denial, with EDE 15 naming the budget.
+    @inline(never)
+    private func overBudget(_ budget: RuleBudget, _ limit: BudgetLimit, policy: Policy, rule: RuleID?) -> QueryDecision
+    {
+        let ede = ExtendedDNSError(ExtendedDNSError.blocked, policy.budgetText(budget, limit))
+        guard let rcode = policy.denyResponse.rcode else {
+            return QueryDecision(.drop, policy: policy, action: .deny, rule: rule, ede: ede)
+        }
+        return QueryDecision(.deny(rcode), policy: policy, action: .deny, rule: rule, ede: ede)
     }
 
     /// Local data: under a firewall that publishes it (`publish-local`, the default), its

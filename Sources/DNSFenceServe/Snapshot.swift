@@ -25,15 +25,19 @@ public final class Snapshot: Sendable {
     /// What each reason on the firewall's elements stands for: one registry handed from
     /// snapshot to snapshot, so that a reload can tell which elements the new policies keep.
     public let reasons: ReasonRegistry
+    /// What clients spent of the tunnel budgets: one ledger handed from snapshot to snapshot.
+    public let ledger: TunnelLedger
     private let firewallPolicies: [String]
     private let firewallBindings: [FirewallBinding]
 
     public init(
         selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder,
         firewalls: [String: FirewallBinding] = [:], unavailable: [String: String] = [:],
-        queryLog: (any QueryLogSink)? = nil, reasons: ReasonRegistry = ReasonRegistry()
+        queryLog: (any QueryLogSink)? = nil, reasons: ReasonRegistry = ReasonRegistry(),
+        ledger: TunnelLedger = TunnelLedger()
     ) {
         self.reasons = reasons
+        self.ledger = ledger
         self.unavailable = unavailable.mapValues { reason in
             ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: firewall unavailable: \(reason)")
         }

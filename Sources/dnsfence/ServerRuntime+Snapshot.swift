@@ -62,7 +62,8 @@ extension ServerRuntime {
         return Snapshot(
             selector: compiled.selector, cache: cache, forwarder: forwarder, firewalls: firewalls,
             unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter),
-            reasons: previous?.snapshot.reasons ?? ReasonRegistry())
+            reasons: previous?.snapshot.reasons ?? ReasonRegistry(), ledger: previous?.snapshot.ledger ?? TunnelLedger()
+        )
     }
 
     /// The binding of every policy with a firewall, its sets created or verified; the policies
