@@ -10,4 +10,4 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     nftables libnftables-dev libnftnl-dev libmnl-dev iproute2 \
     dnsutils knot-dnsutils nsd publicsuffix \
     prometheus curl python3 systemd dnsperf \
-    podman runc debootstrap docker-compose python3-yaml >/dev/null
+    podman runc debootstrap docker-compose python3-yaml iodine >/dev/null
