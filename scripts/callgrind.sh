@@ -5,6 +5,7 @@
 #   hot, denied: the synchronous path (decode, policy, cache, encode, metrics);
 #   hot-nft: hot under a firewall whose real nftables set holds every address (root: each run
 #         gets a network namespace of its own), so every hit checks the set's shadow;
+#   limited, slipped: a client over its rate limit: every query dropped, or answered TC;
 #   cold: distinct names through real loopback sockets, each one a cache miss answered by an
 #         upstream of the replay's own (every thread of the process is counted);
 #   cold-nft: the same, publishing every address into a real nftables set first (root: each

@@ -6,7 +6,9 @@
  *   latency --echo PORT                     a UDP server that returns every datagram as it came:
  *                                           the floor any server can reach on this machine
  * With LATENCY_TRACE=FILE, the client also writes one line per answer to FILE: the time it was
- * sent (seconds from the start) and its latency (ms), to see when the tail happens.
+ * sent (seconds from the start) and its latency (ms), to see when the tail happens. With
+ * LATENCY_SOURCE=ADDR it sends from that address (a flooder in another /24:
+ * scripts/bench-ratelimit.sh).
  *
  * The client never sleeps: it spins on the clock and a non-blocking socket, so a reply is
  * timestamped when it arrives, not when the client's own CPU wakes up. Pin it to a CPU of its
@@ -137,6 +139,15 @@ int main(int argc, char **argv) {
     if (inet_pton(AF_INET, argv[1], &server.sin_addr) != 1) {
         fprintf(stderr, "latency: '%s' is not an IPv4 address\n", argv[1]);
         return 2;
+    }
+    const char *source = getenv("LATENCY_SOURCE");
+    if (source && *source) {
+        struct sockaddr_in local = {.sin_family = AF_INET};
+        if (inet_pton(AF_INET, source, &local.sin_addr) != 1) {
+            fprintf(stderr, "latency: LATENCY_SOURCE '%s' is not an IPv4 address\n", source);
+            return 2;
+        }
+        if (bind(fd, (struct sockaddr *)&local, sizeof local) != 0) fail("bind");
     }
     if (connect(fd, (struct sockaddr *)&server, sizeof server) != 0) fail("connect");
 

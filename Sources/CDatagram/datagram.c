@@ -74,6 +74,12 @@ int dnsfence_datagram_socket(const struct sockaddr *address, uint32_t address_le
         close(fd);
         return -error;
     }
+    /* Room for a burst: a flood from one client must not overflow the queue its neighbours'
+       queries wait in (the default, about 200 KiB, holds a few hundred datagrams: a
+       millisecond of a flood). Above net.core.rmem_max only with CAP_NET_ADMIN; best effort. */
+    int buffer = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &buffer, sizeof(buffer)) < 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
     return fd;
 }
 

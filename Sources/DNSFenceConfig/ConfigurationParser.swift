@@ -119,6 +119,8 @@ public struct ConfigurationParser {
                         unknownKey(k, in: "log", known: ["queries", "file", "repeat-limit", "max-bytes-per-second"])
                     }
                 }
+            case "rate-limit":
+                if let limits = rateLimits(value) { config.rateLimits = limits }
             case "drop-ins":
                 config.dropIns = string(value, "drop-ins")
             case "control":
@@ -132,7 +134,10 @@ public struct ConfigurationParser {
             default:
                 unknownKey(
                     key, in: "the configuration",
-                    known: ["listen", "upstreams", "policies", "cache", "tcp", "metrics", "log", "control", "drop-ins"])
+                    known: [
+                        "listen", "upstreams", "policies", "cache", "tcp", "rate-limit", "metrics", "log", "control",
+                        "drop-ins",
+                    ])
             }
         }
         return config

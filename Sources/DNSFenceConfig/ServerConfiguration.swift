@@ -187,6 +187,8 @@ public struct ServerConfiguration: Hashable, Sendable {
     public var policies: [PolicyConfiguration]
     public var cache: CacheConfiguration
     public var tcp = TCPConfiguration()
+    /// `rate-limit:`: per-client UDP query limits (nil: `off`).
+    public var rateLimits: RateLimits? = .standard
     public var metrics: Endpoint?
     public var queryLog: QueryLogMode
     /// `log.file`: the query log's file (appended to, reopened on SIGUSR1); nil: standard output.

@@ -45,6 +45,20 @@ public enum ByteRenderer {
                     elapsed: hit.elapsed, ednsPayload: UInt16(DNSMessage.advertisedPayload))
             }
             return UInt8(template.rcode.rawValue & 0x0F)
+        case .slip:
+            let flags = view.responseFlags(rcode: .noError, authenticData: false) | 0x0200  // TC
+            let dnssecOK = view.ednsDO
+            emit(12 + question.count + (dnssecOK == nil ? 0 : 11)) { out in
+                out.storeHeader(id: view.id, flags: flags, counts: (1, 0, 0, dnssecOK == nil ? 0 : 1))
+                UnsafeMutableRawBufferPointer(start: out.baseAddress! + 12, count: question.count)
+                    .copyMemory(from: question)
+                if let dnssecOK {
+                    _ = out.storeOPT(
+                        at: 12 + question.count, payloadSize: UInt16(DNSMessage.advertisedPayload),
+                        dnssecOK: dnssecOK, rdataLength: 0)
+                }
+            }
+            return 0
         default:
             return nil
         }

@@ -35,6 +35,10 @@ public enum MessageRenderer {
             return message.encoded(fitting: maxSize)
         case .any:
             return DNSMessage.rfc8482(to: view.message).encoded(fitting: maxSize)
+        case .slip:
+            var message = DNSMessage.response(to: view.message, rcode: .noError)
+            message.truncated = true
+            return message.encoded()
         case .hit(let hit):
             return render(hit, view: view, ede: decision.ede, maxSize: maxSize)
         }

@@ -27,6 +27,9 @@ public struct QueryDecision: Sendable, ~Copyable {
         case localData([DNSRecord], published: [IPAddress], commit: [SetElement])
         /// RFC 8482's answer to ANY for a name that the policy answers.
         case any
+        /// Over a client rate limit: TC=1 with the question and no records, so that a real
+        /// client retries over TCP (a spoofed one gets no amplification).
+        case slip
         /// An answer from the cache (or an upstream's, just stored).
         case hit(CacheHit)
         /// A cache miss of a name the policy passes: ask an upstream under this key.
@@ -90,6 +93,8 @@ public enum QueryAction: String, Sendable, CaseIterable {
     case error
     /// Would have been denied; answered as allowed because the policy is in audit mode.
     case audit
+    /// Over a client rate limit: dropped, or answered TC=1.
+    case limited
 
     /// Position among ``allCases`` (the metrics' series index).
     var index: Int {
@@ -99,6 +104,7 @@ public enum QueryAction: String, Sendable, CaseIterable {
         case .deny: return 2
         case .error: return 3
         case .audit: return 4
+        case .limited: return 5
         }
     }
 }

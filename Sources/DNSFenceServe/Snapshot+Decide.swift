@@ -6,11 +6,18 @@ import DNSFenceResolve
 public import DNSFenceWire
 
 extension Snapshot {
-    /// The one decision for one query: validation, client → policy, the policy's verdict, the
+    /// The one decision for one query: the client's rate limit, validation, client → policy, the policy's verdict, the
     /// firewall's family check and the cache, in that order. Every path asks this, once per
     /// query; renderers and the upstream stage only carry it out.
     @inline(__always)
     public func decide(_ view: QueryView, context: QueryContext) -> QueryDecision {
+        if let rateLimiter, context.transport == .udp {
+            switch rateLimiter.check(context.client) {
+            case .admit: break
+            case .drop: return QueryDecision(.drop, action: .limited)
+            case .slip: return QueryDecision(.slip, action: .limited)
+            }
+        }
         guard view.opcode == .query else { return QueryDecision(.refuse(.notImp)) }
         guard view.questionCount == 1 else { return QueryDecision(.refuse(.formErr)) }
         // RFC 8945 5.2: signed with a key we do not have (we have none): NOTAUTH/BADKEY, and the

@@ -12,7 +12,10 @@ extension Snapshot {
         count(
             transport: context.transport, qtype: view?.type, policy: decision.policy?.name, action: decision.action,
             ede: decision.ede, rcode: rcode, started: started)
-        guard let queryLog, decision.action != .pass && decision.action != .local || queryLog.logsAnswers else {
+        // Rate-limited queries are counted, never logged: a flood would fill the log.
+        guard let queryLog, decision.action != .limited,
+            decision.action != .pass && decision.action != .local || queryLog.logsAnswers
+        else {
             return
         }
         queryLog.record(QueryRecord(decision, view: view, context: context, started: started), rcode: rcode)

@@ -27,6 +27,8 @@ public final class Snapshot: Sendable {
     public let reasons: ReasonRegistry
     /// What clients spent of the tunnel budgets: one ledger handed from snapshot to snapshot.
     public let ledger: TunnelLedger
+    /// Per-client UDP rate limits (nil: off).
+    public let rateLimiter: RateLimiter?
     private let firewallPolicies: [String]
     private let firewallBindings: [FirewallBinding]
 
@@ -34,8 +36,9 @@ public final class Snapshot: Sendable {
         selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder,
         firewalls: [String: FirewallBinding] = [:], unavailable: [String: String] = [:],
         queryLog: (any QueryLogSink)? = nil, reasons: ReasonRegistry = ReasonRegistry(),
-        ledger: TunnelLedger = TunnelLedger()
+        ledger: TunnelLedger = TunnelLedger(), rateLimiter: RateLimiter? = nil
     ) {
+        self.rateLimiter = rateLimiter
         self.reasons = reasons
         self.ledger = ledger
         self.unavailable = unavailable.mapValues { reason in

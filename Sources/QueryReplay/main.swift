@@ -5,8 +5,11 @@
 // `cold` and `cold-nft` replay the asynchronous path instead, through real sockets
 // (ColdReplay.swift).
 //
-// Usage: QueryReplay hot|hot-nft|denied|memory|cold|cold-nft ITERATIONS
+// `limited` and `slipped`: a flooding client over its rate limit, dropped or answered TC.
+//
+// Usage: QueryReplay hot|hot-nft|denied|limited|slipped|memory|cold|cold-nft ITERATIONS
 
+import DNSFenceCore
 import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceRelease
@@ -68,12 +71,21 @@ let logger = Logger(label: "replay")
 let hits = workload == "hot" || workload == "hot-nft"
 let binding = workload == "hot-nft" ? try preparedFirewall() : nil
 let cache = AnswerCache(limits: .init(maxEntries: 1000, minTTL: 0, maxTTL: 86400), clock: { 1000 })
+// The client (10.0.0.1) goes through the rate limiter on every query: for hot and denied one
+// that never refuses (the check's full cost, two compare-and-swaps), for `limited` one that
+// refuses everything after the first query (a flood's cost: dropped, or with `slipped`
+// answered TC).
+let refusing = workload == "limited" || workload == "slipped"
+let limits = RateLimits(
+    queries: refusing ? 1 : 10_000_000, burst: refusing ? 1 : 10_000_000, ipv4Prefix: 24, ipv6Prefix: 56,
+    slip: workload == "slipped" ? 1 : 0, exempt: [])
 let pipeline = QueryPipeline(
-    selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
-    forwarder: UpstreamForwarder(
-        settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton,
-        logger: logger),
-    logger: logger, firewalls: binding.map { ["replay": $0] } ?? [:])
+    snapshot: Snapshot(
+        selector: ClientPolicySelector([.init(policy: policy, clients: [])]), cache: cache,
+        forwarder: UpstreamForwarder(
+            settings: .init(upstreams: []), group: MultiThreadedEventLoopGroup.singleton, logger: logger),
+        firewalls: binding.map { ["replay": $0] } ?? [:], rateLimiter: RateLimiter(limits)),
+    logger: logger)
 
 var queries: [[UInt8]] = []
 var elements: [SetElement] = []
@@ -130,7 +142,7 @@ if workload == "memory" {
             + "\((after - before) * 1024 / max(iterations, 1)) bytes per answer")
     exit(0)
 }
-let context = QueryContext(client: .v4(0x7F00_0001), listenerPolicy: "replay", transport: .udp)
+let context = QueryContext(client: .v4(0x0A00_0001), listenerPolicy: "replay", transport: .udp)
 var answered = 0
 var scratch = [UInt8](repeating: 0, count: 65_536)
 for i in 0..<iterations {

@@ -62,7 +62,9 @@ extension ServerRuntime {
         return Snapshot(
             selector: compiled.selector, cache: cache, forwarder: forwarder, firewalls: firewalls,
             unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter),
-            reasons: previous?.snapshot.reasons ?? ReasonRegistry(), ledger: previous?.snapshot.ledger ?? TunnelLedger()
+            reasons: previous?.snapshot.reasons ?? ReasonRegistry(),
+            ledger: previous?.snapshot.ledger ?? TunnelLedger(),
+            rateLimiter: config.rateLimits.map { RateLimiter($0, previous: previous?.snapshot.rateLimiter) }
         )
     }
 

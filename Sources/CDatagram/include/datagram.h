@@ -27,7 +27,7 @@ int dnsfence_recv_datagrams(int fd, dnsfence_datagram *slots, int count);
 int dnsfence_send_datagrams(int fd, const dnsfence_datagram *slots, int count);
 
 /// A non-blocking, close-on-exec UDP socket (SO_REUSEPORT if `reuse_port`; IPV6_V6ONLY for
-/// IPv6) bound to `address`; the descriptor, or -errno.
+/// IPv6) bound to `address`, with a 4 MiB receive buffer where allowed; the descriptor, or -errno.
 int dnsfence_datagram_socket(const struct sockaddr *address, uint32_t address_length, int reuse_port);
 
 /// The address a socket is bound to (for port 0), or -errno.

@@ -1,3 +1,4 @@
+import DNSFenceCore
 import DNSFencePolicy
 import Yams
 
@@ -79,5 +80,61 @@ extension ConfigurationParser {
             return nil
         }
         return n
+    }
+
+    /// `rate-limit: off`, or `rate-limit: { queries: 5000, burst: 5000, ipv4-prefix: 24,
+    /// ipv6-prefix: 56, slip: 2, exempt: [127.0.0.0/8, ::1/128] }` over the defaults:
+    /// `.some(nil)` for `off`, nil after an error.
+    mutating func rateLimits(_ node: Node) -> RateLimits?? {
+        if case .scalar(let scalar) = node {
+            if scalar.string == "off" { return .some(nil) }
+            error(node, "rate-limit must be 'off' or a mapping like { queries: 5000, burst: 5000 }")
+            return nil
+        }
+        guard let fields = mapping(node, "rate-limit") else { return nil }
+        var limits = RateLimits.standard
+        var burst: UInt32? = nil
+        var valid = true
+        for (k, v) in fields {
+            let what = "rate-limit \(k.keyText)"
+            switch k {
+            case "queries", "burst":
+                guard let n = whole(v, what, in: 1...10_000_000) else {
+                    valid = false
+                    continue
+                }
+                if k.keyText == "queries" { limits.queries = UInt32(n) } else { burst = UInt32(n) }
+            case "ipv4-prefix", "ipv6-prefix":
+                let v4 = k.keyText == "ipv4-prefix"
+                guard let n = whole(v, what, in: v4 ? 8...32 : 16...64) else {
+                    valid = false
+                    continue
+                }
+                if v4 { limits.ipv4Prefix = n } else { limits.ipv6Prefix = n }
+            case "slip":
+                guard let n = whole(v, what, in: 0...100) else {
+                    valid = false
+                    continue
+                }
+                limits.slip = UInt32(n)
+            case "exempt":
+                limits.exempt = list(v, what).compactMap { item in
+                    guard let text = string(item, "an exempt prefix") else { return nil }
+                    guard let prefix = IPPrefix(text) else {
+                        error(item, "'\(text)' is not an address prefix like 10.200.0.0/24 (host bits must be zero)")
+                        valid = false
+                        return nil
+                    }
+                    return prefix
+                }
+            default:
+                unknownKey(
+                    k, in: "rate-limit", known: ["queries", "burst", "ipv4-prefix", "ipv6-prefix", "slip", "exempt"])
+                valid = false
+            }
+        }
+        // A burst left unwritten is one second's worth.
+        limits.burst = burst ?? limits.queries
+        return valid ? .some(limits) : nil
     }
 }
