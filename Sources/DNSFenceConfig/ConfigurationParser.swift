@@ -320,8 +320,16 @@ public struct ConfigurationParser {
                         cache.failureTTL = d
                     }
                 }
+            case "stale-max":
+                if let d = duration(v, "stale-max") {
+                    if d > 7 * 86400 {
+                        error(v, "cache stale-max must be at most 1w (RFC 8767 suggests 1 to 3 days), got \(d)s")
+                    } else {
+                        cache.staleMax = d
+                    }
+                }
             default:
-                unknownKey(k, in: "cache", known: ["max-entries", "min-ttl", "max-ttl", "failure-ttl"])
+                unknownKey(k, in: "cache", known: ["max-entries", "min-ttl", "max-ttl", "failure-ttl", "stale-max"])
             }
         }
         if cache.minTTL > cache.maxTTL {

@@ -148,6 +148,9 @@ public struct CacheConfiguration: Hashable, Sendable {
     /// `failure-ttl`: how long a question every upstream failed on is answered SERVFAIL from
     /// the cache (RFC 9520).
     public var failureTTL: UInt32 = 5
+    /// `stale-max`: serve-stale (RFC 8767): how long past expiry an answer may still be given
+    /// (TTL 30, EDE 3) when every upstream fails. 0: off (the default, as in Unbound).
+    public var staleMax: UInt32 = 0
 
     public init(maxEntries: Int = 100_000, minTTL: UInt32 = 0, maxTTL: UInt32 = 86400) {
         self.maxEntries = maxEntries

@@ -22,10 +22,15 @@ public final class AnswerCache: Sendable {
         /// A question every upstream failed on is answered SERVFAIL from the cache this long
         /// (RFC 9520: at least 1 s), so client retries do not all go upstream again. 0: never.
         public var failure: UInt32
+        /// Serve-stale (RFC 8767): how long past its expiry an answer is kept, to answer with
+        /// when every upstream fails (``stale(_:)``). 0: off, expired answers are dropped.
+        public var staleMax: UInt32 = 0
 
         public init(
-            maxEntries: Int, minTTL: UInt32, maxTTL: UInt32, negativeWithoutSOA: UInt32 = 5, failure: UInt32 = 5
+            maxEntries: Int, minTTL: UInt32, maxTTL: UInt32, negativeWithoutSOA: UInt32 = 5, failure: UInt32 = 5,
+            staleMax: UInt32 = 0
         ) {
+            self.staleMax = staleMax
             self.maxEntries = maxEntries
             self.minTTL = minTTL
             self.maxTTL = maxTTL
@@ -188,10 +193,13 @@ public final class AnswerCache: Sendable {
                 return
             }
             guard state.nodes[i].expires > time else {
-                state.remove(i)
+                // Kept for serve-stale while it may still be used; a miss all the same.
+                if state.nodes[i].expires + UInt64(limits.staleMax) <= time {
+                    state.remove(i)
+                    entriesGauge.record(state.count)
+                }
                 state.misses += 1
                 missCounter.increment()
-                entriesGauge.record(state.count)
                 return
             }
             if state.newest != i {
@@ -272,7 +280,30 @@ public final class AnswerCache: Sendable {
         return insert(CachedAnswer(wire: wire, reason: reason), for: key, lifetime: lifetime)
     }
 
+    /// Serve-stale (RFC 8767): the answer for `key` that expired at most ``Limits/staleMax``
+    /// seconds ago, for when every upstream fails; nil when there is none (or one still live:
+    /// that is a hit, not stale). Only positive answers are served stale.
+    public func stale(_ key: CacheKey) -> CachedAnswer? {
+        guard limits.staleMax > 0 else { return nil }
+        let time = now()
+        let hash = key.hashValue
+        var found: CacheEntry? = nil
+        state.withLock { state in
+            guard let i = state.find(key, hash: hash), state.nodes[i].expires <= time,
+                state.nodes[i].expires + UInt64(limits.staleMax) > time
+            else { return }
+            found = state.nodes[i].entry
+        }
+        guard let answer = found?.answer, answer.rcode == .noError,
+            answer.template.map({ $0.answerCount > 0 }) ?? !answer.answers.isEmpty
+        else {
+            return nil
+        }
+        return answer
+    }
+
     /// Remembers that every upstream failed on `key` (RFC 9520), for ``Limits/failure`` seconds.
+    /// (Not over a stale answer: the caller serves that instead.)
     public func storeFailure(for key: CacheKey) {
         guard limits.maxEntries > 0, limits.failure > 0 else { return }
         insert(

@@ -8,7 +8,7 @@ final class QueryMetrics: Sendable {
     /// The action labels, in ``QueryAction/index`` order.
     static let actions = QueryAction.allCases.map(\.rawValue)
     static let rcodes: [DNSRCode] = [.noError, .formErr, .servFail, .nxDomain, .notImp, .refused, .badVers]
-    static let edeCodes: [UInt16] = [0, 14, 15, 17, 18, 22, 23]
+    static let edeCodes: [UInt16] = [0, 3, 14, 15, 17, 18, 22, 23]
 
     /// The query counters of this snapshot's policies (and "(none)", last), by position.
     private let queries: [QueryCounters.Block]

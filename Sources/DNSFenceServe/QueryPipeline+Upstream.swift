@@ -72,7 +72,13 @@ extension QueryPipeline {
                     self.refuse(pending, record: record, rcode: rcode, ede: ede, rule: rule, done: finished)
                 }
             case .failure(let error):
-                self.fail(pending, record: record, error: error as? ForwardError ?? .unreachable, done: finished)
+                if let stale = pending.snapshot.cache.stale(pending.key),
+                    let entry = self.staleEntry(stale, for: pending)
+                {
+                    self.release(entry, for: pending, record: record, on: loop, ede: Self.staleAnswer, done: finished)
+                } else {
+                    self.fail(pending, record: record, error: error as? ForwardError ?? .unreachable, done: finished)
+                }
             }
         }
     }
@@ -156,14 +162,14 @@ extension QueryPipeline {
     /// after a commit where the firewall needs one.
     private func release(
         _ answer: CacheEntry, for pending: PendingForward, record: QueryRecord, on loop: any EventLoop,
-        done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
+        ede extra: ExtendedDNSError? = nil, done: @escaping @Sendable (Snapshot, QueryRecord, [UInt8]) -> Void
     ) {
         let snapshot = pending.snapshot
         let waiting: PendingPublish? = pending.withView { view in
             let binding = pending.decision.binding
             var released = record
             guard
-                let (hit, ede) = Snapshot.hit(
+                let (hit, withheld) = Snapshot.hit(
                     answer, elapsed: 0, view: view, transport: pending.transport, binding: binding)
             else {
                 let maxSize = Self.maxSize(view, pending.transport)
@@ -172,6 +178,7 @@ extension QueryPipeline {
                     MessageRenderer.render(QueryDecision(.refuse(.servFail)), view: view, maxSize: maxSize) ?? [])
                 return nil
             }
+            let ede = withheld ?? extra
             let decision = QueryDecision.hit(
                 hit, policy: pending.decision.policy, action: pending.decision.action, rule: pending.decision.rule,
                 ede: ede, binding: binding)
@@ -187,6 +194,44 @@ extension QueryPipeline {
                 origin: .forward(pending), snapshot: snapshot, transport: pending.transport)
         }
         if let waiting { publish(waiting, on: loop, done: done) }
+    }
+
+    static let staleAnswer = ExtendedDNSError(
+        ExtendedDNSError.staleAnswer, "dnsfence: every upstream failed; an expired answer (RFC 8767)")
+
+    /// Serve-stale (RFC 8767): the expired answer as a fresh one whose records all have TTL 30,
+    /// kept as records (so that it carries EDE 3 and its addresses are guarded and published
+    /// like any answer's, for 30 s), not cached. Nil if its wire form cannot be read back.
+    private func staleEntry(_ stale: CachedAnswer, for pending: PendingForward) -> CacheEntry? {
+        var message = DNSMessage(
+            id: 0, isResponse: true, rcode: stale.rcode, questions: [], answers: stale.answers,
+            authorities: stale.authorities, additionals: stale.additionals)
+        if stale.answers.isEmpty, let template = stale.template {
+            // Kept in wire form only: read the records back from the answer it makes.
+            let bytes = pending.withView { view in
+                template.response(
+                    to: view.message, bytes: Array(view.bytes), elapsed: 0, maxSize: 65535,
+                    ednsPayload: UInt16(DNSMessage.advertisedPayload))
+            }
+            guard let bytes, let decoded = try? DNSMessage(decoding: bytes) else { return nil }
+            message = decoded
+        }
+        func fresh(_ records: [DNSRecord]) -> [DNSRecord] {
+            records.filter { $0.type != .opt }.map {
+                var record = $0
+                record.ttl = 30
+                return record
+            }
+        }
+        var answer = CachedAnswer(
+            rcode: .noError, authenticData: false, answers: fresh(message.answers),
+            authorities: fresh(message.authorities), additionals: fresh(message.additionals))
+        if pending.decision.binding != nil {
+            answer.reason = reasons.reason(
+                policy: pending.key.policy, name: pending.key.name.wire, now: QueryRecord.monotonicNow() / 1_000_000_000
+            )
+        }
+        return CacheEntry(answer)
     }
 
     /// Answers a forward whose reply the policy refused: its denial (or SERVFAIL), recorded as a

@@ -56,7 +56,7 @@ extension ServerRuntime {
             cache = AnswerCache(
                 limits: .init(
                     maxEntries: config.cache.maxEntries, minTTL: config.cache.minTTL, maxTTL: config.cache.maxTTL,
-                    failure: config.cache.failureTTL),
+                    failure: config.cache.failureTTL, staleMax: config.cache.staleMax),
                 clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) })
         }
         return Snapshot(

@@ -46,6 +46,34 @@ struct AnswerCacheTests {
         #expect(try cache.lookup(key("a.test")) == nil)
     }
 
+    @Test("serve-stale: an expired positive answer is kept stale-max longer, a miss all the while")
+    func stale() throws {
+        let clock = ManualClock()
+        let cache = AnswerCache(
+            limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 86400, staleMax: 100), clock: clock.clock)
+        cache.store(try positive("a.test", ttls: [60]), for: try key("a.test"))
+        cache.store(
+            CachedAnswer(
+                rcode: .nxDomain, authenticData: false, answers: [], authorities: [try soa(ttl: 60, minimum: 60)],
+                additionals: []), for: try key("gone.test"))
+        #expect(try cache.stale(key("a.test")) == nil, "live: a hit, not stale")
+        clock.advance(60)
+        #expect(try cache.lookup(key("a.test")) == nil, "expired: a miss")
+        #expect(try cache.stale(key("a.test"))?.answers.map(\.ttl) == [60], "kept, as stored")
+        #expect(try cache.stale(key("gone.test")) == nil, "only positive answers are served stale")
+        clock.advance(99)
+        #expect(try cache.stale(key("a.test")) != nil)
+        clock.advance(1)
+        #expect(try cache.lookup(key("a.test")) == nil)
+        #expect(try cache.stale(key("a.test")) == nil, "stale-max past expiry: gone")
+        #expect(cache.statistics.entries == 1, "dropped on that lookup (gone.test stays until looked up)")
+        let off = AnswerCache(limits: .init(maxEntries: 10, minTTL: 0, maxTTL: 86400), clock: clock.clock)
+        off.store(try positive("a.test", ttls: [60]), for: try key("a.test"))
+        clock.advance(61)
+        #expect(try off.lookup(key("a.test")) == nil)
+        #expect(try off.stale(key("a.test")) == nil && off.statistics.entries == 0, "off: dropped at once")
+    }
+
     @Test("negative answers are cached for min(SOA TTL, SOA MINIMUM) (RFC 2308)")
     func negative() throws {
         let clock = ManualClock()
