@@ -147,6 +147,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(name: "CFuzzDriver"),
+        .target(
+            name: "DNSFenceFuzzing",
+            dependencies: [
+                "DNSFenceCore", "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe",
+                "DNSFenceFirewall", "DNSFenceRelease",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "DNSFenceFuzz",
+            dependencies: ["CFuzzDriver", "DNSFenceFuzzing"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "PolicyBenchmark",
             dependencies: ["DNSFenceWire", "DNSFencePolicy"],

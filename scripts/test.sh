@@ -16,3 +16,5 @@ rm -rf .build/install-check
 scripts/install.sh --configuration debug --prefix /usr --destdir .build/install-check --systemd >/dev/null
 swift test --skip-build "$@"
 scripts/leak-check.sh
+# libFuzzer over everything a datagram reaches, differential renderers as the oracle (#20).
+scripts/fuzz.sh 100000
