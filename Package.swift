@@ -204,6 +204,7 @@ let package = Package(
             dependencies: [
                 "DNSFenceCore", .product(name: "CoreMetrics", package: "swift-metrics"),
                 "DNSFenceWire", "DNSFencePolicy", "DNSFenceResolve", "DNSFenceServe", "DNSFenceFirewall",
+                "DNSFenceFuzzing",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -5,7 +5,7 @@ import DNSFenceCore
 import DNSFenceFirewall
 import DNSFencePolicy
 import DNSFenceRelease
-import DNSFenceResolve
+public import DNSFenceResolve
 import DNSFenceServe
 import DNSFenceWire
 import Logging
@@ -46,33 +46,7 @@ public final class FuzzOracle: Sendable {
                 denyResponse: deny
             ).policy
             let cache = AnswerCache(limits: .init(maxEntries: 100, minTTL: 0, maxTTL: 600), clock: { 1000 })
-            for name in ["ok.test", "a.wild.test"] {
-                let owner = try DNSName(name)
-                for type in [DNSType.a, .aaaa] {
-                    for dnssecOK in [false, true] {
-                        for checkingDisabled in [false, true] {
-                            let answers =
-                                type == .a
-                                ? [DNSRecord(name: owner, ttl: 300, address: .v4(0xC000_0201))]
-                                : (0..<40).map {
-                                    DNSRecord(
-                                        name: owner, ttl: 300, address: .v6(high: 0x2001_0db8 << 32, low: UInt64($0)))
-                                }
-                            let key = CacheKey(
-                                policy: "p", name: owner, type: type, dnssecOK: dnssecOK,
-                                checkingDisabled: checkingDisabled)
-                            cache.store(
-                                CachedAnswer(
-                                    rcode: .noError, authenticData: type == .a, answers: answers, authorities: [],
-                                    additionals: []), for: key, keepRecords: false
-                            ) {
-                                WireAnswerBuilder.wire(
-                                    for: $0, question: DNSQuestion(name: owner, type: type), dnssecOK: dnssecOK)
-                            }
-                        }
-                    }
-                }
-            }
+            try Self.storeHits(in: cache)
             // Clients of 10.0.0.0/8 are under a limit they never reach; 192.0.2.1 is over its own.
             let limiter = RateLimiter(
                 RateLimits(
@@ -91,6 +65,38 @@ public final class FuzzOracle: Sendable {
                 ))
         }
         self.pipelines = pipelines
+    }
+
+    /// Fills `cache` (policy `p`) with answers for `ok.test` and `a.wild.test`: A (one record,
+    /// with AD) and AAAA (40 records, ~1.1 KB: over 512 bytes, so clients without EDNS get
+    /// TC), for every DO/CD combination, in wire form only. The byte-renderer tests use it too.
+    public static func storeHits(in cache: AnswerCache) throws {
+        for name in ["ok.test", "a.wild.test"] {
+            let owner = try DNSName(name)
+            for type in [DNSType.a, .aaaa] {
+                for dnssecOK in [false, true] {
+                    for checkingDisabled in [false, true] {
+                        let answers =
+                            type == .a
+                            ? [DNSRecord(name: owner, ttl: 300, address: .v4(0xC000_0201))]
+                            : (0..<40).map {
+                                DNSRecord(name: owner, ttl: 300, address: IPAddress("2001:db8::\($0 + 1)")!)
+                            }
+                        let key = CacheKey(
+                            policy: "p", name: owner, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled
+                        )
+                        cache.store(
+                            CachedAnswer(
+                                rcode: .noError, authenticData: type == .a, answers: answers, authorities: [],
+                                additionals: []), for: key, keepRecords: false
+                        ) {
+                            WireAnswerBuilder.wire(
+                                for: $0, question: DNSQuestion(name: owner, type: type), dnssecOK: dnssecOK)
+                        }
+                    }
+                }
+            }
+        }
     }
 
     static let contexts = [

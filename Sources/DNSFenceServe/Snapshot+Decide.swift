@@ -49,10 +49,7 @@ extension Snapshot {
                 if decision.action == .pass { decision.action = .audit }
                 return decision
             }
-            guard let rcode = response.rcode else {
-                return QueryDecision(.drop, policy: policy, action: .deny, rule: rule, ede: error)
-            }
-            return QueryDecision(.deny(rcode), policy: policy, action: .deny, rule: rule, ede: error)
+            return Self.denial(response, policy: policy, rule: rule, ede: error)
         case .localData(let records, let rule):
             if type == .any { return QueryDecision(.any, policy: policy, action: .local, rule: rule) }
             return local(records, view: view, policy: policy, rule: rule)
@@ -101,7 +98,15 @@ extension Snapshot {
     private func overBudget(_ budget: RuleBudget, _ limit: BudgetLimit, policy: Policy, rule: RuleID?) -> QueryDecision
     {
         let ede = ExtendedDNSError(ExtendedDNSError.blocked, policy.budgetText(budget, limit))
-        guard let rcode = policy.denyResponse.rcode else {
+        return Self.denial(policy.denyResponse, policy: policy, rule: rule, ede: ede)
+    }
+
+    /// A denial answered with `response` (nothing at all for `drop`).
+    @inline(__always)
+    private static func denial(_ response: DenyResponse, policy: Policy, rule: RuleID?, ede: ExtendedDNSError)
+        -> QueryDecision
+    {
+        guard let rcode = response.rcode else {
             return QueryDecision(.drop, policy: policy, action: .deny, rule: rule, ede: ede)
         }
         return QueryDecision(.deny(rcode), policy: policy, action: .deny, rule: rule, ede: ede)

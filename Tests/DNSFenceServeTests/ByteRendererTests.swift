@@ -1,5 +1,6 @@
 import DNSFenceCore
 import DNSFenceFirewall
+import DNSFenceFuzzing
 import DNSFencePolicy
 import DNSFenceRelease
 import DNSFenceResolve
@@ -60,32 +61,7 @@ struct ByteRendererTests {
         let logger = Logger(label: "test")
         let clock = Clock()
         let cache = AnswerCache(limits: .init(maxEntries: 100, minTTL: 0, maxTTL: 600), clock: { clock.now })
-        for name in ["ok.test", "a.wild.test"] {
-            let owner = try DNSName(name)
-            for type in [DNSType.a, .aaaa] {
-                for dnssecOK in [false, true] {
-                    for checkingDisabled in [false, true] {
-                        // 40 AAAA records (~1.1 KB): over 512 bytes, so clients without EDNS get TC.
-                        let answers =
-                            type == .a
-                            ? [DNSRecord(name: owner, ttl: 300, address: .v4(0xC000_0201))]
-                            : (0..<40).map {
-                                DNSRecord(name: owner, ttl: 300, address: IPAddress("2001:db8::\($0 + 1)")!)
-                            }
-                        let stored = CachedAnswer(
-                            rcode: .noError, authenticData: type == .a, answers: answers, authorities: [],
-                            additionals: [])
-                        let key = CacheKey(
-                            policy: "p", name: owner, type: type, dnssecOK: dnssecOK, checkingDisabled: checkingDisabled
-                        )
-                        cache.store(stored, for: key, keepRecords: false) {
-                            WireAnswerBuilder.wire(
-                                for: $0, question: DNSQuestion(name: owner, type: type), dnssecOK: dnssecOK)
-                        }
-                    }
-                }
-            }
-        }
+        try FuzzOracle.storeHits(in: cache)
         clock.now = 1_007
         return QueryPipeline(
             selector: ClientPolicySelector([.init(policy: compiled.policy, clients: [])]), cache: cache,

@@ -4,7 +4,6 @@ import DNSFenceResolve
 import DNSFenceWire
 import Logging
 import NIOPosix
-import Synchronization
 import Testing
 
 @testable import DNSFenceServe
@@ -12,12 +11,6 @@ import Testing
 /// Per-client rate limits, on a clock the test moves.
 @Suite("rate limits")
 struct RateLimiterTests {
-    final class Clock: Sendable {
-        let now = Atomic<UInt64>(5_000_000_000)
-        func advance(seconds: Double) { now.add(UInt64(seconds * 1e9), ordering: .relaxed) }
-        var read: @Sendable () -> UInt64 { { [self] in now.load(ordering: .relaxed) } }
-    }
-
     static func limits(queries: UInt32 = 100, burst: UInt32 = 10, slip: UInt32 = 0, exempt: [IPPrefix] = [])
         -> RateLimits
     {
@@ -31,7 +24,7 @@ struct RateLimiterTests {
 
     @Test("a burst, then the rate; each address on its own")
     func perAddress() {
-        let clock = Clock()
+        let clock = NanoClock()
         let limiter = RateLimiter(Self.limits(), clock: clock.read)
         #expect(Self.admitted(limiter, "10.0.0.1", count: 50) == 10)
         #expect(Self.admitted(limiter, "10.0.0.2", count: 50) == 10, "a neighbour has its own budget")
@@ -50,7 +43,7 @@ struct RateLimiterTests {
 
     @Test("a /24 together gets sixteen times one address; another /24 is not touched")
     func perPrefix() {
-        let limiter = RateLimiter(Self.limits(), clock: Clock().read)
+        let limiter = RateLimiter(Self.limits(), clock: NanoClock().read)
         var total = 0
         for host in 1...40 { total += Self.admitted(limiter, "10.0.1.\(host)", count: 20) }
         #expect(total >= 160 && total <= 170, "\(total)")
@@ -62,19 +55,19 @@ struct RateLimiterTests {
 
     @Test("exempt prefixes are never limited; slip decides between TC and silence")
     func exemptAndSlip() {
-        let exempt = RateLimiter(Self.limits(exempt: [IPPrefix("127.0.0.0/8")!]), clock: Clock().read)
+        let exempt = RateLimiter(Self.limits(exempt: [IPPrefix("127.0.0.0/8")!]), clock: NanoClock().read)
         #expect(Self.admitted(exempt, "127.0.0.1", count: 1000) == 1000)
-        let drops = RateLimiter(Self.limits(slip: 0), clock: Clock().read)
+        let drops = RateLimiter(Self.limits(slip: 0), clock: NanoClock().read)
         _ = Self.admitted(drops, "10.0.0.1", count: 10)
         #expect((0..<100).allSatisfy { _ in drops.check(IPAddress("10.0.0.1")!) == .drop })
-        let slips = RateLimiter(Self.limits(slip: 1), clock: Clock().read)
+        let slips = RateLimiter(Self.limits(slip: 1), clock: NanoClock().read)
         _ = Self.admitted(slips, "10.0.0.1", count: 10)
         #expect((0..<100).allSatisfy { _ in slips.check(IPAddress("10.0.0.1")!) == .slip })
     }
 
     @Test("a reload keeps the table: a limited client stays limited")
     func reload() {
-        let clock = Clock()
+        let clock = NanoClock()
         let first = RateLimiter(Self.limits(), clock: clock.read)
         _ = Self.admitted(first, "10.0.0.1", count: 10)
         let second = RateLimiter(Self.limits(), previous: first, clock: clock.read)

@@ -6,16 +6,16 @@ import Testing
 
 @testable import DNSFenceServe
 
+/// A monotonic clock in nanoseconds that only the test moves (the ledger's and the rate limiter's).
+final class NanoClock: Sendable {
+    let now = Atomic<UInt64>(1_000_000_000)
+    func advance(seconds: Double) { now.add(UInt64(seconds * 1e9), ordering: .relaxed) }
+    var read: @Sendable () -> UInt64 { { [self] in now.load(ordering: .relaxed) } }
+}
+
 /// The tunnel budget's arithmetic, on a clock the test moves.
 @Suite("tunnel budgets")
 struct TunnelLedgerTests {
-    /// A clock in nanoseconds that only the test moves.
-    final class Clock: Sendable {
-        let now = Atomic<UInt64>(1_000_000_000)
-        func advance(seconds: Double) { now.add(UInt64(seconds * 1e9), ordering: .relaxed) }
-        var read: @Sendable () -> UInt64 { { [self] in now.load(ordering: .relaxed) } }
-    }
-
     /// The budget of `*.tunnel.test` in a policy compiled with `budget`.
     static func budget(_ limits: TunnelBudget = .standard, pattern: String = "*.tunnel.test") throws -> RuleBudget {
         let output = try PolicyCompiler().compile(
@@ -31,7 +31,7 @@ struct TunnelLedgerTests {
 
     @Test("a burst of new names, then one per names/window seconds; names seen in the window are free")
     func tokens() throws {
-        let clock = Clock()
+        let clock = NanoClock()
         let ledger = TunnelLedger(clock: clock.read)
         let budget = try Self.budget(TunnelBudget(names: 60, window: 60, burst: 10, maxLabel: 63, maxName: 100))
         for i in 0..<10 {
@@ -65,7 +65,7 @@ struct TunnelLedgerTests {
 
     @Test("IPv6 clients are counted by /64: another address in the prefix is the same client")
     func ipv6() throws {
-        let ledger = TunnelLedger(clock: Clock().read)
+        let ledger = TunnelLedger(clock: NanoClock().read)
         let budget = try Self.budget(TunnelBudget(names: 1, window: 60, burst: 1, maxLabel: 63, maxName: 100))
         #expect(
             ledger.charge(budget, policy: "p", client: IPAddress("2001:db8::1")!, name: try Self.name("a.tunnel.test"))
@@ -82,7 +82,7 @@ struct TunnelLedgerTests {
 
     @Test("labels and names longer than the limits are refused, and cost nothing")
     func lengths() throws {
-        let ledger = TunnelLedger(clock: Clock().read)
+        let ledger = TunnelLedger(clock: NanoClock().read)
         let budget = try Self.budget(TunnelBudget(names: 1, window: 60, burst: 1, maxLabel: 10, maxName: 20))
         let long = String(repeating: "a", count: 11)
         #expect(
@@ -102,7 +102,7 @@ struct TunnelLedgerTests {
 
     @Test("a full ledger drops idle clients; with none idle, a new client is refused (fail closed)")
     func capacity() throws {
-        let clock = Clock()
+        let clock = NanoClock()
         let ledger = TunnelLedger(capacity: 16, clock: clock.read)
         let budget = try Self.budget(TunnelBudget(names: 60, window: 60, burst: 10, maxLabel: 63, maxName: 100))
         var refused = 0
@@ -126,7 +126,7 @@ struct TunnelLedgerTests {
 
     @Test("the default budget: 200 hostnames over 5 minutes, asked again and again, see no denial")
     func cdn() throws {
-        let clock = Clock()
+        let clock = NanoClock()
         let ledger = TunnelLedger(clock: clock.read)
         let budget = try Self.budget()
         var denied = 0
@@ -145,7 +145,7 @@ struct TunnelLedgerTests {
 
     @Test("the default budget: a flood of unique 99-character names for 60 s gets at most burst + 60 through")
     func flood() throws {
-        let clock = Clock()
+        let clock = NanoClock()
         let ledger = TunnelLedger(clock: clock.read)
         let budget = try Self.budget()
         var passed = 0
