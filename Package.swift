@@ -71,9 +71,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "DNSFenceTransfer",
+            dependencies: ["CLDNS", "DNSFenceCore", .product(name: "CoreMetrics", package: "swift-metrics")],
+            swiftSettings: strict
+        ),
+        .target(
             name: "DNSFenceConfig",
             dependencies: [
-                "DNSFenceWire", "DNSFencePolicy",
+                "DNSFenceWire", "DNSFencePolicy", "DNSFenceTransfer",
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict
@@ -122,7 +127,7 @@ let package = Package(
             name: "dnsfence",
             dependencies: [
                 "CCore", "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig", "DNSFenceResolve", "DNSFenceServe",
-                "DNSFenceFirewall", "DNSFenceObserve", "DNSFenceIO",
+                "DNSFenceFirewall", "DNSFenceObserve", "DNSFenceIO", "DNSFenceTransfer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -1,5 +1,6 @@
 import DNSFenceCore
 public import DNSFencePolicy
+public import DNSFenceTransfer
 import DNSFenceWire
 
 /// The output of stages 2 and 3: a configuration that passed validation, with every policy
@@ -8,6 +9,10 @@ public struct CompiledConfiguration: Sendable {
     public var configuration: ServerConfiguration
     public var selector: ClientPolicySelector
     public var warnings: [ConfigDiagnostic]
+    /// The policy zones kept from primaries.
+    public var transfers: [ZoneTransferSource] = []
+    /// Policies that fail closed because a zone of theirs has nothing to serve, and why.
+    public var unavailable: [String: String] = [:]
 
     /// Total rules over all policies.
     public var ruleCount: Int { selector.entries.values.reduce(0) { $0 + $1.policy.rules.count } }
@@ -23,13 +28,17 @@ public struct ConfigurationCompiler: Sendable {
     /// Directory that relative zone paths are taken from (the config file's); nil for the CWD.
     public var baseDirectory: String?
     public var publicSuffixes: PublicSuffixList
+    /// Where transferred zones' text comes from.
+    public var zones: any ZoneProvider
 
     public init(
-        readFile: @escaping FileReader, baseDirectory: String? = nil, publicSuffixes: PublicSuffixList = .embedded
+        readFile: @escaping FileReader, baseDirectory: String? = nil, publicSuffixes: PublicSuffixList = .embedded,
+        zones: any ZoneProvider = CachedZones()
     ) {
         self.readFile = readFile
         self.baseDirectory = baseDirectory
         self.publicSuffixes = publicSuffixes
+        self.zones = zones
     }
 
     /// Validates and compiles; throws every error found (warnings ride along in the error).
@@ -37,10 +46,30 @@ public struct ConfigurationCompiler: Sendable {
         var diagnostics = validate(config)
         var entries: [ClientPolicySelector.Entry] = []
         let compiler = PolicyCompiler(publicSuffixes: publicSuffixes)
+        let transfers = transferSources(config, diagnostics: &diagnostics)
+        var unavailable: [String: String] = [:]
         for policy in config.policies {
             var sources: [PolicySource] = []
             var readable = true
             for zone in policy.zones {
+                if let name = ZoneTransferSource.zone(inPath: zone) {
+                    guard let source = transfers[name] else {
+                        readable = false
+                        continue
+                    }
+                    switch zones.state(of: source) {
+                    case .serving(let text): sources.append(PolicySource(file: zone, text: text, format: .rpz))
+                    case .unavailable(let why):
+                        // Fails closed until the zone is there (the other zones still compile,
+                        // so their errors are known now).
+                        unavailable[policy.name] = why
+                        diagnostics.append(
+                            ConfigDiagnostic(
+                                file: config.source, line: config.transfers[name]?.line ?? 0, severity: .warning,
+                                message: "policy '\(policy.name)' fails closed: \(why)"))
+                    }
+                    continue
+                }
                 let path = resolve(zone)
                 do {
                     sources.append(PolicySource(file: zone, text: try readFile(path)))
@@ -104,8 +133,46 @@ public struct ConfigurationCompiler: Sendable {
             }
         }
         if diagnostics.contains(where: { $0.severity == .error }) { throw ConfigurationError(diagnostics) }
-        return CompiledConfiguration(
+        var compiled = CompiledConfiguration(
             configuration: config, selector: ClientPolicySelector(entries), warnings: diagnostics)
+        compiled.transfers = transfers.values.sorted { $0.zone < $1.zone }
+        compiled.unavailable = unavailable
+        return compiled
+    }
+
+    /// The configured transfers with their keys read (`secret-file`) and paths resolved.
+    func transferSources(_ config: ServerConfiguration, diagnostics: inout [ConfigDiagnostic])
+        -> [String: ZoneTransferSource]
+    {
+        var out: [String: ZoneTransferSource] = [:]
+        for (zone, transfer) in config.transfers {
+            var key: TSIGKey? = nil
+            if let keyName = transfer.keyName, let secretFile = transfer.secretFile {
+                let path = resolve(secretFile)
+                do {
+                    guard let secret = TSIGKey.secret(inKeyFile: try readFile(path)) else {
+                        diagnostics.append(
+                            ConfigDiagnostic(
+                                file: transfer.file, line: transfer.line,
+                                message: "tsig secret-file '\(path)' holds no base64 secret of at least 16 bytes "
+                                    + "(bare, or as 'keymgr -t' or 'tsig-keygen' print it)"))
+                        continue
+                    }
+                    key = TSIGKey(name: keyName, algorithm: transfer.algorithm, secret: secret)
+                } catch {
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: transfer.file, line: transfer.line,
+                            message: "cannot read tsig secret-file '\(path)': \(error)"))
+                    continue
+                }
+            }
+            out[zone] = ZoneTransferSource(
+                zone: zone,
+                primaries: transfer.primaries.map { TransferPrimary(address: $0.address, port: $0.port) },
+                key: key, cacheDirectory: transfer.cacheDirectory.map(resolve))
+        }
+        return out
     }
 
     func resolve(_ path: String) -> String {

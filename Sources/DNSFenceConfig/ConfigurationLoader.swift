@@ -1,4 +1,5 @@
 public import DNSFencePolicy
+public import DNSFenceTransfer
 import DNSFenceWire
 
 #if canImport(Glibc)
@@ -11,9 +12,10 @@ public struct ConfigurationLoader: Sendable {
     public init() {}
 
     /// Loads `configPath` (or the embedded default), applies `overrides`, validates and compiles.
-    public func load(configPath: String?, overrides: ConfigurationOverrides) throws(ConfigurationError)
-        -> CompiledConfiguration
-    {
+    /// Transferred zones' text comes from `zones` (the cache files, unless a server is running).
+    public func load(
+        configPath: String?, overrides: ConfigurationOverrides, zones: any ZoneProvider = CachedZones()
+    ) throws(ConfigurationError) -> CompiledConfiguration {
         var base: ServerConfiguration
         var baseDirectory: String? = nil
         if let configPath {
@@ -35,8 +37,17 @@ public struct ConfigurationLoader: Sendable {
             if overrides == ConfigurationOverrides() { base.metrics = DefaultConfiguration.metrics }
         }
         let config = try overrides.apply(to: base)
+        return try compile(config, configPath: configPath, overrides: overrides, zones: zones)
+    }
+
+    /// Compiles `config` (already read and overridden) again, as ``load`` would: a transferred
+    /// zone changed, the files and flags did not.
+    public func compile(
+        _ config: ServerConfiguration, configPath: String?, overrides: ConfigurationOverrides, zones: any ZoneProvider
+    ) throws(ConfigurationError) -> CompiledConfiguration {
+        var baseDirectory: String? = nil
+        if let configPath, let slash = configPath.lastIndex(of: "/") { baseDirectory = String(configPath[..<slash]) }
         let usesEmbedded = configPath == nil && overrides.allow.isEmpty && overrides.policyFiles.isEmpty
-        let suffixes = Self.publicSuffixes
         let compiler = ConfigurationCompiler(
             readFile: { path in
                 // The default policy falls back to its embedded copy when zones/ is not here.
@@ -47,7 +58,7 @@ public struct ConfigurationLoader: Sendable {
                 }
                 return try ConfigurationLoader.readFile(path)
             },
-            baseDirectory: baseDirectory, publicSuffixes: suffixes
+            baseDirectory: baseDirectory, publicSuffixes: Self.publicSuffixes, zones: zones
         )
         return try compiler.compile(config)
     }
@@ -59,7 +70,7 @@ public struct ConfigurationLoader: Sendable {
 
     /// A path relative to `directory` (the configuration file's), or as it is when absolute.
     static func resolve(_ path: String, against directory: String?) -> String {
-        guard !path.hasPrefix("/"), let directory else { return path }
+        guard !path.hasPrefix("/"), ZoneTransferSource.zone(inPath: path) == nil, let directory else { return path }
         return directory + "/" + path
     }
 
@@ -92,6 +103,17 @@ public struct ConfigurationLoader: Sendable {
                             "'\(key)' is not allowed in a drop-in: only 'listen' and 'policies' (one sandbox a file)"))
             }
             config.listeners += dropIn.listeners
+            for (zone, var transfer) in dropIn.transfers {
+                transfer.secretFile = transfer.secretFile.map { resolve($0, against: directory) }
+                transfer.cacheDirectory = transfer.cacheDirectory.map { resolve($0, against: directory) }
+                if let other = config.transfers[zone], other.primaries != transfer.primaries {
+                    diagnostics.append(
+                        ConfigDiagnostic(
+                            file: path, line: transfer.line,
+                            message: "zone \(zone) is transferred with other primaries in \(other.file):\(other.line)"))
+                }
+                config.transfers[zone] = config.transfers[zone] ?? transfer
+            }
             config.policies += dropIn.policies.map { policy in
                 var policy = policy
                 policy.zones = policy.zones.map { resolve($0, against: directory) }

@@ -12,6 +12,8 @@ public struct ConfigurationParser {
     /// The line of each `zones:` and `budgets:` entry of the policy being parsed (as
     /// `zones.PATH`, `budgets.PATTERN`), for messages about what they name.
     var policyLines: [String: Int] = [:]
+    /// The zones transferred from primaries, by zone name (`zones: [{ transfer: … }]`).
+    var transfers: [String: ZoneTransferConfiguration] = [:]
 
     public init(file: String) {
         self.file = file
@@ -140,6 +142,7 @@ public struct ConfigurationParser {
                     ])
             }
         }
+        config.transfers = transfers
         return config
     }
 
@@ -179,7 +182,7 @@ public struct ConfigurationParser {
             switch k {
             case "zones":
                 policy.zones = list(v, "zones").compactMap { item in
-                    guard let zone = string(item, "a zone path") else { return nil }
+                    guard let zone = zoneEntry(item) else { return nil }
                     policyLines["zones.\(zone)"] = item.mark?.line
                     return zone
                 }

@@ -1,5 +1,6 @@
 public import DNSFenceCore
 public import DNSFencePolicy
+import DNSFenceTransfer
 public import DNSFenceWire
 
 /// An IP address and port, written `127.0.0.1:5353` or `[::1]:5353`.
@@ -205,6 +206,9 @@ public struct ServerConfiguration: Hashable, Sendable {
     /// A directory of drop-ins (`*.yaml`, each with `listen:` and `policies:` only: one
     /// sandbox a file), read at start and on every reload; relative to the configuration file.
     public var dropIns: String?
+    /// `zones: [{ transfer: … }]`: the policy zones kept from primaries, by zone name (a
+    /// policy's `zones` names each as `transfer:ZONE`).
+    public var transfers: [String: ZoneTransferConfiguration] = [:]
     /// Line of each item for messages at validation time (key path → line).
     public var lines: [String: Int]
 
@@ -224,5 +228,27 @@ public struct ServerConfiguration: Hashable, Sendable {
         self.metrics = metrics
         self.queryLog = queryLog
         self.lines = lines
+    }
+}
+
+/// `zones: [{ transfer: { zone, primaries, tsig: { name, algorithm, secret-file }, cache-dir } }]`.
+public struct ZoneTransferConfiguration: Hashable, Sendable {
+    /// Absolute and lowercased.
+    public var zone: String
+    public var primaries: [Endpoint]
+    public var keyName: String?
+    public var algorithm = "hmac-sha256"
+    /// As written (relative to the configuration file's directory).
+    public var secretFile: String?
+    public var cacheDirectory: String?
+    /// The file and line it was written at, for messages.
+    public var file: String
+    public var line: Int
+
+    public init(zone: String, primaries: [Endpoint], file: String, line: Int) {
+        self.zone = zone
+        self.primaries = primaries
+        self.file = file
+        self.line = line
     }
 }

@@ -41,6 +41,8 @@ public enum MessageRenderer {
             return message.encoded()
         case .hit(let hit):
             return render(hit, view: view, ede: decision.ede, maxSize: maxSize)
+        case .message(let bytes):
+            return bytes
         }
     }
 

@@ -34,6 +34,8 @@ public struct QueryDecision: Sendable, ~Copyable {
         case hit(CacheHit)
         /// A cache miss of a name the policy passes: ask an upstream under this key.
         case forward(CacheKey)
+        /// An answer made elsewhere, sent as it is (a NOTIFY's, by the zone transfers).
+        case message([UInt8])
     }
 
     public var verdict: Verdict

@@ -18,7 +18,13 @@ extension Snapshot {
             case .slip: return QueryDecision(.slip, action: .limited)
             }
         }
-        guard view.opcode == .query else { return QueryDecision(.refuse(.notImp)) }
+        guard view.opcode == .query else {
+            // RFC 1996: a NOTIFY for a zone kept from primaries; NOTIMP for any other opcode.
+            if view.opcode == .notify, let notify, let answer = notify(Array(view.bytes), context.client) {
+                return QueryDecision(.message(answer))
+            }
+            return QueryDecision(.refuse(.notImp))
+        }
         guard view.questionCount == 1 else { return QueryDecision(.refuse(.formErr)) }
         // RFC 8945 5.2: signed with a key we do not have (we have none): NOTAUTH/BADKEY, and the
         // query is never answered, let alone forwarded, as if it were unsigned.

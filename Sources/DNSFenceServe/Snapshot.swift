@@ -1,3 +1,4 @@
+public import DNSFenceCore
 public import DNSFenceFirewall
 public import DNSFencePolicy
 public import DNSFenceResolve
@@ -19,8 +20,8 @@ public final class Snapshot: Sendable {
     /// Bindings by policy name, and the same as two lists for a scan when there are few
     /// (cheaper than hashing the policy name on every answer).
     public let firewalls: [String: FirewallBinding]
-    /// Policies whose firewall cannot be used (namespace or sets missing), and why: they fail
-    /// closed alone, answering SERVFAIL with this EDE where they would hand out addresses.
+    /// Policies whose firewall cannot be used (namespace or sets missing) or whose transferred
+    /// zone has nothing to serve (not transferred yet, expired), and why: they fail closed alone, answering SERVFAIL with this EDE where they would hand out addresses.
     public let unavailable: [String: ExtendedDNSError]
     /// What each reason on the firewall's elements stands for: one registry handed from
     /// snapshot to snapshot, so that a reload can tell which elements the new policies keep.
@@ -29,6 +30,9 @@ public final class Snapshot: Sendable {
     public let ledger: TunnelLedger
     /// Per-client UDP rate limits (nil: off).
     public let rateLimiter: RateLimiter?
+    /// Answers a NOTIFY (the query's bytes, the client) for the zones kept from primaries; nil
+    /// (or a nil answer): NOTIMP.
+    public let notify: (@Sendable ([UInt8], IPAddress) -> [UInt8]?)?
     private let firewallPolicies: [String]
     private let firewallBindings: [FirewallBinding]
 
@@ -36,13 +40,15 @@ public final class Snapshot: Sendable {
         selector: ClientPolicySelector, cache: AnswerCache, forwarder: UpstreamForwarder,
         firewalls: [String: FirewallBinding] = [:], unavailable: [String: String] = [:],
         queryLog: (any QueryLogSink)? = nil, reasons: ReasonRegistry = ReasonRegistry(),
-        ledger: TunnelLedger = TunnelLedger(), rateLimiter: RateLimiter? = nil
+        ledger: TunnelLedger = TunnelLedger(), rateLimiter: RateLimiter? = nil,
+        notify: (@Sendable ([UInt8], IPAddress) -> [UInt8]?)? = nil
     ) {
         self.rateLimiter = rateLimiter
+        self.notify = notify
         self.reasons = reasons
         self.ledger = ledger
         self.unavailable = unavailable.mapValues { reason in
-            ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: firewall unavailable: \(reason)")
+            ExtendedDNSError(ExtendedDNSError.otherError, "dnsfence: \(reason)")
         }
         self.selector = selector
         self.forwarder = forwarder

@@ -100,6 +100,7 @@ struct RunningResolver {
         }
         ready.set()
         let supervisor = await runtime.supervise()
+        await runtime.startTransfers()
         logger.info(
             "ready",
             metadata: [

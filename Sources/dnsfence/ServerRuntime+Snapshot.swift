@@ -1,9 +1,11 @@
 import DNSFenceConfig
+import DNSFenceCore
 import DNSFenceFirewall
 import DNSFenceIO
 import DNSFenceObserve
 import DNSFenceResolve
 import DNSFenceServe
+import DNSFenceTransfer
 import Dispatch
 import Logging
 import NIOCore
@@ -23,7 +25,7 @@ extension ServerRuntime {
     static func buildSnapshot(
         _ compiled: CompiledConfiguration, previous: (config: CompiledConfiguration, snapshot: Snapshot)?,
         publisher: inout NftablesSetPublisher?, group: any EventLoopGroup, loops: [DatagramLoop],
-        logWriter: QueryLogWriter,
+        logWriter: QueryLogWriter, zones: ZoneTransfers,
         logger: Logger
     ) async throws -> Snapshot {
         let config = compiled.configuration
@@ -42,7 +44,9 @@ extension ServerRuntime {
             }
         }
         // A policy whose sets cannot be made or verified fails closed alone.
-        let (firewalls, unavailable) = await prepareFirewalls(config, publisher: &publisher, logger: logger)
+        var (firewalls, unavailable) = await prepareFirewalls(config, publisher: &publisher, logger: logger)
+        // A policy whose transferred zone has nothing to serve fails closed too.
+        unavailable.merge(compiled.unavailable) { firewall, _ in firewall }
         let cache: AnswerCache
         if let previous, previous.config.configuration.cache == config.cache {
             cache = previous.snapshot.cache
@@ -59,12 +63,17 @@ extension ServerRuntime {
                     failure: config.cache.failureTTL, staleMax: config.cache.staleMax),
                 clock: { UInt64(DispatchTime.now().uptimeNanoseconds / 1_000_000_000) })
         }
+        var notify: (@Sendable ([UInt8], IPAddress) -> [UInt8]?)? = nil
+        if !compiled.transfers.isEmpty {
+            notify = { bytes, client in zones.answerNotify(bytes, from: client) }
+        }
         return Snapshot(
             selector: compiled.selector, cache: cache, forwarder: forwarder, firewalls: firewalls,
             unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter),
             reasons: previous?.snapshot.reasons ?? ReasonRegistry(),
             ledger: previous?.snapshot.ledger ?? TunnelLedger(),
-            rateLimiter: config.rateLimits.map { RateLimiter($0, previous: previous?.snapshot.rateLimiter) }
+            rateLimiter: config.rateLimits.map { RateLimiter($0, previous: previous?.snapshot.rateLimiter) },
+            notify: notify
         )
     }
 
@@ -94,14 +103,14 @@ extension ServerRuntime {
             guard let fw = policy.firewall else { continue }
             let (v4, v6) = fw.targets
             if let netns = fw.netns, !FileManagerless.exists(netns) {
-                unavailable[policy.name] = "network namespace \(netns) does not exist"
+                unavailable[policy.name] = "firewall unavailable: network namespace \(netns) does not exist"
                 logger.error("policy fails closed", metadata: ["policy": "\(policy.name)", "netns": "\(netns)"])
                 continue
             }
             do {
                 try await nft.prepare([v4, v6].compactMap { $0 }, create: fw.create)
             } catch {
-                unavailable[policy.name] = "\(error)"
+                unavailable[policy.name] = "firewall unavailable: \(error)"
                 logger.error("policy fails closed", metadata: ["policy": "\(policy.name)", "error": "\(error)"])
                 continue
             }
@@ -125,5 +134,17 @@ enum FileManagerless {
     static func exists(_ path: String) -> Bool {
         var status = stat()
         return stat(path, &status) == 0
+    }
+}
+
+/// The secondaries' zones, but `zone` as `content` (a transfer being applied; nil: as it is).
+struct OverlaidZones: ZoneProvider {
+    let base: ZoneTransfers
+    let zone: String
+    let content: ZoneContent?
+
+    func state(of source: ZoneTransferSource) -> ZoneState {
+        if source.zone == zone, let content { return .serving(content.text) }
+        return base.state(of: source)
     }
 }

@@ -5,6 +5,7 @@ import DNSFenceIO
 import DNSFenceObserve
 import DNSFenceResolve
 import DNSFenceServe
+import DNSFenceTransfer
 import Dispatch
 import Logging
 import NIOCore
@@ -36,6 +37,9 @@ actor ServerRuntime {
     /// they came from socket activation: those belong to systemd).
     private var server: (server: DNSServer, activated: Bool)?
 
+    /// The policy zones kept from primaries (their secondaries and NOTIFY responder).
+    let zones: ZoneTransfers
+
     private let reloadSuccesses = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
     private let reloadFailures = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
 
@@ -52,6 +56,8 @@ actor ServerRuntime {
         self.logger = logger
         self.current = compiled
         self.lastReload = ReloadRecord()
+        let zones = ZoneTransfers()
+        self.zones = zones
         self.logWriter = QueryLogWriter(
             fd: queryLogFD, path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration),
             dropped: Counter(label: "dnsfence_querylog_dropped_total"))
@@ -71,7 +77,7 @@ actor ServerRuntime {
         do {
             snapshot = try await Self.buildSnapshot(
                 compiled, previous: nil, publisher: &publisher, group: group, loops: loops, logWriter: logWriter,
-                logger: logger)
+                zones: zones, logger: logger)
         } catch {
             for loop in loops { try? await loop.shutdownGracefully() }
             try? await group.shutdownGracefully()
@@ -79,6 +85,34 @@ actor ServerRuntime {
         }
         self.publisher = publisher
         self.pipeline = QueryPipeline(snapshot: snapshot, logger: logger)
+        zones.configure(compiled.transfers)
+    }
+
+    /// Starts the secondaries: each completed transfer is applied like a reload.
+    func startTransfers() {
+        zones.start { [weak self] zone, content, commit in
+            guard let self else { return "shutting down" }
+            return await self.applyZone(zone, content: content, commit: commit)
+        }
+    }
+
+    /// Puts a transfer of `zone` into service (`content` nil: the zones as they stand, after
+    /// an expiry): the policies compiled again from the configuration serving, swapped in, what
+    /// they no longer allow revoked. Nil on success, else why nothing changed.
+    func applyZone(_ zone: String, content: ZoneContent?, commit: @escaping @Sendable () -> Void) async -> String? {
+        let started = ContinuousClock.now
+        let provider = OverlaidZones(base: zones, zone: zone, content: content)
+        let compiled: CompiledConfiguration
+        do {
+            compiled = try ConfigurationLoader().compile(
+                current.configuration, configPath: configPath, overrides: overrides, zones: provider)
+        } catch {
+            let errors = error.diagnostics.filter { $0.severity == .error }.map(\.description)
+            logger.error("transfer not applied", metadata: ["zone": "\(zone)", "errors": "\(errors)"])
+            return errors.joined(separator: "; ")
+        }
+        let outcome = await install(compiled, started: started, onSwap: commit, event: "zone applied")
+        return outcome.succeeded ? nil : outcome.messages.joined(separator: "; ")
     }
 
     /// Reads the configuration again (with the same command-line overrides), builds a snapshot
@@ -102,10 +136,20 @@ actor ServerRuntime {
         let started = ContinuousClock.now
         let compiled: CompiledConfiguration
         do {
-            compiled = try ConfigurationLoader().load(configPath: configPath, overrides: overrides)
+            compiled = try ConfigurationLoader().load(configPath: configPath, overrides: overrides, zones: zones)
         } catch {
             return fail(error.diagnostics.map(\.description), started: started)
         }
+        let outcome = await install(compiled, started: started, onSwap: {}, event: "reloaded")
+        if outcome.succeeded { zones.configure(compiled.transfers) }
+        return outcome
+    }
+
+    /// Builds the snapshot of `compiled`, swaps it in (`onSwap` then), revokes what it no longer
+    /// allows and updates listeners: what a reload and an applied transfer share.
+    private func install(
+        _ compiled: CompiledConfiguration, started: ContinuousClock.Instant, onSwap: () -> Void, event: String
+    ) async -> ReloadOutcome {
         var notes = compiled.warnings.map(\.description)
         notes += Self.restartOnlyChanges(
             from: current.configuration, to: compiled.configuration, activated: server?.activated ?? false)
@@ -115,7 +159,7 @@ actor ServerRuntime {
         do {
             snapshot = try await Self.buildSnapshot(
                 compiled, previous: (current, previous), publisher: &publisher, group: group, loops: loops,
-                logWriter: logWriter, logger: logger)
+                logWriter: logWriter, zones: zones, logger: logger)
         } catch {
             return fail(["\(error)"], started: started)
         }
@@ -123,6 +167,7 @@ actor ServerRuntime {
         logWriter.configure(path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration))
         pipeline.snapshots.swap(snapshot)
         current = compiled
+        onSwap()
         let revoked = await revoke(after: previous, now: snapshot, notes: &notes)
         // After revocation, which still needed them: namespaces no policy names any more.
         publisher?.retireNamespaces(keeping: compiled.configuration.firewallNamespaces)
@@ -148,7 +193,7 @@ actor ServerRuntime {
         let outcome = ReloadOutcome(succeeded: true, messages: notes, duration: elapsed, revoked: revoked)
         lastReload.set(outcome)
         logger.info(
-            "reloaded",
+            "\(event)",
             metadata: [
                 "policies": "\(compiled.selector.entries.count)", "rules": "\(compiled.ruleCount)",
                 "revoked": "\(revoked)", "duration": "\(elapsed)",
@@ -240,7 +285,7 @@ actor ServerRuntime {
         guard
             let snapshot = try? await Self.buildSnapshot(
                 current, previous: (current, previous), publisher: &publisher, group: group, loops: loops,
-                logWriter: logWriter, logger: logger)
+                logWriter: logWriter, zones: zones, logger: logger)
         else { return false }
         self.publisher = publisher
         pipeline.snapshots.swap(snapshot)
@@ -274,6 +319,7 @@ actor ServerRuntime {
 
     /// Stops everything: listeners drained first, then upstream sockets and loops.
     func shutdown(server: DNSServer) async {
+        zones.stop()
         await server.drainAndShutdown()
         pipeline.snapshots.load().forwarder.stop()
         for loop in loops { try? await loop.shutdownGracefully() }

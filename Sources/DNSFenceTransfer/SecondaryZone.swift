@@ -1,0 +1,217 @@
+import CoreMetrics
+import DNSFenceCore
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Applies a transferred zone: compiles the policies with `content` for this zone (nil: as the
+/// secondaries stand, e.g. after expiry), swaps the snapshot in and revokes what it no longer
+/// allows, calling `commit` before anything else can read the zones again. Returns nil on
+/// success, else why nothing changed.
+public typealias ZoneApply = @Sendable (_ zone: String, _ content: ZoneContent?, _ commit: @escaping @Sendable () -> Void)
+    async -> String?
+
+/// One policy zone kept from its primaries (RFC 1996/1995/5936 timers): refreshed every SOA
+/// refresh, retried every SOA retry after a failure, at once on a NOTIFY; expired (the policies
+/// using it fail closed) when no refresh succeeded for SOA expire. A transfer is used only
+/// when complete, verified and compiled; otherwise nothing changes.
+public final class SecondaryZone: Sendable {
+    public let source: ZoneTransferSource
+
+    struct State {
+        var content: ZoneContent?
+        /// Monotonic seconds of the last successful refresh (or the cache file's age at start).
+        var refreshed: Double?
+        var expired = false
+        /// When the next refresh is due (monotonic seconds).
+        var due: Double = 0
+        var notified = false
+        var stopped = false
+        var lastError: String?
+    }
+
+    private let state: Mutex<State>
+    private let metrics: ZoneMetrics
+
+    /// Starts from the cache file when there is one.
+    public init(source: ZoneTransferSource) {
+        self.source = source
+        metrics = ZoneMetrics(zone: source.zone)
+        var initial = State()
+        if case .success(let cached) = ZoneCache.load(source) {
+            initial.content = cached.content
+            initial.refreshed = Self.now() - Double(max(0, time(nil) - cached.refreshed))
+            initial.expired = cached.expired
+            metrics.serial.record(Int64(cached.content.soa.serial))
+            metrics.refreshed.record(Double(cached.refreshed))
+        }
+        metrics.expired.record(initial.expired ? 1 : 0)
+        state = Mutex(initial)
+    }
+
+    /// What the policies get now.
+    public var current: ZoneState {
+        state.withLock { s in
+            guard let content = s.content else {
+                return .unavailable(
+                    "zone \(source.zone) not transferred yet" + (s.lastError.map { ": \($0)" } ?? ""))
+            }
+            if s.expired { return .unavailable(CachedZones.expired(source, content.soa.serial)) }
+            return .serving(content.text)
+        }
+    }
+
+    public var serial: UInt32? { state.withLock { $0.content?.soa.serial } }
+
+    /// A NOTIFY from a primary: refresh now.
+    public func notified() { state.withLock { $0.notified = true } }
+
+    public func stop() { state.withLock { $0.stopped = true } }
+
+    /// Refreshes whenever due until stopped; the transfers themselves run on their own thread.
+    public func run(apply: @escaping ZoneApply) -> Task<Void, Never> {
+        Task {
+            while !Task.isCancelled {
+                let (go, stopped) = state.withLock { s in (s.notified || Self.now() >= s.due, s.stopped) }
+                if stopped { return }
+                if go { await refresh(apply: apply) } else { try? await Task.sleep(for: .milliseconds(100)) }
+            }
+        }
+    }
+
+    /// One refresh: each primary in order until one answers.
+    func refresh(apply: ZoneApply) async {
+        let current = state.withLock { s -> ZoneContent? in
+            s.notified = false
+            return s.content
+        }
+        let client = ZoneTransferClient(zone: source.zone, key: source.key)
+        var errors: [String] = []
+        for primary in source.primaries {
+            let started = Self.now()
+            let result = await Self.onThread { Result { () throws(TransferError) in try client.fetch(from: primary, current: current) } }
+            switch result {
+            case .failure(let error):
+                metrics.transfer(current == nil ? "axfr" : "ixfr", result: error.label)
+                errors.append("\(primary): \(error)")
+                continue
+            case .success(.upToDate):
+                metrics.transfer("none", result: "success")
+                ZoneCache.touch(source)
+                let wasExpired = succeeded(next: current?.soa.refresh)
+                if wasExpired { _ = await apply(source.zone, nil) {} }
+                return
+            case .success(let outcome):
+                let content: ZoneContent
+                var added = 0
+                var removed = 0
+                switch outcome {
+                case .full(let c): (content, added) = (c, c.count)
+                case .incremental(let c, let a, let r): (content, added, removed) = (c, a, r)
+                case .upToDate: return
+                }
+                let applying = Self.now()
+                let failure = await apply(source.zone, content) { [self] in
+                    state.withLock { s in
+                        s.content = content
+                        s.expired = false
+                    }
+                }
+                if let failure {
+                    metrics.transfer(outcome.kind, result: "rejected")
+                    errors.append("\(primary): serial \(content.soa.serial) not applied: \(failure)")
+                    break
+                }
+                metrics.transfer(outcome.kind, result: "success")
+                metrics.records(added: added, removed: removed)
+                metrics.apply.record(Self.now() - applying)
+                metrics.serial.record(Int64(content.soa.serial))
+                if let error = ZoneCache.store(content, for: source, from: primary) { errors.append("\(error)") }
+                _ = succeeded(next: content.soa.refresh)
+                _ = started
+                if !errors.isEmpty { state.withLock { $0.lastError = errors.joined(separator: "; ") } }
+                return
+            }
+            break
+        }
+        // Every primary failed (or what came could not be applied): retry, and expire in time.
+        let expire = state.withLock { s -> Bool in
+            s.lastError = errors.joined(separator: "; ")
+            let retry = Double(max(1, s.content?.soa.retry ?? 5))
+            s.due = Self.now() + retry
+            guard let content = s.content, !s.expired, let refreshed = s.refreshed else { return false }
+            if Self.now() - refreshed >= Double(content.soa.expire) {
+                s.expired = true
+                return true
+            }
+            // Never sleep past expiry.
+            s.due = min(s.due, refreshed + Double(content.soa.expire))
+            return false
+        }
+        if expire {
+            metrics.expired.record(1)
+            _ = await apply(source.zone, nil) {}
+        }
+    }
+
+    /// Records a successful refresh; returns whether the zone was expired until now.
+    private func succeeded(next refresh: UInt32?) -> Bool {
+        metrics.refreshed.record(Double(time(nil)))
+        metrics.expired.record(0)
+        return state.withLock { s in
+            let was = s.expired
+            s.expired = false
+            s.refreshed = Self.now()
+            s.due = Self.now() + Double(max(1, refresh ?? 60))
+            s.lastError = nil
+            return was
+        }
+    }
+
+    /// Monotonic seconds.
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// Runs a blocking `body` on a thread of its own.
+    static func onThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            if !startThread(named: "dnsfence-xfr", { continuation.resume(returning: body()) }) {
+                continuation.resume(returning: body())
+            }
+        }
+    }
+}
+
+/// The metrics of one zone.
+struct ZoneMetrics: Sendable {
+    let zone: String
+    let serial: Gauge
+    let refreshed: Gauge
+    let expired: Gauge
+    let apply: Gauge
+
+    init(zone: String) {
+        self.zone = zone
+        serial = Gauge(label: "dnsfence_zone_serial", dimensions: [("zone", zone)])
+        refreshed = Gauge(label: "dnsfence_zone_refresh_timestamp_seconds", dimensions: [("zone", zone)])
+        expired = Gauge(label: "dnsfence_zone_expired", dimensions: [("zone", zone)])
+        apply = Gauge(label: "dnsfence_zone_apply_seconds", dimensions: [("zone", zone)])
+    }
+
+    func transfer(_ type: String, result: String) {
+        Counter(label: "dnsfence_zone_transfers_total", dimensions: [("zone", zone), ("type", type), ("result", result)])
+            .increment()
+    }
+
+    func records(added: Int, removed: Int) {
+        Counter(label: "dnsfence_zone_records_changed_total", dimensions: [("zone", zone), ("change", "added")])
+            .increment(by: added)
+        Counter(label: "dnsfence_zone_records_changed_total", dimensions: [("zone", zone), ("change", "removed")])
+            .increment(by: removed)
+    }
+}
