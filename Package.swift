@@ -72,7 +72,10 @@ let package = Package(
         ),
         .target(
             name: "DNSFenceTransfer",
-            dependencies: ["CLDNS", "DNSFenceCore", .product(name: "CoreMetrics", package: "swift-metrics")],
+            dependencies: [
+                "CLDNS", "DNSFenceCore", .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         .target(

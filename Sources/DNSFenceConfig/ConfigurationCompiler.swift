@@ -59,9 +59,11 @@ public struct ConfigurationCompiler: Sendable {
                     }
                     switch zones.state(of: source) {
                     case .serving(let text): sources.append(PolicySource(file: zone, text: text, format: .rpz))
-                    case .unavailable(let why):
+                    case .unavailable(let why, let text):
                         // Fails closed until the zone is there (the other zones still compile,
-                        // so their errors are known now).
+                        // so their errors are known now; an expired copy too, so that its
+                        // denials go on).
+                        if let text { sources.append(PolicySource(file: zone, text: text, format: .rpz)) }
                         unavailable[policy.name] = why
                         diagnostics.append(
                             ConfigDiagnostic(

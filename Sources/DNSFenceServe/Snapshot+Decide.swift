@@ -125,12 +125,12 @@ extension Snapshot {
     /// binding's max-ttl.
     @inline(never)
     private func local(_ records: [DNSRecord], view: QueryView, policy: Policy, rule: RuleID) -> QueryDecision {
+        if !unavailable.isEmpty, let ede = unavailable[policy.name] {
+            return QueryDecision(.deny(.servFail), policy: policy, action: .local, rule: rule, ede: ede)
+        }
         guard let binding = firewall(for: policy.name), binding.publishesLocal else {
             return QueryDecision(
                 .localData(records, published: [], commit: []), policy: policy, action: .local, rule: rule)
-        }
-        if let ede = unavailable[policy.name] {
-            return QueryDecision(.deny(.servFail), policy: policy, action: .local, rule: rule, ede: ede)
         }
         var records = records
         var addresses: [AnswerAddress] = []

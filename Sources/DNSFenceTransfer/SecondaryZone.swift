@@ -1,5 +1,6 @@
 import CoreMetrics
 import DNSFenceCore
+public import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -34,10 +35,14 @@ public final class SecondaryZone: Sendable {
 
     private let state: Mutex<State>
     private let metrics: ZoneMetrics
+    private let logger: Logger
 
     /// Starts from the cache file when there is one.
-    public init(source: ZoneTransferSource) {
+    public init(source: ZoneTransferSource, logger: Logger) {
         self.source = source
+        var logger = logger
+        logger[metadataKey: "zone"] = "\(source.zone)"
+        self.logger = logger
         metrics = ZoneMetrics(zone: source.zone)
         var initial = State()
         if case .success(let cached) = ZoneCache.load(source) {
@@ -46,6 +51,9 @@ public final class SecondaryZone: Sendable {
             initial.expired = cached.expired
             metrics.serial.record(Int64(cached.content.soa.serial))
             metrics.refreshed.record(Double(cached.refreshed))
+            logger.info(
+                "zone loaded from the cache",
+                metadata: ["serial": "\(cached.content.soa.serial)", "expired": "\(cached.expired)"])
         }
         metrics.expired.record(initial.expired ? 1 : 0)
         state = Mutex(initial)
@@ -56,9 +64,9 @@ public final class SecondaryZone: Sendable {
         state.withLock { s in
             guard let content = s.content else {
                 return .unavailable(
-                    "zone \(source.zone) not transferred yet" + (s.lastError.map { ": \($0)" } ?? ""))
+                    "zone \(source.zone) not transferred yet" + (s.lastError.map { ": \($0)" } ?? ""), text: nil)
             }
-            if s.expired { return .unavailable(CachedZones.expired(source, content.soa.serial)) }
+            if s.expired { return .unavailable(CachedZones.expired(source, content.soa.serial), text: content.text) }
             return .serving(content.text)
         }
     }
@@ -66,7 +74,10 @@ public final class SecondaryZone: Sendable {
     public var serial: UInt32? { state.withLock { $0.content?.soa.serial } }
 
     /// A NOTIFY from a primary: refresh now.
-    public func notified() { state.withLock { $0.notified = true } }
+    public func notified() {
+        logger.info("NOTIFY: refreshing")
+        state.withLock { $0.notified = true }
+    }
 
     public func stop() { state.withLock { $0.stopped = true } }
 
@@ -95,13 +106,17 @@ public final class SecondaryZone: Sendable {
             switch result {
             case .failure(let error):
                 metrics.transfer(current == nil ? "axfr" : "ixfr", result: error.label)
+                logger.warning("transfer failed", metadata: ["primary": "\(primary)", "error": "\(error)"])
                 errors.append("\(primary): \(error)")
                 continue
             case .success(.upToDate):
                 metrics.transfer("none", result: "success")
                 ZoneCache.touch(source)
                 let wasExpired = succeeded(next: current?.soa.refresh)
-                if wasExpired { _ = await apply(source.zone, nil) {} }
+                if wasExpired {
+                    logger.notice("zone refreshed after expiry: its policies serve again")
+                    _ = await apply(source.zone, nil) {}
+                }
                 return
             case .success(let outcome):
                 let content: ZoneContent
@@ -121,6 +136,9 @@ public final class SecondaryZone: Sendable {
                 }
                 if let failure {
                     metrics.transfer(outcome.kind, result: "rejected")
+                    logger.error(
+                        "transfer not applied; the zone held keeps serving",
+                        metadata: ["primary": "\(primary)", "serial": "\(content.soa.serial)", "error": "\(failure)"])
                     errors.append("\(primary): serial \(content.soa.serial) not applied: \(failure)")
                     break
                 }
@@ -128,9 +146,14 @@ public final class SecondaryZone: Sendable {
                 metrics.records(added: added, removed: removed)
                 metrics.apply.record(Self.now() - applying)
                 metrics.serial.record(Int64(content.soa.serial))
+                logger.notice(
+                    "zone transferred",
+                    metadata: [
+                        "primary": "\(primary)", "type": "\(outcome.kind)", "serial": "\(content.soa.serial)",
+                        "added": "\(added)", "removed": "\(removed)", "seconds": "\(Self.now() - started)",
+                    ])
                 if let error = ZoneCache.store(content, for: source, from: primary) { errors.append("\(error)") }
                 _ = succeeded(next: content.soa.refresh)
-                _ = started
                 if !errors.isEmpty { state.withLock { $0.lastError = errors.joined(separator: "; ") } }
                 return
             }
@@ -152,6 +175,7 @@ public final class SecondaryZone: Sendable {
         }
         if expire {
             metrics.expired.record(1)
+            logger.error("zone expired: its policies fail closed", metadata: ["errors": "\(errors)"])
             _ = await apply(source.zone, nil) {}
         }
     }

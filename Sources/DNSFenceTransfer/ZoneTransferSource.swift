@@ -37,8 +37,10 @@ public struct ZoneTransferSource: Sendable, Hashable {
 public enum ZoneState: Sendable, Equatable {
     /// Its text (zone-file syntax, SOA first).
     case serving(String)
-    /// Nothing to serve: the policy fails closed, for this reason.
-    case unavailable(String)
+    /// Nothing to serve: the policies using it fail closed, for this reason. `text`: the last
+    /// copy (an expired zone's), still compiled so that its denials go on denying; nothing it
+    /// allows is answered.
+    case unavailable(String, text: String?)
 }
 
 /// The zone text policies are compiled from: for `dnsfence check` and a first start, the
@@ -54,10 +56,12 @@ public struct CachedZones: ZoneProvider {
     public func state(of source: ZoneTransferSource) -> ZoneState {
         switch ZoneCache.load(source) {
         case .success(let cached):
-            if cached.expired { return .unavailable(Self.expired(source, cached.content.soa.serial)) }
+            if cached.expired {
+                return .unavailable(Self.expired(source, cached.content.soa.serial), text: cached.content.text)
+            }
             return .serving(cached.content.text)
         case .failure(let why):
-            return .unavailable("zone \(source.zone) not transferred yet (\(why))")
+            return .unavailable("zone \(source.zone) not transferred yet (\(why))", text: nil)
         }
     }
 

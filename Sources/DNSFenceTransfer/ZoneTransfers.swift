@@ -1,5 +1,6 @@
 import CLDNS
 public import DNSFenceCore
+public import Logging
 import Synchronization
 
 #if canImport(Glibc)
@@ -19,7 +20,9 @@ public final class ZoneTransfers: ZoneProvider {
     private let applier = Mutex<ZoneApply?>(nil)
     private let notifies = Mutex<(second: Int, count: Int)>((0, 0))
 
-    public init() {}
+    private let logger: Logger
+
+    public init(logger: Logger) { self.logger = logger }
 
     /// The zones configured now (before the policies are compiled from ``state(of:)``).
     public func configure(_ sources: [ZoneTransferSource]) {
@@ -32,7 +35,7 @@ public final class ZoneTransfers: ZoneProvider {
                 running[zone] = nil
             }
             for (zone, source) in wanted where running[zone] == nil {
-                let secondary = SecondaryZone(source: source)
+                let secondary = SecondaryZone(source: source, logger: logger)
                 running[zone] = Running(zone: secondary, task: apply.map { secondary.run(apply: $0) })
             }
         }

@@ -56,7 +56,7 @@ actor ServerRuntime {
         self.logger = logger
         self.current = compiled
         self.lastReload = ReloadRecord()
-        let zones = ZoneTransfers()
+        let zones = ZoneTransfers(logger: logger)
         self.zones = zones
         self.logWriter = QueryLogWriter(
             fd: queryLogFD, path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration),
