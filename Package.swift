@@ -188,6 +188,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "DNSFenceTransferTests",
+            dependencies: ["DNSFenceTransfer"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "DNSFenceConfigTests",
             dependencies: ["DNSFenceCore", "DNSFenceWire", "DNSFencePolicy", "DNSFenceConfig"],
             swiftSettings: strict

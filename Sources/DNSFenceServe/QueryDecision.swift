@@ -97,6 +97,8 @@ public enum QueryAction: String, Sendable, CaseIterable {
     case audit
     /// Over a client rate limit: dropped, or answered TC=1.
     case limited
+    /// A NOTIFY for a zone kept from primaries (RFC 1996), answered by the zone transfers.
+    case notify
 
     /// Position among ``allCases`` (the metrics' series index).
     var index: Int {
@@ -107,6 +109,7 @@ public enum QueryAction: String, Sendable, CaseIterable {
         case .error: return 3
         case .audit: return 4
         case .limited: return 5
+        case .notify: return 6
         }
     }
 }

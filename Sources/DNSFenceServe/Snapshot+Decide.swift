@@ -21,7 +21,7 @@ extension Snapshot {
         guard view.opcode == .query else {
             // RFC 1996: a NOTIFY for a zone kept from primaries; NOTIMP for any other opcode.
             if view.opcode == .notify, let notify, let answer = notify(Array(view.bytes), context.client) {
-                return QueryDecision(.message(answer))
+                return QueryDecision(.message(answer), action: .notify)
             }
             return QueryDecision(.refuse(.notImp))
         }

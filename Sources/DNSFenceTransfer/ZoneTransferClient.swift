@@ -163,20 +163,21 @@ struct TransferReader {
     var isComplete: Bool { phase == .done || upToDate }
 
     mutating func take(_ rr: UnsafeMutablePointer<ldns_rr>) throws(TransferError) {
-        guard phase != .done else { throw .malformed("records after the closing SOA") }
-        records += 1
         guard let text = ldns_rr2str(rr) else { throw .malformed("an unprintable record") }
         defer { free(text) }
-        var line = String(cString: text)
-        while line.last == "\n" { line.removeLast() }
-        let isSOA = ldns_rr_get_type(rr) == LDNS_RR_TYPE_SOA
-        let serial = isSOA ? ldns_rr_rdf(rr, 2).map { ldns_rdf2native_int32($0) } ?? 0 : 0
+        try take(TransferRecord(line: String(cString: text)))
+    }
+
+    mutating func take(_ record: TransferRecord) throws(TransferError) {
+        guard phase != .done else { throw .malformed("records after the closing SOA") }
+        records += 1
+        let line = record.line
+        let isSOA = record.soa != nil
+        let serial = record.soa?.serial ?? 0
         if isSOA || phase == .start {
-            let owner = ldns_rdf2str(ldns_rr_owner(rr)).map { p in
-                defer { free(p) }
-                return String(cString: p).lowercased()
+            guard record.owner == zone else {
+                throw .malformed("a record of '\(record.owner)' in a transfer of \(zone)")
             }
-            guard owner == zone else { throw .malformed("a record of '\(owner ?? "?")' in a transfer of \(zone)") }
         }
         do {
             switch phase {
@@ -260,5 +261,23 @@ struct TransferReader {
             throw .malformed(error.description)
         }
         return incremental ? .incremental(content, added: added, removed: removed) : .full(content)
+    }
+}
+
+/// One record of a transfer as ldns prints it (`owner<TAB>TTL<TAB>CLASS<TAB>TYPE<TAB>data`).
+struct TransferRecord {
+    var line: String
+    /// Lowercased.
+    var owner: String
+    /// Its fields, when it is an SOA.
+    var soa: ZoneContent.SOA?
+
+    init(line: String) {
+        var line = line
+        while line.last == "\n" { line.removeLast() }
+        self.line = line
+        let fields = line.split(separator: "\t", maxSplits: 4, omittingEmptySubsequences: false)
+        owner = fields.first.map { $0.lowercased() } ?? ""
+        soa = fields.count == 5 && fields[3] == "SOA" ? ZoneContent.SOA(line: line) : nil
     }
 }
