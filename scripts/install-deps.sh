@@ -8,6 +8,6 @@ $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends \
     pkg-config libldns-dev ldnsutils \
     nftables libnftables-dev libnftnl-dev libmnl-dev iproute2 \
-    dnsutils knot-dnsutils nsd publicsuffix \
+    dnsutils knot-dnsutils knot nsd publicsuffix \
     prometheus curl python3 systemd dnsperf \
     podman runc debootstrap docker-compose python3-yaml iodine >/dev/null
