@@ -14,9 +14,10 @@ extension ConfigurationParser {
             switch k {
             case "transfer":
                 guard let transfer = transfer(v) else { continue }
-                if let other = transfers[transfer.zone], other.primaries != transfer.primaries
-                    || other.keyName != transfer.keyName || other.secretFile != transfer.secretFile
-                    || other.cacheDirectory != transfer.cacheDirectory
+                if let other = transfers[transfer.zone],
+                    other.primaries != transfer.primaries
+                        || other.keyName != transfer.keyName || other.secretFile != transfer.secretFile
+                        || other.cacheDirectory != transfer.cacheDirectory
                 {
                     error(v, "zone \(transfer.zone) is transferred with other settings at line \(other.line)")
                     continue
@@ -60,7 +61,10 @@ extension ConfigurationParser {
                     case "algorithm":
                         guard let text = string(vv, "tsig algorithm") else { continue }
                         guard TSIGKey.algorithms.contains(text.lowercased()) else {
-                            error(vv, "tsig algorithm must be one of \(TSIGKey.algorithms.joined(separator: ", ")), got '\(text)'")
+                            error(
+                                vv,
+                                "tsig algorithm must be one of \(TSIGKey.algorithms.joined(separator: ", ")), got '\(text)'"
+                            )
                             valid = false
                             continue
                         }

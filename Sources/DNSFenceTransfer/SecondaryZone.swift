@@ -11,7 +11,8 @@ import Synchronization
 /// secondaries stand, e.g. after expiry), swaps the snapshot in and revokes what it no longer
 /// allows, calling `commit` before anything else can read the zones again. Returns nil on
 /// success, else why nothing changed.
-public typealias ZoneApply = @Sendable (_ zone: String, _ content: ZoneContent?, _ commit: @escaping @Sendable () -> Void)
+public typealias ZoneApply =
+    @Sendable (_ zone: String, _ content: ZoneContent?, _ commit: @escaping @Sendable () -> Void)
     async -> String?
 
 /// One policy zone kept from its primaries (RFC 1996/1995/5936 timers): refreshed every SOA
@@ -102,7 +103,9 @@ public final class SecondaryZone: Sendable {
         var errors: [String] = []
         for primary in source.primaries {
             let started = Self.now()
-            let result = await Self.onThread { Result { () throws(TransferError) in try client.fetch(from: primary, current: current) } }
+            let result = await Self.onThread {
+                Result { () throws(TransferError) in try client.fetch(from: primary, current: current) }
+            }
             switch result {
             case .failure(let error):
                 metrics.transfer(current == nil ? "axfr" : "ixfr", result: error.label)
@@ -228,8 +231,10 @@ struct ZoneMetrics: Sendable {
     }
 
     func transfer(_ type: String, result: String) {
-        Counter(label: "dnsfence_zone_transfers_total", dimensions: [("zone", zone), ("type", type), ("result", result)])
-            .increment()
+        Counter(
+            label: "dnsfence_zone_transfers_total", dimensions: [("zone", zone), ("type", type), ("result", result)]
+        )
+        .increment()
     }
 
     func records(added: Int, removed: Int) {

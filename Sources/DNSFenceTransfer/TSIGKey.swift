@@ -49,7 +49,9 @@ public struct TSIGKey: Sendable, Hashable, CustomStringConvertible {
         guard body.count % 4 == 0, body.count / 4 * 3 >= minimumBytes else { return false }
         let padding = body.reversed().prefix { $0 == "=" }.count
         guard padding <= 2 else { return false }
-        return body.dropLast(padding).allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "/") }
+        return body.dropLast(padding).allSatisfy {
+            $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "/")
+        }
     }
 }
 

@@ -80,7 +80,9 @@ final class TransferConnection {
         let framed = [UInt8(message.count >> 8), UInt8(message.count & 0xFF)] + message
         var sent = 0
         while sent < framed.count {
-            let n = framed.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, framed.count - sent, Int32(MSG_NOSIGNAL)) }
+            let n = framed.withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress! + sent, framed.count - sent, Int32(MSG_NOSIGNAL))
+            }
             guard n > 0 else { throw .network("sending to \(peer): \(Self.reason(n))") }
             sent += n
         }

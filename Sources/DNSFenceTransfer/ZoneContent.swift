@@ -28,7 +28,8 @@ public struct ZoneContent: Sendable, Equatable {
             }
             let numbers = fields[(soa + 3)...(soa + 7)].compactMap { UInt32($0) }
             guard numbers.count == 5 else { return nil }
-            self.init(serial: numbers[0], refresh: numbers[1], retry: numbers[2], expire: numbers[3], minimum: numbers[4])
+            self.init(
+                serial: numbers[0], refresh: numbers[1], retry: numbers[2], expire: numbers[3], minimum: numbers[4])
         }
     }
 

@@ -67,7 +67,8 @@ public struct ZoneTransferClient: Sendable {
             var packet: UnsafeMutablePointer<ldns_pkt>? = nil
             let status = wire.withUnsafeBufferPointer { ldns_wire2pkt(&packet, $0.baseAddress, $0.count) }
             guard status == LDNS_STATUS_OK, let packet else {
-                throw .malformed("message \(messages) from \(primary): \(String(cString: ldns_get_errorstr_by_id(status)))")
+                throw .malformed(
+                    "message \(messages) from \(primary): \(String(cString: ldns_get_errorstr_by_id(status)))")
             }
             defer { ldns_pkt_free(packet) }
             guard ldns_pkt_id(packet) == id, ldns_pkt_qr(packet) != 0 else {
@@ -79,7 +80,8 @@ public struct ZoneTransferClient: Sendable {
                 if let tsig = ldns_pkt_tsig(packet), let error = ldns_rr_rdf(tsig, 5),
                     ldns_rdf2native_int16(error) != 0
                 {
-                    why += " (TSIG \(TSIGSession.errorName(ldns_rdf2native_int16(error))) for key \(key?.description ?? "-"))"
+                    why +=
+                        " (TSIG \(TSIGSession.errorName(ldns_rdf2native_int16(error))) for key \(key?.description ?? "-"))"
                 }
                 throw .refused(why)
             }
@@ -95,16 +97,22 @@ public struct ZoneTransferClient: Sendable {
     }
 
     static func rcodeName(_ rcode: UInt32) -> String {
-        let names = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
-            "NXRRSET", "NOTAUTH", "NOTZONE"]
+        let names = [
+            "NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "YXDOMAIN", "YXRRSET",
+            "NXRRSET", "NOTAUTH", "NOTZONE",
+        ]
         return rcode < names.count ? names[Int(rcode)] : "RCODE \(rcode)"
     }
 
     /// The request's wire form (signed if there is a key) and its ID.
-    private func request(ixfrFrom current: ZoneContent?, session: TSIGSession?) throws(TransferError) -> ([UInt8], UInt16) {
+    private func request(ixfrFrom current: ZoneContent?, session: TSIGSession?) throws(TransferError) -> (
+        [UInt8], UInt16
+    ) {
         let owner = ldns_dname_new_frm_str(zone)
-        guard let packet = ldns_pkt_query_new(owner, current == nil ? LDNS_RR_TYPE_AXFR : LDNS_RR_TYPE_IXFR,
-            LDNS_RR_CLASS_IN, 0)
+        guard
+            let packet = ldns_pkt_query_new(
+                owner, current == nil ? LDNS_RR_TYPE_AXFR : LDNS_RR_TYPE_IXFR,
+                LDNS_RR_CLASS_IN, 0)
         else { throw .malformed("cannot build a request for zone \(zone)") }
         defer { ldns_pkt_free(packet) }
         ldns_pkt_set_random_id(packet)
@@ -194,7 +202,9 @@ struct TransferReader {
                     phase = .deleting
                 } else if isSOA {
                     // AXFR of an empty zone, or "nothing newer" answered as SOA SOA.
-                    guard serial == newSerial else { throw TransferError.malformed("an SOA of serial \(serial) in an AXFR") }
+                    guard serial == newSerial else {
+                        throw TransferError.malformed("an SOA of serial \(serial) in an AXFR")
+                    }
                     content = try ZoneContent(origin: zone, soaLine: newSOA)
                     phase = .done
                 } else {
@@ -204,7 +214,9 @@ struct TransferReader {
                 }
             case .full:
                 if isSOA {
-                    guard serial == newSerial else { throw TransferError.malformed("an SOA of serial \(serial) in an AXFR") }
+                    guard serial == newSerial else {
+                        throw TransferError.malformed("an SOA of serial \(serial) in an AXFR")
+                    }
                     phase = .done
                 } else {
                     try content!.add(line)
@@ -224,7 +236,8 @@ struct TransferReader {
                         phase = .done
                     } else {
                         guard serial == version else {
-                            throw TransferError.incoherent("IXFR sequence from serial \(serial) does not follow \(version)")
+                            throw TransferError.incoherent(
+                                "IXFR sequence from serial \(serial) does not follow \(version)")
                         }
                         phase = .deleting
                     }

@@ -101,11 +101,14 @@ enum ZoneCache {
         fstat(fileno(file), &info)
         let refreshed = info.st_mtim.tv_sec
         let now = time(nil)
-        return .success(Cached(content: content, refreshed: refreshed, expired: now - refreshed > Int(content.soa.expire)))
+        return .success(
+            Cached(content: content, refreshed: refreshed, expired: now - refreshed > Int(content.soa.expire)))
     }
 
     /// Writes `content` to the cache file (a temporary file renamed over it).
-    static func store(_ content: ZoneContent, for source: ZoneTransferSource, from primary: TransferPrimary) -> CacheError? {
+    static func store(_ content: ZoneContent, for source: ZoneTransferSource, from primary: TransferPrimary)
+        -> CacheError?
+    {
         guard let path = source.cacheFile else { return nil }
         let temporary = path + ".tmp"
         guard let file = fopen(temporary, "wb") else {

@@ -17,7 +17,8 @@ struct TransferConfigurationTests {
         }
     }
 
-    static func compile(_ zones: String, provider: Zones = Zones(zones: ["sandbox.rpz.": zone])) throws(ConfigurationError)
+    static func compile(_ zones: String, provider: Zones = Zones(zones: ["sandbox.rpz.": zone]))
+        throws(ConfigurationError)
         -> CompiledConfiguration
     {
         let yaml = """
@@ -79,7 +80,8 @@ struct TransferConfigurationTests {
                 == ["t.yaml:6:19: error: transfer needs 'zone' (the policy zone's name) and 'primaries'"])
         #expect(
             Self.errors("      - transfer: { zone: sandbox.rpz }")
-                == ["t.yaml:6:19: error: transfer of sandbox.rpz. needs 'primaries' (addresses of the primary servers)"])
+                == ["t.yaml:6:19: error: transfer of sandbox.rpz. needs 'primaries' (addresses of the primary servers)"]
+        )
         #expect(
             Self.errors("      - transfer: { zone: sandbox.rpz, primaries: [not-an-address] }").first?.contains(
                 "'not-an-address' is not an address") == true)
@@ -92,7 +94,8 @@ struct TransferConfigurationTests {
             ).first?.contains("tsig algorithm must be one of hmac-sha256") == true)
         #expect(
             Self.errors(
-                "      - transfer: { zone: sandbox.rpz, primaries: [192.0.2.1], tsig: { name: k, secret-file: bad.key } }")
+                "      - transfer: { zone: sandbox.rpz, primaries: [192.0.2.1], tsig: { name: k, secret-file: bad.key } }"
+            )
                 == [
                     "t.yaml:6: error: tsig secret-file '/etc/dnsfence/bad.key' holds no base64 secret of at least "
                         + "16 bytes (bare, or as 'keymgr -t' or 'tsig-keygen' print it)"

@@ -62,7 +62,9 @@ struct FleetDocsTests {
             ran += 1
         }
         #expect(
-            written == ["zones/sandbox.rpz.zone", "knot.conf", "dnsfence.yaml", "prometheus.yml", "dnsfence-fleet.rules.yml"])
+            written == [
+                "zones/sandbox.rpz.zone", "knot.conf", "dnsfence.yaml", "prometheus.yml", "dnsfence-fleet.rules.yml",
+            ])
         #expect(ran == 6)
     }
 }

@@ -14,7 +14,10 @@ final class KnotPrimary {
 
     /// `records`: the zone's records below the SOA, relative to the zone; `notify`: the port
     /// dnsfence listens on (NOTIFY goes there).
-    init(zone: String = "sandbox.rpz", records: String, serial: UInt32 = 1, timers: String = "2 2 3600 30", notify: UInt16)
+    init(
+        zone: String = "sandbox.rpz", records: String, serial: UInt32 = 1, timers: String = "2 2 3600 30",
+        notify: UInt16
+    )
         throws
     {
         directory = try Harness.temporaryDirectory()
@@ -163,7 +166,11 @@ final class TransferFaultServer: @unchecked Sendable {
 
     /// No more answers: the listening socket is closed.
     func stop() {
-        guard !stopped.withLock({ was in defer { was = true }; return was }) else { return }
+        guard
+            !stopped.withLock({ was in
+                defer { was = true }; return was
+            })
+        else { return }
         shutdown(fd, Int32(SHUT_RDWR))
         close(fd)
     }
@@ -184,7 +191,9 @@ final class TransferFaultServer: @unchecked Sendable {
             var prefix = [UInt8](repeating: 0, count: 2)
             guard recv(client, &prefix, 2, Int32(MSG_WAITALL)) == 2 else { continue }
             var query = [UInt8](repeating: 0, count: Int(prefix[0]) << 8 | Int(prefix[1]))
-            guard recv(client, &query, query.count, Int32(MSG_WAITALL)) == query.count, query.count >= 12 else { continue }
+            guard recv(client, &query, query.count, Int32(MSG_WAITALL)) == query.count, query.count >= 12 else {
+                continue
+            }
             let (records, serial, cutOff, timers, _) = mode.withLock { m in
                 m.served += 1
                 return m

@@ -30,7 +30,8 @@ struct FleetTests {
             metrics = Harness.freePort()
             var tsig = ""
             if let secret {
-                try secret.write(to: self.directory.appendingPathComponent("fleet.key"), atomically: true, encoding: .utf8)
+                try secret.write(
+                    to: self.directory.appendingPathComponent("fleet.key"), atomically: true, encoding: .utf8)
                 tsig = "tsig: { name: fleet-key, algorithm: hmac-sha256, secret-file: fleet.key }"
             }
             let firewall =
