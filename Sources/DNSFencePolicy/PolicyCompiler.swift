@@ -43,7 +43,45 @@ public struct PolicyCompiler: Sendable {
                             + "\(conflict.kept.id) (\(conflict.kept.action.label)); the earlier rule wins"
                 ))
         }
-        for rule in set.rules where rule.isWildcard && rule.action != .deny(nil) {
+        warnings += wildcardWarnings(set.rules)
+        let (audited, unmatched) = Self.audited(auditedPatterns, in: set)
+        let (budgets, unmatchedBudgets) = Self.budgets(
+            policy: name, rules: set, default: budget, overrides: ruleBudgets)
+        return Output(
+            policy: Policy(
+                name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit,
+                auditedRules: audited, strictCNAMETargets: strictCNAMETargets, ruleBudgets: budgets),
+            warnings: warnings, unmatchedAudits: unmatched, unmatchedBudgets: unmatchedBudgets
+        )
+    }
+
+    /// The tunnel budget of every wildcard pass rule (`overrides` by pattern as written, nil
+    /// for `off`; else `default`), by rule position; empty when no rule has one. Also the
+    /// patterns of `overrides` that name no wildcard pass rule.
+    /// `policy` with an IXFR's changes: `setting` put in, the patterns of `removing` gone,
+    /// through ``RuleSet/applying(setting:removing:)`` (no index built again). The policy's
+    /// settings are the same as when it was compiled; budgets and audited rules are found again
+    /// over the rules (a pass over them, no parsing or hashing).
+    public func patch(
+        _ policy: Policy, setting: [PolicyRule], removing: [(name: DNSName, wildcard: Bool)],
+        auditedPatterns: [String] = [], budget: TunnelBudget? = .standard, ruleBudgets: [String: TunnelBudget?] = [:]
+    ) -> Output {
+        let set = policy.rules.applying(setting: setting, removing: removing)
+        let (audited, unmatched) = Self.audited(auditedPatterns, in: set)
+        let (budgets, unmatchedBudgets) = Self.budgets(
+            policy: policy.name, rules: set, default: budget, overrides: ruleBudgets)
+        return Output(
+            policy: Policy(
+                name: policy.name, rules: set, allowedTypes: policy.allowedTypes, denyResponse: policy.denyResponse,
+                audit: policy.audit, auditedRules: audited, strictCNAMETargets: policy.strictCNAMETargets,
+                ruleBudgets: budgets),
+            warnings: wildcardWarnings(setting), unmatchedAudits: unmatched, unmatchedBudgets: unmatchedBudgets)
+    }
+
+    /// Wildcards that allow too much: everything, or the names under a public suffix.
+    func wildcardWarnings(_ rules: [PolicyRule]) -> [PolicyWarning] {
+        var warnings: [PolicyWarning] = []
+        for rule in rules where rule.isWildcard && rule.action != .deny(nil) {
             if case .deny = rule.action { continue }
             if rule.name.isRoot {
                 warnings.append(
@@ -60,31 +98,25 @@ public struct PolicyCompiler: Sendable {
                     ))
             }
         }
-        // Audited deny rules, by pattern as written (`tracker.example.org`, `*.ads.example`).
-        var audited: Set<RuleID> = []
-        var unmatched: [String] = []
-        for text in auditedPatterns {
-            let pattern = (text.hasSuffix(".") ? text : text + ".").lowercased()
-            let found = set.rules.filter { rule in
-                if case .deny = rule.action { return rule.pattern.lowercased() == pattern }
-                return false
-            }
-            if found.isEmpty { unmatched.append(text) }
-            audited.formUnion(found.map(\.id))
-        }
-        let (budgets, unmatchedBudgets) = Self.budgets(
-            policy: name, rules: set, default: budget, overrides: ruleBudgets)
-        return Output(
-            policy: Policy(
-                name: name, rules: set, allowedTypes: allowedTypes, denyResponse: denyResponse, audit: audit,
-                auditedRules: audited, strictCNAMETargets: strictCNAMETargets, ruleBudgets: budgets),
-            warnings: warnings, unmatchedAudits: unmatched, unmatchedBudgets: unmatchedBudgets
-        )
+        return warnings
     }
 
-    /// The tunnel budget of every wildcard pass rule (`overrides` by pattern as written, nil
-    /// for `off`; else `default`), by rule position; empty when no rule has one. Also the
-    /// patterns of `overrides` that name no wildcard pass rule.
+    /// Audited deny rules, by pattern as written (`tracker.example.org`, `*.ads.example`).
+    static func audited(_ patterns: [String], in set: RuleSet) -> (Set<RuleID>, [String]) {
+        var audited: Set<RuleID> = []
+        var unmatched: [String] = []
+        for text in patterns {
+            let pattern = (text.hasSuffix(".") ? text : text + ".").lowercased()
+            let found = set.rules.indices.filter { index in
+                guard case .deny = set.rules[index].action, !set.retired.contains(Int32(index)) else { return false }
+                return set.rules[index].pattern.lowercased() == pattern
+            }
+            if found.isEmpty { unmatched.append(text) }
+            audited.formUnion(found.map { set.rules[$0].id })
+        }
+        return (audited, unmatched)
+    }
+
     static func budgets(
         policy: String, rules: RuleSet, default: TunnelBudget?, overrides: [String: TunnelBudget?]
     ) -> (budgets: [RuleBudget?], unmatched: [String]) {
@@ -94,7 +126,8 @@ public struct PolicyCompiler: Sendable {
         }
         var found: Set<String> = []
         var budgets: [RuleBudget?] = Array(repeating: nil, count: rules.count)
-        for (index, rule) in rules.rules.enumerated() where rule.isWildcard && rule.action == .pass {
+        for (index, rule) in rules.rules.enumerated()
+        where rule.isWildcard && rule.action == .pass && !rules.retired.contains(Int32(index)) {
             let limits: TunnelBudget?
             if let override = byPattern[rule.pattern] {
                 found.insert(rule.pattern)

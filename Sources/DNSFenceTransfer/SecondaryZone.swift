@@ -8,12 +8,21 @@ import Synchronization
 #endif
 
 /// Applies a transferred zone: compiles the policies with `content` for this zone (nil: as the
-/// secondaries stand, e.g. after expiry), swaps the snapshot in and revokes what it no longer
-/// allows, calling `commit` before anything else can read the zones again. Returns nil on
-/// success, else why nothing changed.
+/// secondaries stand, e.g. after expiry), or patches them with `changes` (an IXFR's), swaps the
+/// snapshot in and revokes what it no longer allows, calling `commit` before anything else can
+/// read the zones again. Returns nil on success, else why nothing changed.
 public typealias ZoneApply =
-    @Sendable (_ zone: String, _ content: ZoneContent?, _ commit: @escaping @Sendable () -> Void)
-    async -> String?
+    @Sendable (
+        _ zone: String, _ content: ZoneContent?, _ changes: ZoneChanges?, _ commit: @escaping @Sendable () -> Void
+    ) async -> String?
+
+/// What an IXFR changed: each owner it touched (absolute, lowercased) with its records now
+/// (none: the owner is gone), and the new SOA.
+public struct ZoneChanges: Sendable {
+    public var serial: UInt32
+    public var soaLine: String
+    public var owners: [String: [String]]
+}
 
 /// One policy zone kept from its primaries (RFC 1996/1995/5936 timers): refreshed every SOA
 /// refresh, retried every SOA retry after a failure, at once on a NOTIFY; expired (the policies
@@ -118,20 +127,25 @@ public final class SecondaryZone: Sendable {
                 let wasExpired = succeeded(next: current?.soa.refresh)
                 if wasExpired {
                     logger.notice("zone refreshed after expiry: its policies serve again")
-                    _ = await apply(source.zone, nil) {}
+                    _ = await apply(source.zone, nil, nil) {}
                 }
                 return
             case .success(let outcome):
                 let content: ZoneContent
                 var added = 0
                 var removed = 0
+                var changes: ZoneChanges? = nil
                 switch outcome {
                 case .full(let c): (content, added) = (c, c.count)
-                case .incremental(let c, let a, let r): (content, added, removed) = (c, a, r)
+                case .incremental(let c, let a, let r, let owners):
+                    (content, added, removed) = (c, a, r)
+                    changes = ZoneChanges(
+                        serial: c.soa.serial, soaLine: c.soaLine,
+                        owners: Dictionary(uniqueKeysWithValues: owners.map { ($0, c.lines(of: $0)) }))
                 case .upToDate: return
                 }
                 let applying = Self.now()
-                let failure = await apply(source.zone, content) { [self] in
+                let failure = await apply(source.zone, content, changes) { [self] in
                     state.withLock { s in
                         s.content = content
                         s.expired = false
@@ -179,7 +193,7 @@ public final class SecondaryZone: Sendable {
         if expire {
             metrics.expired.record(1)
             logger.error("zone expired: its policies fail closed", metadata: ["errors": "\(errors)"])
-            _ = await apply(source.zone, nil) {}
+            _ = await apply(source.zone, nil, nil) {}
         }
     }
 

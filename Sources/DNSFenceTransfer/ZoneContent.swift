@@ -42,8 +42,10 @@ public struct ZoneContent: Sendable, Equatable {
     public let origin: String
     public private(set) var soaLine: String
     public private(set) var soa: SOA
-    /// `owner<TAB>CLASS<TAB>TYPE<TAB>data` → TTL.
-    private var records: [String: UInt32] = [:]
+    /// owner (lowercased) → `CLASS<TAB>TYPE<TAB>data` → TTL.
+    private var records: [String: [String: UInt32]] = [:]
+    /// Records besides the SOA.
+    public private(set) var count = 0
 
     public init(origin: String, soaLine: String) throws(Incoherent) {
         guard let soa = SOA(line: soaLine) else { throw Incoherent(description: "not an SOA record: '\(soaLine)'") }
@@ -51,9 +53,6 @@ public struct ZoneContent: Sendable, Equatable {
         self.soaLine = soaLine
         self.soa = soa
     }
-
-    /// Records besides the SOA.
-    public var count: Int { records.count }
 
     /// Takes `line` (an ldns presentation line) as the new SOA.
     public mutating func setSOA(_ line: String) throws(Incoherent) {
@@ -65,28 +64,38 @@ public struct ZoneContent: Sendable, Equatable {
     /// Adds the record on `line`; false if it was there already (its TTL is updated).
     @discardableResult
     public mutating func add(_ line: String) throws(Incoherent) -> Bool {
-        let (key, ttl) = try Self.split(line)
-        return records.updateValue(ttl, forKey: key) == nil
+        let (owner, rest, ttl) = try Self.split(line)
+        let new = records[owner, default: [:]].updateValue(ttl, forKey: rest) == nil
+        if new { count += 1 }
+        return new
     }
 
     /// Removes the record on `line` (TTL ignored); throws if the zone does not have it.
     public mutating func remove(_ line: String) throws(Incoherent) {
-        let (key, _) = try Self.split(line)
-        guard records.removeValue(forKey: key) != nil else {
+        let (owner, rest, _) = try Self.split(line)
+        guard records[owner]?.removeValue(forKey: rest) != nil else {
             throw Incoherent(description: "IXFR deletes a record the zone does not have: '\(line)'")
         }
+        if records[owner]?.isEmpty == true { records[owner] = nil }
+        count -= 1
+    }
+
+    /// The records of `owner` (lowercased), as lines.
+    public func lines(of owner: String) -> [String] {
+        (records[owner] ?? [:]).map { "\(owner)\t\($0.value)\t\($0.key)" }.sorted()
     }
 
     /// Zone-file text: the SOA first (the RPZ reader needs it there), then every record.
     public var text: String {
         var out = soaLine + "\n"
-        out.reserveCapacity(records.count * 64)
-        for (key, ttl) in records {
-            guard let tab = key.firstIndex(of: "\t") else { continue }
-            out += key[..<tab]
-            out += "\t\(ttl)"
-            out += key[tab...]
-            out += "\n"
+        out.reserveCapacity(count * 64)
+        for (owner, data) in records {
+            for (rest, ttl) in data {
+                out += owner
+                out += "\t\(ttl)\t"
+                out += rest
+                out += "\n"
+            }
         }
         return out
     }
@@ -108,13 +117,13 @@ public struct ZoneContent: Sendable, Equatable {
         return content
     }
 
-    /// `owner TTL rest` → (`owner<TAB>rest`, TTL), the owner lowercased.
-    static func split(_ line: String) throws(Incoherent) -> (String, UInt32) {
+    /// `owner TTL rest` → (owner lowercased, rest, TTL).
+    static func split(_ line: String) throws(Incoherent) -> (String, String, UInt32) {
         let fields = line.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
         guard fields.count == 3, let ttl = UInt32(fields[1]), !fields[0].isEmpty, !fields[2].isEmpty else {
             throw Incoherent(description: "not a record line: '\(line)'")
         }
-        return (fields[0].lowercased() + "\t" + fields[2], ttl)
+        return (fields[0].lowercased(), String(fields[2]), ttl)
     }
 
     /// RFC 1982: whether serial `a` is newer than `b`.

@@ -6,8 +6,9 @@ public enum TransferOutcome: Sendable {
     case upToDate(serial: UInt32)
     /// The zone, whole (AXFR, or an IXFR answered with the whole zone).
     case full(ZoneContent)
-    /// The zone held with the primary's changes applied (IXFR), and how many records changed.
-    case incremental(ZoneContent, added: Int, removed: Int)
+    /// The zone held with the primary's changes applied (IXFR), how many records changed, and
+    /// the owners they belong to.
+    case incremental(ZoneContent, added: Int, removed: Int, owners: Set<String>)
 
     /// `axfr`, `ixfr` or `none`, for metrics and logs.
     public var kind: String {
@@ -162,6 +163,8 @@ struct TransferReader {
     private var removed = 0
     private var upToDate = false
     private var incremental = false
+    /// Owners of the records an IXFR added or deleted.
+    private var owners: Set<String> = []
 
     init(zone: String, current: ZoneContent?) {
         self.zone = zone
@@ -228,6 +231,7 @@ struct TransferReader {
                     phase = .adding
                 } else {
                     try content!.remove(line)
+                    owners.insert(record.owner)
                     removed += 1
                 }
             case .adding:
@@ -243,6 +247,7 @@ struct TransferReader {
                     }
                 } else {
                     if try content!.add(line) { added += 1 }
+                    owners.insert(record.owner)
                 }
             case .done:
                 break
@@ -273,7 +278,7 @@ struct TransferReader {
         } catch {
             throw .malformed(error.description)
         }
-        return incremental ? .incremental(content, added: added, removed: removed) : .full(content)
+        return incremental ? .incremental(content, added: added, removed: removed, owners: owners) : .full(content)
     }
 }
 

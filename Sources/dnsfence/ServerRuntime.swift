@@ -88,33 +88,6 @@ actor ServerRuntime {
         zones.configure(compiled.transfers)
     }
 
-    /// Starts the secondaries: each completed transfer is applied like a reload.
-    func startTransfers() {
-        zones.start { [weak self] zone, content, commit in
-            guard let self else { return "shutting down" }
-            return await self.applyZone(zone, content: content, commit: commit)
-        }
-    }
-
-    /// Puts a transfer of `zone` into service (`content` nil: the zones as they stand, after
-    /// an expiry): the policies compiled again from the configuration serving, swapped in, what
-    /// they no longer allow revoked. Nil on success, else why nothing changed.
-    func applyZone(_ zone: String, content: ZoneContent?, commit: @escaping @Sendable () -> Void) async -> String? {
-        let started = ContinuousClock.now
-        let provider = OverlaidZones(base: zones, zone: zone, content: content)
-        let compiled: CompiledConfiguration
-        do {
-            compiled = try ConfigurationLoader().compile(
-                current.configuration, configPath: configPath, overrides: overrides, zones: provider)
-        } catch {
-            let errors = error.diagnostics.filter { $0.severity == .error }.map(\.description)
-            logger.error("transfer not applied", metadata: ["zone": "\(zone)", "errors": "\(errors)"])
-            return errors.joined(separator: "; ")
-        }
-        let outcome = await install(compiled, started: started, onSwap: commit, event: "zone applied")
-        return outcome.succeeded ? nil : outcome.messages.joined(separator: "; ")
-    }
-
     /// Reads the configuration again (with the same command-line overrides), builds a snapshot
     /// from it off the event loops, and swaps it in: the next query uses it, queries in flight
     /// finish on the old one. On any error the old snapshot keeps serving and every error is
@@ -147,7 +120,7 @@ actor ServerRuntime {
 
     /// Builds the snapshot of `compiled`, swaps it in (`onSwap` then), revokes what it no longer
     /// allows and updates listeners: what a reload and an applied transfer share.
-    private func install(
+    func install(
         _ compiled: CompiledConfiguration, started: ContinuousClock.Instant, onSwap: () -> Void, event: String
     ) async -> ReloadOutcome {
         var notes = compiled.warnings.map(\.description)

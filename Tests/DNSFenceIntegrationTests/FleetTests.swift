@@ -102,6 +102,8 @@ struct FleetTests {
         let seconds = try #require(took, "not applied within 5 s: \(knot.log)")
         #expect(seconds < 2, "applied \(seconds) s after the edit")
         #expect(try fence.ask("keep.test").contains("192.0.2.82"))
+        // The IXFR patched the policy's index (its only zone) instead of compiling it again.
+        #expect(fence.process?.output.contains("zone patched") == true, "\(fence.process?.output ?? "")")
         #expect(knot.log.contains("IXFR, outgoing") && knot.log.contains("serial 1 -> 2"), "\(knot.log)")
         let metrics = try fence.metricsText()
         #expect(metrics.contains("dnsfence_zone_serial{zone=\"sandbox.rpz.\"} 2"), "\(metrics)")

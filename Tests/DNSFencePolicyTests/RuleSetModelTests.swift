@@ -75,3 +75,59 @@ struct RuleSetModelTests {
         #expect(seed == 2 ? matched == 5_000 : matched < 4_500)
     }
 }
+
+/// An index patched with ``RuleSet/applying(setting:removing:)`` answers every lookup as an
+/// index built from scratch over the same rules would.
+@Suite("Rule index patched by an IXFR")
+struct RuleSetPatchTests {
+    @Test("rounds of random changes: the patched index matches a fresh one", arguments: [7, 8, 9])
+    func patchedMatchesFresh(seed: UInt64) throws {
+        var random = SplitMix64(seed: seed)
+        let labelPool = (0..<10).map { _ in RuleSetModelTests.label(&random) }
+        // Pattern → rule, the model of what is in service.
+        var model: [String: PolicyRule] = [:]
+        func key(_ rule: PolicyRule) -> String { (rule.isWildcard ? "*." : "") + rule.name.description }
+        var line = 0
+        func rule() throws -> PolicyRule {
+            line += 1
+            let action: PolicyAction = random.next() % 2 == 0 ? .pass : .deny(.nxdomain)
+            return PolicyRule(
+                name: try DNSName(RuleSetModelTests.name(&random, pool: labelPool)).lowercased(),
+                isWildcard: random.next() % 3 == 0, action: action, id: RuleID(file: "z", line: line))
+        }
+        var initial: [PolicyRule] = []
+        for _ in 0..<300 {
+            let r = try rule()
+            if model[key(r)] == nil {
+                model[key(r)] = r
+                initial.append(r)
+            }
+        }
+        var patched = RuleSet(initial)
+        for _ in 0..<20 {
+            var setting: [PolicyRule] = []
+            var removing: [(name: DNSName, wildcard: Bool)] = []
+            var touched: Set<String> = []
+            for _ in 0..<15 {
+                if random.next() % 2 == 0, let victim = model.values.randomElement(using: &random),
+                    touched.insert(key(victim)).inserted
+                {
+                    removing.append((victim.name, victim.isWildcard))
+                    model[key(victim)] = nil
+                } else {
+                    let r = try rule()
+                    guard touched.insert(key(r)).inserted else { continue }
+                    setting.append(r)
+                    model[key(r)] = r
+                }
+            }
+            patched = patched.applying(setting: setting, removing: removing)
+            #expect(patched.count == model.count)
+            let fresh = RuleSet(Array(model.values))
+            for _ in 0..<400 {
+                let name = try DNSName(RuleSetModelTests.name(&random, pool: labelPool))
+                #expect(patched.match(name)?.id == fresh.match(name)?.id, "\(name)")
+            }
+        }
+    }
+}

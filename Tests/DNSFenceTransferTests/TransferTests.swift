@@ -74,11 +74,14 @@ struct TransferTests {
         let outcome = try read(
             [Self.soa(3), Self.soa(1), Self.b, Self.soa(2), Self.c, Self.soa(2), Self.a, Self.soa(3), Self.soa(3)],
             current: held)
-        guard case .incremental(let content, let added, let removed) = outcome else {
+        guard case .incremental(let content, let added, let removed, let owners) = outcome else {
             Issue.record("not incremental: \(outcome)")
             return
         }
         #expect(content.soa.serial == 3 && added == 1 && removed == 2)
+        #expect(owners == ["a.test.sandbox.rpz.", "b.test.sandbox.rpz.", "c.test.sandbox.rpz."])
+        #expect(
+            content.lines(of: "c.test.sandbox.rpz.") == [Self.c] && content.lines(of: "a.test.sandbox.rpz.").isEmpty)
         #expect(content.text.contains("c.test") && !content.text.contains("a.test") && !content.text.contains("b.test"))
         #expect(held.count == 2 && held.soa.serial == 1, "the zone held is untouched")
 
