@@ -44,7 +44,7 @@ public final class Policy: Sendable {
         denyResponse: DenyResponse = .nxdomain, audit: Bool = false, auditedRules: Set<RuleID> = [],
         strictCNAMETargets: Bool = false, ruleBudgets: [RuleBudget?] = []
     ) {
-        precondition(ruleBudgets.isEmpty || ruleBudgets.count == rules.count, "one budget slot per rule")
+        precondition(ruleBudgets.isEmpty || ruleBudgets.count == rules.rules.count, "one budget slot per rule")
         self.ruleBudgets = ruleBudgets
         self.strictCNAMETargets = strictCNAMETargets
         self.audit = audit

@@ -68,14 +68,27 @@ public struct PolicyCompiler: Sendable {
     ) -> Output {
         let set = policy.rules.applying(setting: setting, removing: removing)
         let (audited, unmatched) = Self.audited(auditedPatterns, in: set)
-        let (budgets, unmatchedBudgets) = Self.budgets(
-            policy: policy.name, rules: set, default: budget, overrides: ruleBudgets)
+        var budgets: [RuleBudget?] = []
+        if set.carried != policy.rules.rules.count {
+            // Built again from scratch: every rule's budget again.
+            budgets = Self.budgets(policy: policy.name, rules: set, default: budget, overrides: ruleBudgets).budgets
+        } else {
+            // The old rules kept their places: their budgets stand; the appended ones get theirs.
+            let appended = policy.rules.rules.count..<set.rules.count
+            budgets = policy.ruleBudgets.isEmpty ? [] : policy.ruleBudgets
+            let added = Self.budgets(
+                policy: policy.name, rules: set, in: appended, default: budget, overrides: ruleBudgets)
+            if budgets.isEmpty && added.contains(where: { $0 != nil }) {
+                budgets = Array(repeating: nil, count: policy.rules.rules.count)
+            }
+            if !budgets.isEmpty { budgets += added }
+        }
         return Output(
             policy: Policy(
                 name: policy.name, rules: set, allowedTypes: policy.allowedTypes, denyResponse: policy.denyResponse,
                 audit: policy.audit, auditedRules: audited, strictCNAMETargets: policy.strictCNAMETargets,
                 ruleBudgets: budgets),
-            warnings: wildcardWarnings(setting), unmatchedAudits: unmatched, unmatchedBudgets: unmatchedBudgets)
+            warnings: wildcardWarnings(setting), unmatchedAudits: unmatched)
     }
 
     /// Wildcards that allow too much: everything, or the names under a public suffix.
@@ -120,14 +133,38 @@ public struct PolicyCompiler: Sendable {
     static func budgets(
         policy: String, rules: RuleSet, default: TunnelBudget?, overrides: [String: TunnelBudget?]
     ) -> (budgets: [RuleBudget?], unmatched: [String]) {
+        var found: Set<String> = []
+        let budgets = Self.budgets(
+            policy: policy, rules: rules, in: 0..<rules.rules.count, default: `default`, overrides: overrides,
+            found: &found)
+        let unmatched = overrides.keys.filter {
+            !found.contains(($0.hasSuffix(".") ? $0 : $0 + ".").lowercased())
+        }.sorted()
+        return (budgets.contains { $0 != nil } ? budgets : [], unmatched)
+    }
+
+    /// The budgets of the rules at `positions` (one slot each, nil for rules without one).
+    static func budgets(
+        policy: String, rules: RuleSet, in positions: Range<Int>, default: TunnelBudget?,
+        overrides: [String: TunnelBudget?]
+    ) -> [RuleBudget?] {
+        var found: Set<String> = []
+        return budgets(
+            policy: policy, rules: rules, in: positions, default: `default`, overrides: overrides, found: &found)
+    }
+
+    private static func budgets(
+        policy: String, rules: RuleSet, in positions: Range<Int>, default: TunnelBudget?,
+        overrides: [String: TunnelBudget?], found: inout Set<String>
+    ) -> [RuleBudget?] {
         var byPattern: [String: TunnelBudget?] = [:]
         for (text, budget) in overrides {
             byPattern[(text.hasSuffix(".") ? text : text + ".").lowercased()] = budget
         }
-        var found: Set<String> = []
-        var budgets: [RuleBudget?] = Array(repeating: nil, count: rules.count)
-        for (index, rule) in rules.rules.enumerated()
-        where rule.isWildcard && rule.action == .pass && !rules.retired.contains(Int32(index)) {
+        var budgets: [RuleBudget?] = Array(repeating: nil, count: positions.count)
+        for index in positions {
+            let rule = rules.rules[index]
+            guard rule.isWildcard && rule.action == .pass && !rules.retired.contains(Int32(index)) else { continue }
             let limits: TunnelBudget?
             if let override = byPattern[rule.pattern] {
                 found.insert(rule.pattern)
@@ -136,13 +173,10 @@ public struct PolicyCompiler: Sendable {
                 limits = `default`
             }
             guard let limits else { continue }
-            budgets[index] = RuleBudget(
+            budgets[index - positions.lowerBound] = RuleBudget(
                 limits: limits, rule: Int32(index), suffixLength: rule.name.wire.count,
                 key: RuleBudget.key(policy: policy, pattern: rule.pattern))
         }
-        let unmatched = overrides.keys.filter {
-            !found.contains(($0.hasSuffix(".") ? $0 : $0 + ".").lowercased())
-        }.sorted()
-        return (budgets.contains { $0 != nil } ? budgets : [], unmatched)
+        return budgets
     }
 }

@@ -41,14 +41,21 @@ public struct RuleSet: Sendable {
         self.index = index
         self.conflicts = conflicts
         self.retired = []
+        self.carried = 0
     }
 
-    private init(rules: [PolicyRule], index: NameIndex, retired: Set<Int32>) {
+    private init(rules: [PolicyRule], index: NameIndex, retired: Set<Int32>, carried: Int) {
         self.rules = rules
         self.index = index
         self.conflicts = []
         self.retired = retired
+        self.carried = carried
     }
+
+    /// For a set made by ``applying(setting:removing:)`` without building it again: how many
+    /// rules it took over in place from the set it was applied to (their positions unchanged);
+    /// 0 for a set built from scratch.
+    public let carried: Int
 
     /// Positions in ``rules`` of rules that ``applying(setting:removing:)`` replaced or
     /// removed: no lookup finds them any more.
@@ -76,7 +83,7 @@ public struct RuleSet: Sendable {
         if index.isCrowded || retired.count * 4 > rules.count {
             return RuleSet(rules.indices.filter { !retired.contains(Int32($0)) }.map { rules[$0] })
         }
-        return RuleSet(rules: rules, index: index, retired: retired)
+        return RuleSet(rules: rules, index: index, retired: retired, carried: self.rules.count)
     }
 
     /// Duplicate or conflicting patterns dropped at indexing time.

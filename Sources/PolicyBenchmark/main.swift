@@ -88,3 +88,20 @@ let fields: [String] = [
     "pass_ratio=" + fixed(Double(passes) / Double(lookups), 2),
 ]
 print(fields.joined(separator: " "))
+
+// An IXFR's worth of changes: 5 names removed, 5 added, patched into a copy of the index.
+let removing = (0..<5).map { k in
+    (name: try! DNSName("host\(k * 10 + 1).zone\((k * 10 + 1) % 1000).example"), wildcard: false)
+}
+let setting = try (0..<5).map { k in
+    PolicyRule(
+        name: try DNSName("added\(k).example"), isWildcard: k == 0, action: .pass, id: RuleID(file: "ixfr", line: k))
+}
+var patchSeconds: [Double] = []
+var patched = policy
+for _ in 0..<5 {
+    let t = now()
+    patched = PolicyCompiler().patch(patched, setting: setting, removing: removing).policy
+    patchSeconds.append(now() - t)
+}
+print("patch_seconds=" + patchSeconds.map { fixed($0, 3) }.joined(separator: ","), "rules=\(patched.rules.count)")

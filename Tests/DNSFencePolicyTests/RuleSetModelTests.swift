@@ -131,3 +131,43 @@ struct RuleSetPatchTests {
         }
     }
 }
+
+@Suite("Policy patched by an IXFR")
+struct PolicyPatchTests {
+    @Test("a wildcard pass rule an IXFR adds gets its tunnel budget; removed rules decide nothing")
+    func budgetsAndRemovals() throws {
+        let compiled = try PolicyCompiler().compile(
+            name: "p",
+            sources: [PolicySource(file: "a.allow", text: "*.cdn.example\nold.example\nkeep.example\n", format: .list)])
+        let patched = PolicyCompiler().patch(
+            compiled.policy,
+            setting: [
+                PolicyRule(
+                    name: try DNSName("api.example"), isWildcard: true, action: .pass, id: RuleID(file: "x", line: 1))
+            ],
+            removing: [(try DNSName("old.example"), false)],
+            ruleBudgets: ["*.api.example": TunnelBudget(names: 7, window: 60, burst: 7, maxLabel: 63, maxName: 100)]
+        ).policy
+        #expect(patched.rules.count == 3)
+        guard case .pass(_, let budget?) = patched.decide(DNSQuestion(name: try DNSName("a.api.example"), type: .a))
+        else {
+            Issue.record("the added wildcard passes with a budget")
+            return
+        }
+        #expect(budget.limits.names == 7)
+        guard case .pass(_, let kept?) = patched.decide(DNSQuestion(name: try DNSName("x.cdn.example"), type: .a))
+        else {
+            Issue.record("the old wildcard keeps its budget")
+            return
+        }
+        #expect(kept.limits == .standard)
+        guard case .deny = patched.decide(DNSQuestion(name: try DNSName("old.example"), type: .a)) else {
+            Issue.record("a removed name is denied")
+            return
+        }
+        guard case .pass = patched.decide(DNSQuestion(name: try DNSName("keep.example"), type: .a)) else {
+            Issue.record("an untouched name still passes")
+            return
+        }
+    }
+}
