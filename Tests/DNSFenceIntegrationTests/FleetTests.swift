@@ -105,6 +105,8 @@ struct FleetTests {
         // The IXFR patched the policy's index (its only zone) instead of compiling it again.
         #expect(fence.process?.output.contains("zone patched") == true, "\(fence.process?.output ?? "")")
         #expect(knot.log.contains("IXFR, outgoing") && knot.log.contains("serial 1 -> 2"), "\(knot.log)")
+        // Knot's NOTIFY is signed with the zone's key: verified, answered, and it started the refresh.
+        #expect(fence.process?.output.contains("NOTIFY: refreshing") == true)
         let metrics = try fence.metricsText()
         #expect(metrics.contains("dnsfence_zone_serial{zone=\"sandbox.rpz.\"} 2"), "\(metrics)")
         #expect(metrics.contains("type=\"ixfr\",result=\"success\"} 1"), "\(metrics)")
@@ -164,6 +166,41 @@ struct FleetTests {
         let cached = try String(
             contentsOf: fence.directory.appendingPathComponent("cache/sandbox.rpz.zone"), encoding: .utf8)
         #expect(cached.contains("192.0.2.80") && !cached.contains("added.test"))
+    }
+
+    @Test("NOTIFY: a primary's is answered and starts a refresh; REFUSED from others, NOTAUTH for other zones")
+    func notify() throws {
+        let primary = try TransferFaultServer(records: Self.first)
+        primary.set(records: Self.first, serial: 1, cutOff: false, timers: "3600 3600 86400 30")
+        let fence = try Fence(primary: primary.port, secret: nil)
+        defer { fence.stop() }
+        #expect(try fence.wait(10) { try fence.ask("proxy.test").contains("192.0.2.80") } != nil)
+        let served = primary.served
+        // rcode, AA and opcode of the answer to a NOTIFY for `zone` sent from `source`.
+        func notify(_ zone: String, from source: String) throws -> String {
+            try Harness.run(
+                "/usr/bin/python3",
+                [
+                    "-c",
+                    """
+                    import socket, struct
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+                    s.bind(("\(source)", 0))
+                    q = b"".join(bytes([len(l)]) + l.encode() for l in "\(zone)".split(".")) + b"\\0"
+                    s.sendto(struct.pack(">HHHHHH", 0x4242, 0x2400, 1, 0, 0, 0) + q + struct.pack(">HH", 6, 1),
+                             ("127.0.0.1", \(fence.port)))
+                    a = s.recv(512)
+                    i, f = struct.unpack(">HH", a[:4])
+                    print(f"id={i:x} qr={f >> 15} opcode={(f >> 11) & 15} aa={(f >> 10) & 1} rcode={f & 15}")
+                    """,
+                ]
+            ).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        #expect(try notify("sandbox.rpz", from: "127.0.0.1") == "id=4242 qr=1 opcode=4 aa=1 rcode=0")
+        #expect(fence.wait(3) { primary.served > served } != nil, "the NOTIFY started a refresh (SOA refresh is 1 h)")
+        #expect(try notify("sandbox.rpz", from: "127.0.0.2") == "id=4242 qr=1 opcode=4 aa=0 rcode=5")
+        #expect(try notify("other.rpz", from: "127.0.0.1") == "id=4242 qr=1 opcode=4 aa=0 rcode=9")
+        #expect(try fence.metricsText().contains("action=\"notify\""))
     }
 
     @Test("at SOA expire with no successful refresh the policy fails closed, and /readyz says why")
