@@ -150,6 +150,10 @@ struct TransferReader {
         case done
     }
 
+    /// The most records a transfer may carry (a policy of 10 million names is far beyond any
+    /// seen; what is beyond it is a fault or an attack on memory).
+    static let maxRecords = 20_000_000
+
     let zone: String
     let current: ZoneContent?
     private var phase = Phase.start
@@ -182,6 +186,9 @@ struct TransferReader {
     mutating func take(_ record: TransferRecord) throws(TransferError) {
         guard phase != .done else { throw .malformed("records after the closing SOA") }
         records += 1
+        guard records <= Self.maxRecords else {
+            throw .malformed("more than \(Self.maxRecords) records: not taken (memory)")
+        }
         let line = record.line
         let isSOA = record.soa != nil
         let serial = record.soa?.serial ?? 0

@@ -8,7 +8,9 @@ extension ServerRuntime {
     func startTransfers() {
         zones.start { [weak self] zone, content, changes, commit in
             guard let self else { return "shutting down" }
-            return await self.applyZone(zone, content: content, changes: changes, commit: commit)
+            return await self.exclusively {
+                await self.applyZone(zone, content: content, changes: changes, commit: commit)
+            }
         }
     }
 

@@ -40,6 +40,13 @@ actor ServerRuntime {
     /// The policy zones kept from primaries (their secondaries and NOTIFY responder).
     let zones: ZoneTransfers
 
+    /// Whether a change of the snapshot (reload, applied transfer, rebuild) is under way, and
+    /// who waits for it: they run one at a time. The actor alone does not ensure that, since
+    /// each awaits in the middle (sets, sockets), where another could start from a `current`
+    /// about to be replaced.
+    private var changing = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
     private let reloadSuccesses = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "success")])
     private let reloadFailures = Counter(label: "dnsfence_policy_reloads_total", dimensions: [("result", "failure")])
 
@@ -94,7 +101,7 @@ actor ServerRuntime {
     /// reported (file:line where there is one), logged and counted.
     func reload() async -> ReloadOutcome {
         notifier.reloading()
-        let outcome = await reloadSnapshot()
+        let outcome = await exclusively { await reloadSnapshot() }
         notifier.ready(status: status + (outcome.succeeded ? "" : "; last reload failed"))
         return outcome
     }
@@ -216,6 +223,17 @@ actor ServerRuntime {
         return outcome
     }
 
+    /// Runs `body` when no other change of the snapshot is under way.
+    func exclusively<T: Sendable>(_ body: () async -> T) async -> T {
+        while changing { await withCheckedContinuation { waiting.append($0) } }
+        changing = true
+        defer {
+            changing = false
+            if !waiting.isEmpty { waiting.removeFirst().resume() }
+        }
+        return await body()
+    }
+
     /// The listeners serving, for reloads to update.
     func attach(_ server: DNSServer, activated: Bool) { self.server = (server, activated) }
 
@@ -253,6 +271,10 @@ actor ServerRuntime {
     /// A snapshot of the current configuration made again (workers of namespaces made again
     /// replaced, sets verified) and swapped in. Returns whether every policy serves now.
     private func rebuild() async -> Bool {
+        await exclusively { await rebuildSnapshot() }
+    }
+
+    private func rebuildSnapshot() async -> Bool {
         let previous = pipeline.snapshots.load()
         var publisher = self.publisher
         guard
