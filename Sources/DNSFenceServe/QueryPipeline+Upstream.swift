@@ -59,7 +59,9 @@ extension QueryPipeline {
             done(snapshot, record, response)
             self.inflight.subtract(1, ordering: .relaxed)
         }
-        let question = record.question!
+        // Asked as the key says (ANY is asked as A).
+        var question = record.question!
+        question.type = pending.key.type
         pending.snapshot.forwarder.resolve(question, key: pending.key, verdict: record.action, on: loop) { result in
             switch result {
             case .success(let reply):

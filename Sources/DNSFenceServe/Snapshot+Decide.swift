@@ -40,18 +40,16 @@ extension Snapshot {
         guard let policy = selector.select(client: context.client, listenerPolicy: context.listenerPolicy) else {
             return QueryDecision(.deny(.refused), ede: Self.noPolicy)
         }
-        // RFC 8482: ANY is answered with a synthesized HINFO, never forwarded, for names the
-        // policy answers; the policy is asked as if for A.
+        // RFC 8482: ANY is asked as if for A. A passed name is answered with its A records
+        // (one RRset, section 4.1), asked upstream as A, so that a name that does not exist gets
+        // NXDOMAIN; local data gets the synthesized HINFO (section 4.2); a denial is a denial.
         let asked = type == .any ? DNSType.a : type
         switch view.withName({ policy.decide(wire: $0, type: asked) }) {
         case .deny(let response, let error, let rule):
             if policy.audits(rule) {
                 // Audit mode: answered as allowed (and published), recorded as a would-be
                 // denial under the rule (or the default) that would have denied it.
-                var decision =
-                    type == .any
-                    ? QueryDecision(.any, policy: policy, action: .pass, rule: rule)
-                    : passed(view, context: context, policy: policy, rule: rule, budget: nil)
+                var decision = passed(view, as: asked, context: context, policy: policy, rule: rule, budget: nil)
                 if decision.action == .pass { decision.action = .audit }
                 return decision
             }
@@ -60,8 +58,7 @@ extension Snapshot {
             if type == .any { return QueryDecision(.any, policy: policy, action: .local, rule: rule) }
             return local(records, view: view, policy: policy, rule: rule)
         case .pass(let rule, let budget):
-            if type == .any { return QueryDecision(.any, policy: policy, action: .pass, rule: rule) }
-            return passed(view, context: context, policy: policy, rule: rule, budget: budget)
+            return passed(view, as: asked, context: context, policy: policy, rule: rule, budget: budget)
         }
     }
 
@@ -70,20 +67,20 @@ extension Snapshot {
     /// nothing out, so it costs nothing).
     @inline(__always)
     private func passed(
-        _ view: QueryView, context: QueryContext, policy: Policy, rule: RuleID?, budget: RuleBudget?
+        _ view: QueryView, as type: DNSType, context: QueryContext, policy: Policy, rule: RuleID?, budget: RuleBudget?
     ) -> QueryDecision {
         // Fail closed: a policy whose sets cannot be used hands out no address.
         if !unavailable.isEmpty, let ede = unavailable[policy.name] {
             return QueryDecision(.deny(.servFail), policy: policy, action: .pass, rule: rule, ede: ede)
         }
         let binding = firewall(for: policy.name)
-        if let binding, (view.type == .a && binding.ipv4 == nil) || (view.type == .aaaa && binding.ipv6 == nil) {
+        if let binding, (type == .a && binding.ipv4 == nil) || (type == .aaaa && binding.ipv6 == nil) {
             // Address-family coherence: never hand out a family the firewall has no set for.
             return QueryDecision(
-                .deny(.noError), policy: policy, action: .pass, rule: rule, ede: Self.noSet(policy, view.type))
+                .deny(.noError), policy: policy, action: .pass, rule: rule, ede: Self.noSet(policy, type))
         }
         let key = CacheKey(
-            policy: policy.name, lowercasedName: DNSName(uncheckedWire: view.lowercasedName), type: view.type,
+            policy: policy.name, lowercasedName: DNSName(uncheckedWire: view.lowercasedName), type: type,
             dnssecOK: view.dnssecOK, checkingDisabled: view.checkingDisabled)
         if let (entry, elapsed) = cache.lookupEntry(key),
             let (hit, ede) = Self.hit(
