@@ -22,6 +22,8 @@ public struct ZoneChanges: Sendable {
     public var serial: UInt32
     public var soaLine: String
     public var owners: [String: [String]]
+    /// The changes themselves, for a whole compile (``SecondaryZone/preview(_:)``).
+    public var delta: ZoneDelta
 }
 
 /// One policy zone kept from its primaries (RFC 1996/1995/5936 timers): refreshed every SOA
@@ -83,6 +85,13 @@ public final class SecondaryZone: Sendable {
 
     public var serial: UInt32? { state.withLock { $0.content?.soa.serial } }
 
+    /// The zone held with `delta` applied (a copy), for a policy that must be compiled whole.
+    public func preview(_ delta: ZoneDelta) -> ZoneContent? {
+        guard var content = state.withLock({ $0.content }) else { return nil }
+        content.apply(delta)
+        return content
+    }
+
     /// A NOTIFY from a primary: refresh now.
     public func notified() {
         logger.info("NOTIFY: refreshing")
@@ -104,73 +113,84 @@ public final class SecondaryZone: Sendable {
 
     /// One refresh: each primary in order until one answers.
     func refresh(apply: ZoneApply) async {
-        let current = state.withLock { s -> ZoneContent? in
+        // The zone held is read on the transfer's thread and not kept here: an IXFR's changes
+        // are applied to it in place, which a second reference would turn into a copy.
+        let held = state.withLock { s -> (has: Bool, refresh: UInt32?) in
             s.notified = false
-            return s.content
+            return (s.content != nil, s.content?.soa.refresh)
         }
         let client = ZoneTransferClient(zone: source.zone, key: source.key)
         var errors: [String] = []
         for primary in source.primaries {
             let started = Self.now()
-            let result = await Self.onThread {
-                Result { () throws(TransferError) in try client.fetch(from: primary, current: current) }
+            let result = await Self.onThread { [self] in
+                Result { () throws(TransferError) in
+                    try client.fetch(from: primary, current: state.withLock { $0.content })
+                }
             }
             switch result {
             case .failure(let error):
-                metrics.transfer(current == nil ? "axfr" : "ixfr", result: error.label)
+                metrics.transfer(held.has ? "ixfr" : "axfr", result: error.label)
                 logger.warning("transfer failed", metadata: ["primary": "\(primary)", "error": "\(error)"])
                 errors.append("\(primary): \(error)")
                 continue
             case .success(.upToDate):
                 metrics.transfer("none", result: "success")
                 ZoneCache.touch(source)
-                let wasExpired = succeeded(next: current?.soa.refresh)
-                if wasExpired {
+                if succeeded(next: held.refresh) {
                     logger.notice("zone refreshed after expiry: its policies serve again")
                     _ = await apply(source.zone, nil, nil) {}
                 }
                 return
             case .success(let outcome):
-                let content: ZoneContent
+                let applying = Self.now()
+                let failure: String?
+                let serial: UInt32
                 var added = 0
                 var removed = 0
-                var changes: ZoneChanges? = nil
                 switch outcome {
-                case .full(let c): (content, added) = (c, c.count)
-                case .incremental(let c, let a, let r, let owners):
-                    (content, added, removed) = (c, a, r)
-                    changes = ZoneChanges(
-                        serial: c.soa.serial, soaLine: c.soaLine,
-                        owners: Dictionary(uniqueKeysWithValues: owners.map { ($0, c.lines(of: $0)) }))
-                case .upToDate: return
-                }
-                let applying = Self.now()
-                let failure = await apply(source.zone, content, changes) { [self] in
-                    state.withLock { s in
-                        s.content = content
-                        s.expired = false
+                case .full(let content):
+                    (serial, added) = (content.soa.serial, content.count)
+                    failure = await apply(source.zone, content, nil) { [self] in
+                        state.withLock { s in
+                            s.content = content
+                            s.expired = false
+                        }
                     }
+                case .incremental(let delta, let a, let r, let owners):
+                    (serial, added, removed) = (delta.serial, a, r)
+                    let changes = ZoneChanges(
+                        serial: delta.serial, soaLine: delta.soaLine, owners: owners, delta: delta)
+                    failure = await apply(source.zone, nil, changes) { [self] in
+                        state.withLock { s in
+                            s.content?.apply(delta)
+                            s.expired = false
+                        }
+                    }
+                case .upToDate: return
                 }
                 if let failure {
                     metrics.transfer(outcome.kind, result: "rejected")
                     logger.error(
                         "transfer not applied; the zone held keeps serving",
-                        metadata: ["primary": "\(primary)", "serial": "\(content.soa.serial)", "error": "\(failure)"])
-                    errors.append("\(primary): serial \(content.soa.serial) not applied: \(failure)")
+                        metadata: ["primary": "\(primary)", "serial": "\(serial)", "error": "\(failure)"])
+                    errors.append("\(primary): serial \(serial) not applied: \(failure)")
                     break
                 }
                 metrics.transfer(outcome.kind, result: "success")
                 metrics.records(added: added, removed: removed)
                 metrics.apply.record(Self.now() - applying)
-                metrics.serial.record(Int64(content.soa.serial))
+                metrics.serial.record(Int64(serial))
                 logger.notice(
                     "zone transferred",
                     metadata: [
-                        "primary": "\(primary)", "type": "\(outcome.kind)", "serial": "\(content.soa.serial)",
+                        "primary": "\(primary)", "type": "\(outcome.kind)", "serial": "\(serial)",
                         "added": "\(added)", "removed": "\(removed)", "seconds": "\(Self.now() - started)",
                     ])
-                if let error = ZoneCache.store(content, for: source, from: primary) { errors.append("\(error)") }
-                _ = succeeded(next: content.soa.refresh)
+                if let content = state.withLock({ $0.content }) {
+                    if let error = ZoneCache.store(content, for: source, from: primary) { errors.append("\(error)") }
+                    _ = succeeded(next: content.soa.refresh)
+                }
                 if !errors.isEmpty { state.withLock { $0.lastError = errors.joined(separator: "; ") } }
                 return
             }

@@ -80,6 +80,26 @@ public struct ZoneContent: Sendable, Equatable {
         count -= 1
     }
 
+    /// Whether the zone has the record `rest` (`CLASS<TAB>TYPE<TAB>data`) at `owner`.
+    func has(_ owner: String, _ rest: String) -> Bool { records[owner]?[rest] != nil }
+
+    /// Applies an IXFR's changes in place (checked against this zone when they were read).
+    public mutating func apply(_ delta: ZoneDelta) {
+        for (owner, rests) in delta.removed {
+            for rest in rests where records[owner]?.removeValue(forKey: rest) != nil { count -= 1 }
+            if records[owner]?.isEmpty == true { records[owner] = nil }
+        }
+        for (owner, data) in delta.added {
+            for (rest, ttl) in data where records[owner, default: [:]].updateValue(ttl, forKey: rest) == nil {
+                count += 1
+            }
+        }
+        if let soa = SOA(line: delta.soaLine) {
+            self.soa = soa
+            soaLine = delta.soaLine
+        }
+    }
+
     /// The records of `owner` (lowercased), as lines.
     public func lines(of owner: String) -> [String] {
         (records[owner] ?? [:]).map { "\(owner)\t\($0.value)\t\($0.key)" }.sorted()
@@ -128,4 +148,63 @@ public struct ZoneContent: Sendable, Equatable {
 
     /// RFC 1982: whether serial `a` is newer than `b`.
     public static func isNewer(_ a: UInt32, than b: UInt32) -> Bool { Int32(bitPattern: a &- b) > 0 }
+}
+
+/// An IXFR's changes to a zone, read and checked against it without copying it (a million
+/// records are not copied for ten changes); applied in place when the transfer goes into
+/// service (``ZoneContent/apply(_:)``).
+public struct ZoneDelta: Sendable, Equatable {
+    /// owner → `CLASS<TAB>TYPE<TAB>data` → TTL: records added (or given another TTL).
+    var added: [String: [String: UInt32]] = [:]
+    /// owner → records of the zone removed.
+    var removed: [String: Set<String>] = [:]
+    /// The SOA the changes lead to.
+    public private(set) var soaLine: String
+    public private(set) var serial: UInt32
+
+    init(soaLine: String, serial: UInt32) {
+        self.soaLine = soaLine
+        self.serial = serial
+    }
+
+    mutating func setSOA(_ line: String) throws(ZoneContent.Incoherent) {
+        guard let soa = ZoneContent.SOA(line: line) else {
+            throw ZoneContent.Incoherent(description: "not an SOA record: '\(line)'")
+        }
+        soaLine = line
+        serial = soa.serial
+    }
+
+    /// Adds the record on `line`; false if `base` with the changes so far has it already.
+    mutating func add(_ line: String, to base: ZoneContent) throws(ZoneContent.Incoherent) -> Bool {
+        let (owner, rest, ttl) = try ZoneContent.split(line)
+        let present = added[owner]?[rest] != nil || (base.has(owner, rest) && removed[owner]?.contains(rest) != true)
+        added[owner, default: [:]][rest] = ttl
+        return !present
+    }
+
+    /// Removes the record on `line`; throws if `base` with the changes so far does not have it.
+    mutating func remove(_ line: String, from base: ZoneContent) throws(ZoneContent.Incoherent) {
+        let (owner, rest, _) = try ZoneContent.split(line)
+        if added[owner]?.removeValue(forKey: rest) != nil {
+            if added[owner]?.isEmpty == true { added[owner] = nil }
+            return
+        }
+        guard base.has(owner, rest), removed[owner]?.contains(rest) != true else {
+            throw ZoneContent.Incoherent(description: "IXFR deletes a record the zone does not have: '\(line)'")
+        }
+        removed[owner, default: []].insert(rest)
+    }
+
+    /// The records of `owner` in `base` with the changes, as lines.
+    func lines(of owner: String, in base: ZoneContent) -> [String] {
+        var data: [String: UInt32] = [:]
+        for line in base.lines(of: owner) {
+            if let (_, rest, ttl) = try? ZoneContent.split(line), removed[owner]?.contains(rest) != true {
+                data[rest] = ttl
+            }
+        }
+        for (rest, ttl) in added[owner] ?? [:] { data[rest] = ttl }
+        return data.map { "\(owner)\t\($0.value)\t\($0.key)" }.sorted()
+    }
 }

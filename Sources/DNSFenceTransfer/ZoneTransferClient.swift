@@ -6,9 +6,9 @@ public enum TransferOutcome: Sendable {
     case upToDate(serial: UInt32)
     /// The zone, whole (AXFR, or an IXFR answered with the whole zone).
     case full(ZoneContent)
-    /// The zone held with the primary's changes applied (IXFR), how many records changed, and
-    /// the owners they belong to.
-    case incremental(ZoneContent, added: Int, removed: Int, owners: Set<String>)
+    /// The primary's changes to the zone held (IXFR), not yet applied; how many records they
+    /// add and remove; and each owner they touch with its records once they are applied.
+    case incremental(ZoneDelta, added: Int, removed: Int, owners: [String: [String]])
 
     /// `axfr`, `ixfr` or `none`, for metrics and logs.
     public var kind: String {
@@ -162,6 +162,8 @@ struct TransferReader {
     /// The version the IXFR's current difference sequence leads to.
     private var version: UInt32 = 0
     private var content: ZoneContent? = nil
+    /// An IXFR's changes to `current`.
+    private var delta: ZoneDelta? = nil
     private(set) var records = 0
     private var added = 0
     private var removed = 0
@@ -206,7 +208,7 @@ struct TransferReader {
                 phase = .opened
             case .opened:
                 if isSOA, let current, serial == current.soa.serial, serial != newSerial {
-                    content = current
+                    delta = ZoneDelta(soaLine: current.soaLine, serial: serial)
                     version = serial
                     incremental = true
                     phase = .deleting
@@ -234,10 +236,10 @@ struct TransferReader {
             case .deleting:
                 if isSOA {
                     version = serial
-                    try content!.setSOA(line)
+                    try delta!.setSOA(line)
                     phase = .adding
                 } else {
-                    try content!.remove(line)
+                    try delta!.remove(line, from: current!)
                     owners.insert(record.owner)
                     removed += 1
                 }
@@ -253,7 +255,7 @@ struct TransferReader {
                         phase = .deleting
                     }
                 } else {
-                    if try content!.add(line) { added += 1 }
+                    if try delta!.add(line, to: current!) { added += 1 }
                     owners.insert(record.owner)
                 }
             case .done:
@@ -279,13 +281,19 @@ struct TransferReader {
 
     func outcome() throws(TransferError) -> TransferOutcome {
         if upToDate { return .upToDate(serial: newSerial) }
-        guard phase == .done, var content else { throw .malformed("the transfer ended early") }
-        do {
+        guard phase == .done else { throw .malformed("the transfer ended early") }
+        do throws(ZoneContent.Incoherent) {
+            if incremental, var delta, let current {
+                try delta.setSOA(newSOA)
+                let lines = Dictionary(uniqueKeysWithValues: owners.map { ($0, delta.lines(of: $0, in: current)) })
+                return .incremental(delta, added: added, removed: removed, owners: lines)
+            }
+            guard var content else { throw ZoneContent.Incoherent(description: "the transfer ended early") }
             try content.setSOA(newSOA)
+            return .full(content)
         } catch {
             throw .malformed(error.description)
         }
-        return incremental ? .incremental(content, added: added, removed: removed, owners: owners) : .full(content)
     }
 }
 

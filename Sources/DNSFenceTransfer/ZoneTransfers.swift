@@ -66,6 +66,11 @@ public final class ZoneTransfers: ZoneProvider {
         return zone.current
     }
 
+    /// `zone` as held with `delta` applied (a copy), or nil.
+    public func preview(_ zone: String, _ delta: ZoneDelta) -> ZoneContent? {
+        zones.withLock { $0[zone]?.zone }?.preview(delta)
+    }
+
     /// Zone → serial held, for `/readyz` and logs.
     public var serials: [String: UInt32?] { zones.withLock { $0.mapValues { $0.zone.serial } } }
 

@@ -29,6 +29,7 @@ extension ServerRuntime {
                 compiled = patched
                 event = "zone patched"
             } else {
+                let content = content ?? changes.flatMap { zones.preview(zone, $0.delta) }
                 compiled = try ConfigurationLoader().compile(
                     current.configuration, configPath: configPath, overrides: overrides,
                     zones: OverlaidZones(base: zones, zone: zone, content: content))

@@ -23,7 +23,7 @@ struct FleetTests {
 
         init(
             primary: UInt16, secret: String?, netns: String? = nil, port: UInt16 = Harness.freePort(),
-            directory: URL? = nil
+            directory: URL? = nil, allow: [String] = []
         ) throws {
             self.directory = try directory ?? Harness.temporaryDirectory()
             self.port = port
@@ -40,6 +40,7 @@ struct FleetTests {
             let config = """
                 listen: [{ address: 127.0.0.1:\(port), policy: fleet }]
                 metrics: { listen: 127.0.0.1:\(metrics) }
+                \(allow.isEmpty ? "" : "upstreams: [127.0.0.1:9]   # never asked: only the zone's rewrites are")
                 policies:
                   fleet:
                     zones:
@@ -49,6 +50,7 @@ struct FleetTests {
                           cache-dir: cache
                           \(tsig)
                     \(firewall)
+                    \(allow.isEmpty ? "" : "allow: [\(allow.joined(separator: ", "))]")
                 """
             try FileManager.default.createDirectory(
                 at: self.directory.appendingPathComponent("cache"), withIntermediateDirectories: true)
@@ -78,15 +80,20 @@ struct FleetTests {
         func metricsText() throws -> String { try httpGet(metrics, "/metrics").body }
     }
 
-    @Test("AXFR, then an edit on Knot and its NOTIFY: the added name answers, the removed one is denied and revoked")
-    func notifyAndIXFR() throws {
+    @Test(
+        "AXFR, then an edit on Knot and its NOTIFY: the added name answers, the removed one is denied and revoked",
+        arguments: [false, true])
+    func notifyAndIXFR(withAllowedNames: Bool) throws {
         let netns = "dff-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
         try sh("ip netns add \(netns)")
         defer { _ = try? sh("ip netns del \(netns)") }
         let port = Harness.freePort()
         let knot = try KnotPrimary(records: Self.first, notify: port)
         defer { knot.stop() }
-        var fence = try Fence(primary: knot.port, secret: knot.secret, netns: netns, port: port)
+        // With names allowed beside the zone, the policy is compiled whole; else patched.
+        var fence = try Fence(
+            primary: knot.port, secret: knot.secret, netns: netns, port: port,
+            allow: withAllowedNames ? ["extra.example.test"] : [])
         defer { fence.stop() }
         let set = { try sh("ip netns exec \(netns) nft list set inet fence allow4") }
 
@@ -103,7 +110,8 @@ struct FleetTests {
         #expect(seconds < 2, "applied \(seconds) s after the edit")
         #expect(try fence.ask("keep.test").contains("192.0.2.82"))
         // The IXFR patched the policy's index (its only zone) instead of compiling it again.
-        #expect(fence.process?.output.contains("zone patched") == true, "\(fence.process?.output ?? "")")
+        let log = fence.process?.output ?? ""
+        #expect(log.contains(withAllowedNames ? "zone applied" : "zone patched") && log.contains("type=ixfr"), "\(log)")
         #expect(knot.log.contains("IXFR, outgoing") && knot.log.contains("serial 1 -> 2"), "\(knot.log)")
         // Knot's NOTIFY is signed with the zone's key: verified, answered, and it started the refresh.
         #expect(fence.process?.output.contains("NOTIFY: refreshing") == true)

@@ -74,15 +74,29 @@ struct TransferTests {
         let outcome = try read(
             [Self.soa(3), Self.soa(1), Self.b, Self.soa(2), Self.c, Self.soa(2), Self.a, Self.soa(3), Self.soa(3)],
             current: held)
-        guard case .incremental(let content, let added, let removed, let owners) = outcome else {
+        guard case .incremental(let delta, let added, let removed, let owners) = outcome else {
             Issue.record("not incremental: \(outcome)")
             return
         }
-        #expect(content.soa.serial == 3 && added == 1 && removed == 2)
-        #expect(owners == ["a.test.sandbox.rpz.", "b.test.sandbox.rpz.", "c.test.sandbox.rpz."])
+        #expect(delta.serial == 3 && added == 1 && removed == 2)
         #expect(
-            content.lines(of: "c.test.sandbox.rpz.") == [Self.c] && content.lines(of: "a.test.sandbox.rpz.").isEmpty)
+            owners == [
+                "a.test.sandbox.rpz.": [], "b.test.sandbox.rpz.": [], "c.test.sandbox.rpz.": [Self.c],
+            ])
+        var content = held
+        content.apply(delta)
+        #expect(content.soa.serial == 3 && content.count == 1)
         #expect(content.text.contains("c.test") && !content.text.contains("a.test") && !content.text.contains("b.test"))
+        // A record removed and added again in one IXFR (a TTL change) stays, with the new TTL.
+        let ttl = try read(
+            [Self.soa(2), Self.soa(1), Self.a, Self.soa(2), Self.a.replacingTTL(300), Self.soa(2)], current: held)
+        guard case .incremental(let retimed, 1, 1, _) = ttl else {
+            Issue.record("not incremental: \(ttl)")
+            return
+        }
+        var changed = held
+        changed.apply(retimed)
+        #expect(changed.lines(of: "a.test.sandbox.rpz.") == [Self.a.replacingTTL(300)] && changed.count == 2)
         #expect(held.count == 2 && held.soa.serial == 1, "the zone held is untouched")
 
         guard case .upToDate(let serial) = try read([Self.soa(1)], current: held) else {
@@ -110,5 +124,14 @@ struct TransferTests {
         #expect(!ZoneContent.isNewer(1, than: 1))
         #expect(ZoneContent.isNewer(1, than: UInt32.max))
         #expect(!ZoneContent.isNewer(UInt32.max, than: 1))
+    }
+}
+
+extension String {
+    /// A record line with another TTL (the second tab-separated field).
+    func replacingTTL(_ ttl: Int) -> String {
+        var fields = split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        fields[1] = "\(ttl)"
+        return fields.joined(separator: "\t")
     }
 }
