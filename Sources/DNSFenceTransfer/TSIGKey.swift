@@ -3,6 +3,7 @@
 // completed transfer is handed to the server as text and applied like a reload.
 
 import CLDNS
+import DNSFenceCore
 
 /// A TSIG key (RFC 8945): its name, HMAC algorithm and base64 secret, shared with the primary.
 public struct TSIGKey: Sendable, Hashable, CustomStringConvertible {
@@ -45,22 +46,12 @@ public struct TSIGKey: Sendable, Hashable, CustomStringConvertible {
     }
 
     static func isBase64(_ text: Substring, minimumBytes: Int) -> Bool {
-        let body = text
-        guard body.count % 4 == 0, body.count / 4 * 3 >= minimumBytes else { return false }
-        let padding = body.reversed().prefix { $0 == "=" }.count
+        guard text.count % 4 == 0, text.count / 4 * 3 >= minimumBytes else { return false }
+        let padding = text.reversed().prefix { $0 == "=" }.count
         guard padding <= 2 else { return false }
-        return body.dropLast(padding).allSatisfy {
+        return text.dropLast(padding).allSatisfy {
             $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "/")
         }
-    }
-}
-
-extension Substring {
-    func trimmingSpaces() -> Substring {
-        var s = self
-        while let c = s.first, c == " " || c == "\t" || c == "\r" { s = s.dropFirst() }
-        while let c = s.last, c == " " || c == "\t" || c == "\r" { s = s.dropLast() }
-        return s
     }
 }
 
