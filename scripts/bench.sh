@@ -8,7 +8,9 @@
 #
 # Usage: scripts/bench.sh [SECONDS_PER_RUN]     (root: the nftset runs use a network namespace)
 #   BENCH_SERVERS="dnsfence unbound" BENCH_LOADS="hot cold" narrow the run (also:
-#   dnsfence-logdenied, dnsfence-logall: the query log on, to a file; dnsfence-metrics);
+#   dnsfence-logdenied, dnsfence-logall: the query log on, to a file; dnsfence-metrics;
+#   dnsfence-limited: loopback not exempt from the rate limit, whose rate is set too high to be
+#   reached, so every query pays the full check and the kernel filter runs on every datagram);
 #   BENCH_PERF=/tmp/p records each server with perf into /tmp/p.SERVER.LOAD;
 #   BENCH_PERF_ARGS="--call-graph dwarf" changes how perf records (default -g);
 #   BENCH_PERF=stat prints perf stat counters (instructions, cycles, switches) per run.
@@ -98,6 +100,11 @@ log: { queries: ${1#dnsfence-log}, repeat-limit: 1000000000, max-bytes-per-secon
 policies: { p: { allow: ["*.allowed.test"]$budget } }
 EOF3
         $X taskset -c 0 $BIN serve --config "$W/log.yaml" --threads 1 --log-level warning >"$W/srv.log" 2>&1 & ;;
+    dnsfence-limited)
+        sed 's/^policies:/rate-limit: { exempt: [], queries: 10000000, burst: 10000000 }\npolicies:/' \
+            "$W/plain.yaml" >"$W/limited.yaml"
+        $X taskset -c 0 $BIN serve --config "$W/limited.yaml" \
+                  --threads 1 --query-log off --log-level warning >"$W/srv.log" 2>&1 & ;;
     dnsfence-metrics) $X taskset -c 0 $BIN serve --config "$W/plain.yaml" \
                   --threads 1 --query-log off --log-level warning --metrics 127.0.0.1:19153 >"$W/srv.log" 2>&1 & ;;
     dnsfence-nft) $X taskset -c 0 $BIN serve --config "$W/fence.yaml" --threads 1 --query-log off --log-level warning \

@@ -10,4 +10,5 @@ $SUDO apt-get install -y -qq --no-install-recommends \
     nftables libnftables-dev libnftnl-dev libmnl-dev iproute2 \
     dnsutils knot-dnsutils knot nsd publicsuffix \
     prometheus curl python3 systemd dnsperf \
-    podman runc debootstrap docker-compose python3-yaml iodine >/dev/null
+    podman runc debootstrap docker-compose python3-yaml iodine \
+    webext-ublock-origin-firefox >/dev/null

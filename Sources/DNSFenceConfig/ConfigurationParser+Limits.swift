@@ -3,7 +3,8 @@ import DNSFencePolicy
 import Yams
 
 extension ConfigurationParser {
-    /// `budget: off`, or `budget: { names: 300, per: 5m, burst: 100, max-label: 63, max-name: 100 }`
+    /// `budget: off`, or `budget: { names: 300, per: 5m, burst: 100, max-label: 63, max-name: 100,
+    /// deny-encoded: false }`
     /// with what is not written taken from `base`: `.some(nil)` for `off`, nil after an error.
     mutating func budget(_ node: Node, _ what: String, base: TunnelBudget) -> TunnelBudget?? {
         if case .scalar(let scalar) = node {
@@ -44,8 +45,14 @@ extension ConfigurationParser {
                     continue
                 }
                 budget.maxName = n
+            case "deny-encoded":
+                guard let on = bool(v, "\(what) deny-encoded") else {
+                    valid = false
+                    continue
+                }
+                budget.denyEncoded = on
             default:
-                unknownKey(k, in: what, known: ["names", "per", "burst", "max-label", "max-name"])
+                unknownKey(k, in: what, known: ["names", "per", "burst", "max-label", "max-name", "deny-encoded"])
                 valid = false
             }
         }
@@ -83,7 +90,7 @@ extension ConfigurationParser {
     }
 
     /// `rate-limit: off`, or `rate-limit: { queries: 5000, burst: 5000, ipv4-prefix: 24,
-    /// ipv6-prefix: 56, slip: 2, exempt: [127.0.0.0/8, ::1/128] }` over the defaults:
+    /// ipv6-prefix: 56, slip: 2, exempt: [127.0.0.0/8, ::1/128], kernel: true }` over the defaults:
     /// `.some(nil)` for `off`, nil after an error.
     mutating func rateLimits(_ node: Node) -> RateLimits?? {
         if case .scalar(let scalar) = node {
@@ -127,9 +134,16 @@ extension ConfigurationParser {
                     }
                     return prefix
                 }
+            case "kernel":
+                guard let on = bool(v, what) else {
+                    valid = false
+                    continue
+                }
+                limits.kernel = on
             default:
                 unknownKey(
-                    k, in: "rate-limit", known: ["queries", "burst", "ipv4-prefix", "ipv6-prefix", "slip", "exempt"])
+                    k, in: "rate-limit",
+                    known: ["queries", "burst", "ipv4-prefix", "ipv6-prefix", "slip", "exempt", "kernel"])
                 valid = false
             }
         }

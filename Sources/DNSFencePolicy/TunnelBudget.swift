@@ -8,24 +8,29 @@
 ///   costs nothing, so a CDN or an API with a few hundred hostnames is unaffected.
 /// - No label longer than `maxLabel`, and at most `maxName` characters below the wildcard
 ///   (dots included: `a.b` below `*.example.org` is 3).
+/// - With `denyEncoded`, no label that looks like encoded data (``EncodedLabel``).
 public struct TunnelBudget: Hashable, Sendable {
     public var names: UInt32
     public var window: UInt32
     public var burst: UInt32
     public var maxLabel: Int
     public var maxName: Int
+    public var denyEncoded: Bool
 
     /// The default of every wildcard pass rule (docs/configuration.md, "Tunnel budgets"): 300
     /// new names per 5 minutes, 100 at once, labels up to the protocol's 63 bytes and 100
     /// characters below the wildcard.
     public static let standard = TunnelBudget(names: 300, window: 300, burst: 100, maxLabel: 63, maxName: 100)
 
-    public init(names: UInt32, window: UInt32, burst: UInt32, maxLabel: Int, maxName: Int) {
+    public init(
+        names: UInt32, window: UInt32, burst: UInt32, maxLabel: Int, maxName: Int, denyEncoded: Bool = false
+    ) {
         self.names = names
         self.window = window
         self.burst = burst
         self.maxLabel = maxLabel
         self.maxName = maxName
+        self.denyEncoded = denyEncoded
     }
 
     /// `5m`, `1h`: the window as an operator writes it.
@@ -64,8 +69,9 @@ public struct RuleBudget: Hashable, Sendable {
         return hash
     }
 
-    /// Which length limit `wire` (a name the rule matched, validated) breaks, if any.
-    public func lengthExcess(_ wire: UnsafeRawBufferPointer) -> LengthExcess? {
+    /// Which limit on its shape `wire` (a name the rule matched, validated, lower-cased)
+    /// breaks, if any: a length, or a label that looks encoded.
+    public func shapeExcess(_ wire: UnsafeRawBufferPointer) -> ShapeExcess? {
         let below = wire.count - suffixLength
         guard below > 0 else { return nil }
         if below - 1 > limits.maxName { return .name }
@@ -77,12 +83,14 @@ public struct RuleBudget: Hashable, Sendable {
                 at += length + 1
             }
         }
+        if limits.denyEncoded, EncodedLabel.judge(wire: wire, below: below) != nil { return .encoded }
         return nil
     }
 
-    public enum LengthExcess: Sendable {
+    public enum ShapeExcess: Sendable {
         case label
         case name
+        case encoded
     }
 }
 
@@ -96,6 +104,7 @@ extension Policy {
         case .names: why = "more than \(limits.names) new names per \(limits.windowText) (burst \(limits.burst))"
         case .label: why = "a label longer than \(limits.maxLabel)"
         case .name: why = "more than \(limits.maxName) characters below the wildcard"
+        case .encoded: why = "a label that looks like encoded data (deny-encoded)"
         case .clients: why = "too many clients to keep budgets for"
         }
         return "dnsfence: policy \(name): tunnel budget of \(rule.pattern) (\(rule.id)): \(why)"
@@ -109,6 +118,8 @@ public enum BudgetLimit: String, Sendable, CaseIterable {
     case names
     case label
     case name
+    /// A label below the wildcard looks like encoded data (``TunnelBudget/denyEncoded``).
+    case encoded
     /// The ledger holds as many clients as it may, and this one is new: fail closed.
     case clients
 }

@@ -49,6 +49,8 @@ public final class DNSServer: Sendable {
     let loops: [DatagramLoop]
     let pipeline: QueryPipeline
     let logger: Logger
+    /// The rate limiter's kernel filter, attached to every UDP socket a listener binds or adopts.
+    let shedder: KernelShedder?
     /// What each listener has bound, by ``Listener/key``.
     private let bound = Mutex<[String: Bound]>([:])
     /// The limits and connection registry of ``start(_:limits:)``, for listeners added later.
@@ -61,11 +63,15 @@ public final class DNSServer: Sendable {
     }
 
     /// TCP is served on `group`, UDP on `loops`.
-    public init(group: any EventLoopGroup, loops: [DatagramLoop], pipeline: QueryPipeline, logger: Logger) {
+    public init(
+        group: any EventLoopGroup, loops: [DatagramLoop], pipeline: QueryPipeline, logger: Logger,
+        shedder: KernelShedder? = nil
+    ) {
         self.group = group
         self.loops = loops
         self.pipeline = pipeline
         self.logger = logger
+        self.shedder = shedder
     }
 
     /// What a listener's UDP socket runs for each datagram (for tools that bind their own).
@@ -120,6 +126,16 @@ public final class DNSServer: Sendable {
                 for loop in loops {
                     sockets.udp.append(
                         try await DatagramSocket.bind(listener.address, reusePort: true, on: loop, receiver: receiver))
+                }
+            }
+            if let shedder {
+                // Without the filter the rate limiter still drops in user space: not fatal.
+                do {
+                    for socket in sockets.udp { try shedder.attach(to: socket) }
+                } catch {
+                    logger.warning(
+                        "rate limits on \(listener.address) are enforced by dnsfence alone",
+                        metadata: ["reason": "\(error)"])
                 }
             }
             if listener.udpDescriptor == nil || listener.tcpDescriptor != nil {

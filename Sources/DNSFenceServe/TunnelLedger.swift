@@ -51,11 +51,12 @@ public final class TunnelLedger: Sendable {
     /// Charges `client` for forwarding `name` (lower-cased wire) under `budget`: nil when it
     /// may go, else the limit it ran into (also counted in `dnsfence_budget_denials_total`).
     public func charge(_ budget: RuleBudget, policy: String, client: IPAddress, name: [UInt8]) -> BudgetLimit? {
-        let excess = name.withUnsafeBytes { budget.lengthExcess($0) }
+        let excess = name.withUnsafeBytes { budget.shapeExcess($0) }
         let limit: BudgetLimit?
         switch excess {
         case .label?: limit = .label
         case .name?: limit = .name
+        case .encoded?: limit = .encoded
         case nil: limit = spend(budget, client: client, name: name)
         }
         if let limit { count(policy: policy, limit: limit) }

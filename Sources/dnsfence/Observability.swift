@@ -1,6 +1,7 @@
 import CoreMetrics
 import DNSFenceConfig
 import DNSFenceFirewall
+import DNSFenceIO
 import DNSFenceObserve
 import DNSFenceResolve
 import DNSFenceServe
@@ -91,6 +92,19 @@ enum Observability {
             lineStart = lineEnd + 1
         }
         return out
+    }
+
+    /// `dnsfence_rate_limit_shed_total`: datagrams the rate limiter's kernel filter dropped
+    /// (absent when the filter could not be loaded). Read from its map at each scrape.
+    static func shedExposition(_ shedder: KernelShedder?) -> String {
+        guard let shedder else { return "" }
+        return """
+            # HELP dnsfence_rate_limit_shed_total Datagrams from clients over their rate limit dropped \
+            in the kernel, before dnsfence read them.
+            # TYPE dnsfence_rate_limit_shed_total counter
+            dnsfence_rate_limit_shed_total \(shedder.dropped)
+
+            """
     }
 
     /// Gauges that describe the configuration that started.

@@ -11,7 +11,10 @@ enum Privileges {
     static let needed: [(name: String, number: Int, purpose: String)] = [
         ("cap_net_bind_service", 10, "listening on ports below 1024 (53)"),
         ("cap_net_admin", 12, "nftables sets, and conntrack for revoke: connections"),
-        ("cap_sys_admin", 21, "entering other network namespaces (setns) for their sets"),
+        (
+            "cap_sys_admin", 21,
+            "entering other network namespaces (setns) for their sets; the rate limit's kernel filter"
+        ),
     ]
 
     static var neededMask: UInt64 { needed.reduce(0) { $0 | 1 << UInt64($1.number) } }

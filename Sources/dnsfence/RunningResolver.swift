@@ -44,7 +44,8 @@ struct RunningResolver {
             throw ExitCode(1)
         }
         let dnsServer = DNSServer(
-            group: runtime.group, loops: runtime.loops, pipeline: runtime.pipeline, logger: logger)
+            group: runtime.group, loops: runtime.loops, pipeline: runtime.pipeline, logger: logger,
+            shedder: runtime.shedder)
         var limits = DNSServer.Limits()
         // TCP clients may hold at most half the descriptor table, so the cap is reached before
         // the table is full (listeners, sets and upstream sockets need the rest).
@@ -120,9 +121,13 @@ struct RunningResolver {
         runtime: ServerRuntime, ready: ReadyFlag, registry: PrometheusCollectorRegistry
     ) -> ObservabilityServer {
         let pipeline = runtime.pipeline
+        let shedder = runtime.shedder
         return ObservabilityServer(
             group: MultiThreadedEventLoopGroup(numberOfThreads: 1),
-            metrics: { Observability.exposition(registry, extra: pipeline.metricsExposition()) },
+            metrics: {
+                Observability.exposition(
+                    registry, extra: pipeline.metricsExposition() + Observability.shedExposition(shedder))
+            },
             readiness: {
                 let snapshot = pipeline.snapshots.load()
                 let failing = snapshot.unavailable.sorted { $0.key < $1.key }.map {

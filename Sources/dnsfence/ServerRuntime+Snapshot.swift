@@ -25,7 +25,7 @@ extension ServerRuntime {
     static func buildSnapshot(
         _ compiled: CompiledConfiguration, previous: (config: CompiledConfiguration, snapshot: Snapshot)?,
         publisher: inout NftablesSetPublisher?, group: any EventLoopGroup, loops: [DatagramLoop],
-        logWriter: QueryLogWriter, zones: ZoneTransfers,
+        logWriter: QueryLogWriter, zones: ZoneTransfers, shedder: KernelShedder?,
         logger: Logger
     ) async throws -> Snapshot {
         let config = compiled.configuration
@@ -72,7 +72,9 @@ extension ServerRuntime {
             unavailable: unavailable, queryLog: Observability.queryLog(config.queryLog, writer: logWriter),
             reasons: previous?.snapshot.reasons ?? ReasonRegistry(),
             ledger: previous?.snapshot.ledger ?? TunnelLedger(),
-            rateLimiter: config.rateLimits.map { RateLimiter($0, previous: previous?.snapshot.rateLimiter) },
+            rateLimiter: config.rateLimits.map {
+                RateLimiter($0, previous: previous?.snapshot.rateLimiter, shedder: shedder)
+            },
             notify: notify
         )
     }

@@ -39,6 +39,8 @@ actor ServerRuntime {
 
     /// The policy zones kept from primaries (their secondaries and NOTIFY responder).
     let zones: ZoneTransfers
+    /// The rate limiter's kernel filter, when it could be loaded (at start, while privileged).
+    let shedder: KernelShedder?
 
     /// Whether a change of the snapshot (reload, applied transfer, rebuild) is under way, and
     /// who waits for it: they run one at a time. The actor alone does not ensure that, since
@@ -65,6 +67,8 @@ actor ServerRuntime {
         self.lastReload = ReloadRecord()
         let zones = ZoneTransfers(logger: logger)
         self.zones = zones
+        let shedder = Self.loadShedder(compiled.configuration, logger: logger)
+        self.shedder = shedder
         self.logWriter = QueryLogWriter(
             fd: queryLogFD, path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration),
             dropped: Counter(label: "dnsfence_querylog_dropped_total"))
@@ -84,7 +88,7 @@ actor ServerRuntime {
         do {
             snapshot = try await Self.buildSnapshot(
                 compiled, previous: nil, publisher: &publisher, group: group, loops: loops, logWriter: logWriter,
-                zones: zones, logger: logger)
+                zones: zones, shedder: shedder, logger: logger)
         } catch {
             for loop in loops { try? await loop.shutdownGracefully() }
             try? await group.shutdownGracefully()
@@ -92,7 +96,32 @@ actor ServerRuntime {
         }
         self.publisher = publisher
         self.pipeline = QueryPipeline(snapshot: snapshot, logger: logger)
+        shedder?.configure(compiled.configuration.rateLimits)
         zones.configure(compiled.transfers)
+    }
+
+    /// The rate limiter's kernel filter, or nil (noted in the log when rate limits want it).
+    private static func loadShedder(_ config: ServerConfiguration, logger: Logger) -> KernelShedder? {
+        do {
+            return try KernelShedder()
+        } catch {
+            if config.rateLimits?.kernel == true {
+                logger.notice(
+                    "rate limits are enforced by dnsfence alone, not in the kernel",
+                    metadata: ["reason": "\(error)"])
+            }
+            return nil
+        }
+    }
+
+    /// ``buildSnapshot(_:previous:publisher:group:loops:logWriter:zones:shedder:logger:)`` with
+    /// this runtime's parts, over the snapshot now serving.
+    private func nextSnapshot(_ compiled: CompiledConfiguration, publisher: inout NftablesSetPublisher?)
+        async throws -> Snapshot
+    {
+        try await Self.buildSnapshot(
+            compiled, previous: (current, pipeline.snapshots.load()), publisher: &publisher, group: group,
+            loops: loops, logWriter: logWriter, zones: zones, shedder: shedder, logger: logger)
     }
 
     /// Reads the configuration again (with the same command-line overrides), builds a snapshot
@@ -137,15 +166,14 @@ actor ServerRuntime {
         var publisher = self.publisher
         let snapshot: Snapshot
         do {
-            snapshot = try await Self.buildSnapshot(
-                compiled, previous: (current, previous), publisher: &publisher, group: group, loops: loops,
-                logWriter: logWriter, zones: zones, logger: logger)
+            snapshot = try await nextSnapshot(compiled, publisher: &publisher)
         } catch {
             return fail(["\(error)"], started: started)
         }
         self.publisher = publisher
         logWriter.configure(path: compiled.configuration.queryLogFile, limits: Self.logLimits(compiled.configuration))
         pipeline.snapshots.swap(snapshot)
+        shedder?.configure(compiled.configuration.rateLimits)
         current = compiled
         onSwap()
         let revoked = await revoke(after: previous, now: snapshot, notes: &notes)
@@ -277,11 +305,7 @@ actor ServerRuntime {
     private func rebuildSnapshot() async -> Bool {
         let previous = pipeline.snapshots.load()
         var publisher = self.publisher
-        guard
-            let snapshot = try? await Self.buildSnapshot(
-                current, previous: (current, previous), publisher: &publisher, group: group, loops: loops,
-                logWriter: logWriter, zones: zones, logger: logger)
-        else { return false }
+        guard let snapshot = try? await nextSnapshot(current, publisher: &publisher) else { return false }
         self.publisher = publisher
         pipeline.snapshots.swap(snapshot)
         let before = Set(previous.unavailable.keys)

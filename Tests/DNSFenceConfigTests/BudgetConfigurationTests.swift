@@ -49,14 +49,15 @@ struct BudgetConfigurationTests {
             """
                 budget: { names: 50, per: 1m, max-label: 40 }
                 budgets:
-                  "*.cdn.example.net": { names: 2000, burst: 500 }
+                  "*.cdn.example.net": { names: 2000, burst: 500, deny-encoded: true }
                   "*.open.example": off
             """)
         let policy = TunnelBudget(names: 50, window: 60, burst: 50, maxLabel: 40, maxName: 100)
         #expect(budgets["*.example.org."] == policy)
         #expect(
             budgets["*.cdn.example.net."]
-                == TunnelBudget(names: 2000, window: 60, burst: 500, maxLabel: 40, maxName: 100))
+                == TunnelBudget(names: 2000, window: 60, burst: 500, maxLabel: 40, maxName: 100, denyEncoded: true))
+        #expect(!TunnelBudget.standard.denyEncoded, "off by default")
         #expect(budgets["*.open.example."] == nil)
         #expect(try Self.budgets("    budget: off\n").isEmpty)
     }
@@ -78,7 +79,7 @@ struct BudgetConfigurationTests {
                 "b.yaml:6:41: error: budget burst must be a whole number from 1 to 1000000, got 'many'",
                 "b.yaml:6:58: error: budget max-label must be a whole number from 1 to 63, got '64'",
                 "b.yaml:6:72: error: budget max-name must be a whole number from 1 to 253, got '300'",
-                "b.yaml:6:77: error: unknown key 'rate' in budget; known keys: names, per, burst, max-label, max-name",
+                "b.yaml:6:77: error: unknown key 'rate' in budget; known keys: names, per, burst, max-label, max-name, deny-encoded",
             ])
         #expect(
             diagnostics("    budget: sometimes\n") == [

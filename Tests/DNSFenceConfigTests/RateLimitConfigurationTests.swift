@@ -22,13 +22,15 @@ struct RateLimitConfigurationTests {
                     queries: 200, burst: 200, ipv4Prefix: 28, ipv6Prefix: 56, slip: 0,
                     exempt: [IPPrefix("10.0.0.0/8")!]))
         #expect(try Self.parse("rate-limit: off").rateLimits == nil)
+        #expect(RateLimits.standard.kernel, "dropped in the kernel where the filter loads")
+        #expect(try Self.parse("rate-limit: { kernel: false }").rateLimits?.kernel == false)
     }
 
     @Test("every mistake is reported at its line")
     func errors() {
         do {
             _ = try Self.parse(
-                "rate-limit: { queries: 0, burst: x, ipv4-prefix: 33, ipv6-prefix: 8, slip: -1, exempt: [10.0.0.1/8], per: 1 }"
+                "rate-limit: { queries: 0, burst: x, ipv4-prefix: 33, ipv6-prefix: 8, slip: -1, exempt: [10.0.0.1/8], per: 1, kernel: maybe }"
             )
             Issue.record("expected errors")
         } catch {
@@ -40,7 +42,8 @@ struct RateLimitConfigurationTests {
                     "r.yaml:4:67: error: rate-limit ipv6-prefix must be a whole number from 16 to 64, got '8'",
                     "r.yaml:4:76: error: rate-limit slip must be a whole number from 0 to 100, got '-1'",
                     "r.yaml:4:89: error: '10.0.0.1/8' is not an address prefix like 10.200.0.0/24 (host bits must be zero)",
-                    "r.yaml:4:102: error: unknown key 'per' in rate-limit; known keys: queries, burst, ipv4-prefix, ipv6-prefix, slip, exempt",
+                    "r.yaml:4:102: error: unknown key 'per' in rate-limit; known keys: queries, burst, ipv4-prefix, ipv6-prefix, slip, exempt, kernel",
+                    "r.yaml:4:118: error: rate-limit kernel must be true or false, got 'maybe'",
                 ])
         }
         #expect(throws: ConfigurationError.self) { try Self.parse("rate-limit: sometimes") }

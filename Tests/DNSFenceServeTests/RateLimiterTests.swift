@@ -65,6 +65,23 @@ struct RateLimiterTests {
         #expect((0..<100).allSatisfy { _ in slips.check(IPAddress("10.0.0.1")!) == .slip })
     }
 
+    @Test("with a kernel filter, a refusal is reported once per time the key holds; admitting re-arms it")
+    func reportsOnce() {
+        let table = RateTable(now: 0)
+        // 100 a second (10,000 µs apart), no burst.
+        func take(_ now: UInt64, report: Bool = true) -> UInt64 {
+            table.take(7, kind: 0, now: now, interval: 10_000, tolerance: 0, report: report)
+        }
+        #expect(take(1_000) == 0)
+        #expect(take(1_000) == 10_000, "refused: the wait until the next conforming query")
+        #expect(take(2_000) == RateTable.reported, "the kernel drops it already")
+        #expect(take(2_000, report: false) == 9_000, "without a filter: the wait every time")
+        #expect(take(11_000) == 0, "on time: admitted")
+        #expect(take(11_000) == 10_000, "and the next refusal is reported again")
+        // Another key of the same value is another slot's business.
+        #expect(table.take(7, kind: 1, now: 11_000, interval: 10_000, tolerance: 0, report: true) == 0)
+    }
+
     @Test("a reload keeps the table: a limited client stays limited")
     func reload() {
         let clock = NanoClock()

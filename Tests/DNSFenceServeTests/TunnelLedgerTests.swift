@@ -29,6 +29,24 @@ struct TunnelLedgerTests {
     static let alice = IPAddress("10.0.0.1")!
     static let bob = IPAddress("10.0.0.2")!
 
+    @Test("deny-encoded: a label that looks like data is refused before any budget is spent; off by default")
+    func encoded() throws {
+        let ledger = TunnelLedger(clock: NanoClock().read)
+        var limits = TunnelBudget.standard
+        let tunnel = try Self.name("mzxw6ytboi4dkmrq0gx3ya1qvrcf5jtl.tunnel.test")
+        let plain = try Self.name("production-eu-west-1-api.tunnel.test")
+        let standard = try Self.budget(limits)
+        #expect(ledger.charge(standard, policy: "p", client: Self.alice, name: tunnel) == nil)
+        limits.denyEncoded = true
+        let strict = try Self.budget(limits)
+        #expect(ledger.charge(strict, policy: "p", client: Self.bob, name: tunnel) == .encoded)
+        #expect(ledger.charge(strict, policy: "p", client: Self.bob, name: plain) == nil)
+        let output = try PolicyCompiler().compile(
+            name: "p", sources: [PolicySource(file: "p.allow", text: "*.tunnel.test\n")], budget: limits)
+        #expect(
+            output.policy.budgetText(strict, .encoded).hasSuffix("a label that looks like encoded data (deny-encoded)"))
+    }
+
     @Test("a burst of new names, then one per names/window seconds; names seen in the window are free")
     func tokens() throws {
         let clock = NanoClock()
