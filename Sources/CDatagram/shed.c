@@ -113,7 +113,10 @@ static void build(program *p, const dnsfence_shed *shed, int ipv6) {
         emit(p, BPF_LD | BPF_W | BPF_ABS, 0, 0, 0, SKF_NET_OFF + 12);
         emit(p, BPF_ALU64 | BPF_MOV | BPF_X, BPF_REG_7, BPF_REG_0, 0, 0);
     }
-    // The address, then its prefix: dropped while either is blocked.
+    // The address, then its prefix: dropped while either is blocked. A block is { until,
+    // interval, expires }: before `until` a datagram is dropped; at or after it, one passes and
+    // the next may pass one interval later (the rate limiter's own rate, so a client held in
+    // the kernel gets what dnsfence would admit); after `expires` the block is stale.
     for (int prefix = 0; prefix < 2; prefix++) {
         if (prefix) {
             place(p, NET);
@@ -123,10 +126,17 @@ static void build(program *p, const dnsfence_shed *shed, int ipv6) {
         emit(p, BPF_ST | BPF_W | BPF_MEM, BPF_REG_10, 0, -8, (ipv6 ? 2 : 0) + prefix);
         emit(p, BPF_ST | BPF_W | BPF_MEM, BPF_REG_10, 0, -4, 0);
         lookup(p, shed->blocks, -16);
-        jump(p, BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 0, prefix ? PASS : NET);
-        emit(p, BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_1, BPF_REG_0, 0, 0);
+        int next = prefix ? PASS : NET;
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, BPF_REG_0, 0, 0, next);
         emit(p, BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_2, BPF_REG_10, -24, 0);
+        emit(p, BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_1, BPF_REG_0, 16, 0);
+        jump(p, BPF_JMP | BPF_JGE | BPF_X, BPF_REG_2, BPF_REG_1, 0, next);
+        emit(p, BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_1, BPF_REG_0, 0, 0);
         jump(p, BPF_JMP | BPF_JLT | BPF_X, BPF_REG_2, BPF_REG_1, 0, DROP);
+        emit(p, BPF_LDX | BPF_DW | BPF_MEM, BPF_REG_1, BPF_REG_0, 8, 0);
+        emit(p, BPF_ALU64 | BPF_ADD | BPF_X, BPF_REG_1, BPF_REG_2, 0, 0);
+        emit(p, BPF_STX | BPF_DW | BPF_MEM, BPF_REG_0, BPF_REG_1, 0, 0);
+        if (!prefix) jump(p, BPF_JMP | BPF_JA, 0, 0, 0, NET);
     }
     place(p, PASS);
     emit(p, BPF_ALU | BPF_MOV | BPF_K, BPF_REG_0, 0, 0, -1);
@@ -190,7 +200,7 @@ int dnsfence_shed_create(dnsfence_shed *shed, uint32_t block_entries, char *erro
         return rc;
     }
     shed->config = rc;
-    rc = map_create(BPF_MAP_TYPE_LRU_HASH, 16, 8, block_entries, "dnsfence_blocks");
+    rc = map_create(BPF_MAP_TYPE_LRU_HASH, 16, 24, block_entries, "dnsfence_blocks");
     if (rc >= 0) {
         shed->blocks = rc;
         rc = map_create(BPF_MAP_TYPE_ARRAY, 4, 8, 1, "dnsfence_shed");
@@ -234,13 +244,15 @@ int dnsfence_shed_attach(const dnsfence_shed *shed, int fd, int ipv6) {
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_BPF, &program, sizeof(program)) == 0 ? 0 : -errno;
 }
 
-int dnsfence_shed_block(const dnsfence_shed *shed, uint64_t key, uint32_t kind, uint64_t until_ns) {
+int dnsfence_shed_block(const dnsfence_shed *shed, uint64_t key, uint32_t kind, uint64_t until_ns,
+                        uint64_t interval_ns, uint64_t expires_ns) {
     struct {
         uint64_t value;
         uint32_t kind;
         uint32_t zero;
     } entry = {key, kind, 0};
-    return map_update(shed->blocks, &entry, &until_ns);
+    uint64_t block[3] = {until_ns, interval_ns, expires_ns};
+    return map_update(shed->blocks, &entry, block);
 }
 
 uint64_t dnsfence_shed_dropped(const dnsfence_shed *shed) {

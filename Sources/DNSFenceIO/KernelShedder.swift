@@ -7,11 +7,13 @@ public import DNSFenceCore
 
 /// Rate limiting carried out in the kernel: an eBPF socket filter on every UDP listener socket
 /// drops the datagrams of a client that the rate limiter has found over its limit, until the
-/// moment its next query would conform (``block(kind:key:untilNanoseconds:)``), before they are
+/// moment its next query would conform (``block(kind:key:until:interval:expires:)``), before they are
 /// queued on the socket. A flood then costs the kernel a map lookup per datagram, on the CPU that
 /// receives it, instead of costing dnsfence's loop a read, a decision and a queue slot ahead of
 /// other clients' queries. The decision stays the rate limiter's (its table, its clock): the
-/// filter only enforces the verdicts it is given, and a block lasts at most one query interval.
+/// filter enforces the verdicts it is given, letting through one datagram per interval of the
+/// client's rate (what the limiter would admit of a steady flood, and does admit when it reads
+/// them), and forgets a block a second after the limiter last confirmed it.
 ///
 /// While a client is blocked, one in 16 of its datagrams still reaches dnsfence when `slip` is
 /// on, so that a real client whose address a flood uses still gets some TC=1 answers.
@@ -63,12 +65,15 @@ public final class KernelShedder: Sendable {
         if rc != 0 { throw DatagramError(operation: "attaching the rate-limit filter", code: -rc) }
     }
 
-    /// Drops datagrams from `key` of `kind` (see ``RateKey``) until `untilNanoseconds`
-    /// (CLOCK_MONOTONIC). A failed write is not fatal: the rate limiter still drops in user space.
+    /// Drops datagrams from `key` of `kind` (0: an IPv4 address, 1: its prefix, 2: an IPv6
+    /// /64, 3: its prefix, as the rate limiter keys them) until `until`, then lets one through
+    /// every `interval` (the client's rate: what dnsfence would admit of a steady flood), for
+    /// `holding` nanoseconds from now. Times are CLOCK_MONOTONIC nanoseconds. A failed write is
+    /// not fatal: the rate limiter still drops in user space.
     @inline(__always)
-    public func block(kind: UInt32, key: UInt64, untilNanoseconds: UInt64) {
+    public func block(kind: UInt32, key: UInt64, until: UInt64, interval: UInt64, expires: UInt64) {
         var shed = self.shed
-        _ = dnsfence_shed_block(&shed, key, kind, untilNanoseconds)
+        _ = dnsfence_shed_block(&shed, key, kind, until, interval, expires)
     }
 
     /// Datagrams the filter has dropped since it was loaded.

@@ -1,4 +1,4 @@
-import DNSFenceWire
+public import DNSFenceWire
 
 /// Turns the text of one policy file into rules. All or nothing: the first error aborts the
 /// file, so a policy is never half-applied.
@@ -98,6 +98,42 @@ public enum RuleParser {
     static let wildcardRoot: DNSName = DNSName(constant: "*.")
     static let unsupportedTriggers: Set<String> = ["rpz-ip", "rpz-nsip", "rpz-nsdname", "rpz-client-ip"]
 
+    /// The pattern an RPZ owner name stands for: its labels below `apex`, less a leading `*`
+    /// label, which makes it a wildcard (lower-cased). nil for the apex itself. What a zone file
+    /// and a transferred change (a removed owner) both mean by an owner.
+    public static func rpzPattern(owner: DNSName, apex: DNSName) throws(RPZOwnerError) -> (
+        name: DNSName, wildcard: Bool
+    )? {
+        guard var relative = owner.relative(to: apex) else { throw .outside(apex) }
+        if relative.isEmpty { return nil }
+        var wildcard = false
+        if relative.first.map({ $0.elementsEqual([UInt8(ascii: "*")]) }) == true {
+            wildcard = true
+            relative.removeFirst()
+        }
+        guard !relative.contains(where: { $0.contains(UInt8(ascii: "*")) }) else { throw .misplacedStar }
+        do {
+            return (try DNSName(labels: relative.map(Array.init)).lowercased(), wildcard)
+        } catch {
+            throw .invalid("\(error)")
+        }
+    }
+
+    /// Why an owner name is no pattern.
+    public enum RPZOwnerError: Error, Sendable {
+        case outside(DNSName)
+        case misplacedStar
+        case invalid(String)
+
+        func message(owner: DNSName) -> String {
+            switch self {
+            case .outside(let apex): "owner \(owner) is outside the zone \(apex) (write names relative to the zone)"
+            case .misplacedStar: "'*' is only allowed as the whole first label of an owner name"
+            case .invalid(let why): why
+            }
+        }
+    }
+
     static func rpzRules(_ source: PolicySource) throws(PolicyLoadError) -> [PolicyRule] {
         let entries: [ZoneFileReader.Entry]
         do {
@@ -135,20 +171,21 @@ public enum RuleParser {
             guard record.rrClass == .in else {
                 throw PolicyLoadError(file: source.file, line: entry.line, message: "class \(record.rrClass) is not IN")
             }
-            guard var relative = record.name.relative(to: apex) else {
-                throw PolicyLoadError(
-                    file: source.file, line: entry.line,
-                    message: "owner \(record.name) is outside the zone \(apex) (write names relative to the zone)"
-                )
+            let found: (name: DNSName, wildcard: Bool)?
+            do throws(RPZOwnerError) {
+                found = try rpzPattern(owner: record.name, apex: apex)
+            } catch {
+                throw PolicyLoadError(file: source.file, line: entry.line, message: error.message(owner: record.name))
             }
-            if relative.isEmpty {
+            guard let pattern = found else {
                 if record.type == .ns || record.type == .soa { continue }
                 throw PolicyLoadError(
                     file: source.file, line: entry.line,
                     message: "\(record.type) at the zone apex has no meaning in an RPZ zone"
                 )
             }
-            if let last = relative.last,
+            let (name, wildcard) = pattern
+            if let last = name.labels.last,
                 unsupportedTriggers.contains(String(decoding: last, as: UTF8.self).lowercased())
             {
                 throw PolicyLoadError(
@@ -156,23 +193,6 @@ public enum RuleParser {
                     message:
                         "RPZ trigger '\(String(decoding: last, as: UTF8.self))' is not supported (only QNAME triggers)"
                 )
-            }
-            var wildcard = false
-            if relative.first.map({ $0.elementsEqual([UInt8(ascii: "*")]) }) == true {
-                wildcard = true
-                relative.removeFirst()
-            }
-            guard !relative.contains(where: { $0.contains(UInt8(ascii: "*")) }) else {
-                throw PolicyLoadError(
-                    file: source.file, line: entry.line,
-                    message: "'*' is only allowed as the whole first label of an owner name"
-                )
-            }
-            let name: DNSName
-            do {
-                name = try DNSName(labels: relative.map(Array.init)).lowercased()
-            } catch {
-                throw PolicyLoadError(file: source.file, line: entry.line, message: "\(error)")
             }
 
             var action: PolicyAction? = nil

@@ -8,8 +8,9 @@ import Synchronization
 /// compare-and-swap, no lock. The table is kept across reloads.
 ///
 /// With a ``KernelShedder`` (and `limits.kernel`), the first refusal of a key tells the kernel
-/// to drop that key's datagrams until its next query would conform: the same verdicts, given
-/// before the flood reaches the socket. Refusals while the kernel drops cost nothing more.
+/// to drop that key's datagrams until its next query would conform, and then to let one through
+/// per interval, for a second: the same verdicts, given before the flood reaches the socket.
+/// Refusals while the kernel drops cost nothing more.
 public final class RateLimiter: Sendable {
     public let limits: RateLimits
     private let table: RateTable
@@ -21,6 +22,8 @@ public final class RateLimiter: Sendable {
     private let prefixInterval: UInt64
     private let prefixTolerance: UInt64
     private let clock: @Sendable () -> UInt64
+    /// How long, in microseconds, the kernel holds a block after a refusal confirmed it.
+    static let holding: UInt64 = 1_000_000
 
     /// `clock`: monotonic nanoseconds (CLOCK_MONOTONIC when there is a `shedder`, whose filter
     /// reads that clock). `previous`: the limiter this one replaces (its table is kept).
@@ -64,16 +67,17 @@ public final class RateLimiter: Sendable {
         let kind: UInt64 = client.isIPv4 ? 0 : 2
         let report = shedder != nil
         var refusal = table.take(host, kind: kind, now: now, interval: interval, tolerance: tolerance, report: report)
-        var refused = (key: host, kind: kind)
+        var refused = (key: host, kind: kind, interval: interval)
         if refusal == 0 {
             refusal = table.take(
                 net, kind: kind + 1, now: now, interval: prefixInterval, tolerance: prefixTolerance, report: report)
             if refusal == 0 { return .admit }
-            refused = (net, kind + 1)
+            refused = (net, kind + 1, prefixInterval)
         }
         if refusal != RateTable.reported, let shedder {
             shedder.block(
-                kind: UInt32(refused.kind), key: refused.key, untilNanoseconds: (absolute + refusal) * 1000)
+                kind: UInt32(refused.kind), key: refused.key, until: (absolute + refusal) * 1000,
+                interval: refused.interval * 1000, expires: (absolute + Self.holding) * 1000)
         }
         return limits.slip > 0 && (now / 7) % UInt64(limits.slip) == 0 ? .slip : .drop
     }

@@ -61,10 +61,10 @@ extension ServerRuntime {
                 text += lines.joined(separator: "\n") + "\n"
                 continue
             }
-            guard var relative = try DNSName(owner).relative(to: apex), !relative.isEmpty else { continue }
-            let wildcard = relative.first.map { $0.elementsEqual([UInt8(ascii: "*")]) } == true
-            if wildcard { relative.removeFirst() }
-            removing.append((try DNSName(labels: relative.map(Array.init)).lowercased(), wildcard))
+            // An owner that is no pattern never made a rule: nothing to remove.
+            if let pattern = try? RuleParser.rpzPattern(owner: try DNSName(owner), apex: apex) {
+                removing.append(pattern)
+            }
         }
         let setting = try RuleParser.rules(
             from: PolicySource(file: "\(path)@\(changes.serial)", text: text, format: .rpz))

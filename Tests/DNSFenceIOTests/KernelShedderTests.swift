@@ -76,22 +76,22 @@ struct KernelShedderTests {
                 shedder, at: "127.0.0.1", from: ["127.0.0.1", "127.0.0.2", "127.0.1.1"], loop: loops[0])
             #expect(try await bench.send(from: 0, count: 5) == 5)
             let later = Self.monotonicNanoseconds() + 600_000_000_000  // longer than any test run
-            shedder.block(kind: 0, key: 0x7F00_0001, untilNanoseconds: later)
+            shedder.block(kind: 0, key: 0x7F00_0001, until: later, interval: 1, expires: later)
             #expect(try await bench.send(from: 0, count: 20) == 0, "the blocked address")
             #expect(try await bench.send(from: 1, count: 5) == 5, "its neighbour has its own verdict")
             #expect(shedder.dropped == 20)
             // The prefix: 127.0.0.0/24 is key 0x7F0000 of kind 1.
-            shedder.block(kind: 1, key: 0x7F_0000, untilNanoseconds: later)
+            shedder.block(kind: 1, key: 0x7F_0000, until: later, interval: 1, expires: later)
             #expect(try await bench.send(from: 1, count: 5) == 0, "its prefix is blocked")
             #expect(try await bench.send(from: 2, count: 5) == 5, "another prefix passes")
             // A block in the past is no block.
             let past = Self.monotonicNanoseconds() - 1
-            shedder.block(kind: 0, key: 0x7F00_0001, untilNanoseconds: past)
-            shedder.block(kind: 1, key: 0x7F_0000, untilNanoseconds: past)
+            shedder.block(kind: 0, key: 0x7F00_0001, until: past, interval: 1, expires: later)
+            shedder.block(kind: 1, key: 0x7F_0000, until: past, interval: 1, expires: later)
             #expect(try await bench.send(from: 0, count: 5) == 5)
             #expect(shedder.dropped == 25)
             // Rate limits off (or not in the kernel): everything passes, blocked or not.
-            shedder.block(kind: 0, key: 0x7F00_0001, untilNanoseconds: later)
+            shedder.block(kind: 0, key: 0x7F00_0001, until: later, interval: 1, expires: later)
             shedder.configure(nil)
             #expect(try await bench.send(from: 0, count: 5) == 5)
             var userspace = Self.limits()
@@ -99,6 +99,25 @@ struct KernelShedderTests {
             shedder.configure(userspace)
             #expect(try await bench.send(from: 0, count: 5) == 5)
             #expect(shedder.dropped == 25)
+        }
+    }
+
+    @Test("past `until`, one datagram per interval passes; a block past `expires` is forgotten")
+    func pacedAndStale() async throws {
+        let shedder = try KernelShedder()
+        shedder.configure(Self.limits())
+        try await withLoops("t-shed-pace") { loops in
+            let bench = try await Bench(shedder, at: "127.0.0.1", from: ["127.0.0.3"], loop: loops[0])
+            let now = Self.monotonicNanoseconds()
+            let hour: UInt64 = 3_600_000_000_000
+            // Due now, then one a minute: of a burst, the first passes.
+            shedder.block(kind: 0, key: 0x7F00_0003, until: now, interval: 60_000_000_000, expires: now + hour)
+            #expect(try await bench.send(from: 0, count: 20) == 1)
+            #expect(try await bench.send(from: 0, count: 5) == 0, "the next is a minute away")
+            #expect(shedder.dropped == 24)
+            // Blocked for an hour, but the block expired: forgotten.
+            shedder.block(kind: 0, key: 0x7F00_0003, until: now + hour, interval: 1, expires: now)
+            #expect(try await bench.send(from: 0, count: 5) == 5)
         }
     }
 
@@ -110,7 +129,8 @@ struct KernelShedderTests {
             let bench = try await Bench(shedder, at: "::1", from: ["::1"], loop: loops[0])
             #expect(try await bench.send(from: 0, count: 5) == 5)
             // ::1's high 64 bits are 0 (kind 2).
-            shedder.block(kind: 2, key: 0, untilNanoseconds: Self.monotonicNanoseconds() + 600_000_000_000)
+            let later = Self.monotonicNanoseconds() + 600_000_000_000
+            shedder.block(kind: 2, key: 0, until: later, interval: 1, expires: later)
             #expect(try await bench.send(from: 0, count: 10) == 0)
             shedder.configure(Self.limits(slip: 2))
             let passed = try await bench.send(from: 0, count: 1600)
