@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # One client flooding at full speed, another at a steady 2,000 queries/s: the steady client's
 # latency percentiles and losses (scripts/latency.c) without the flood, with it under the
-# default rate limits (the kernel filter on, then off), and with it and rate limits off. dnsfence runs on CPU 0 (one event-loop
-# thread); the steady client (127.0.0.1) and the flooder (scripts/latency.c from 127.0.2.1, another /24,
-# sending as fast as it can without waiting for answers) share CPU 1. Loopback is exempt by default, so the limits here are the defaults with
-# `exempt: []`. A control run floods a closed port instead, to show what sharing CPU 1 with the
-# flooder costs the steady client by itself. Everything runs in a namespace made here, on loopback.
-# STEADY_CPU=0 puts the steady client on dnsfence's CPU instead, leaving CPU 1 to the flooder
-# alone, as an attacker elsewhere would be: the client then measures dnsfence, not the
-# scheduler of a CPU it shares with a process sending 160,000 datagrams a second.
+# default rate limits (the kernel filter on, then off), and with it and rate limits off.
+# dnsfence (one event-loop thread) and the steady client (127.0.0.1) share CPU 0; the flooder
+# (scripts/latency.c from 127.0.2.1, another /24, sending as fast as it can without waiting for
+# answers) has CPU 1 to itself, as an attacker elsewhere would. The steady client sleeps between
+# queries (LATENCY_SLEEP=1), as real clients do. Loopback is exempt by default, so the limits
+# here are the defaults with `exempt: []`. A control run floods a closed port instead: what the
+# flood costs the machine without dnsfence seeing it. Everything runs in a namespace made here,
+# on loopback. STEADY_CPU=1 puts the steady client beside the flooder instead: it then measures
+# how the scheduler shares CPU 1 (compare with the control run), not dnsfence.
 # Usage: scripts/bench-ratelimit.sh [SECONDS]   DNSFENCE_BIN overrides the binary (default: release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +57,7 @@ EOF2
     $X dnsperf -s 127.0.0.1 -p $PORT -d "$W/hot.txt" -n 2 >/dev/null
 }
 stop() { kill "$(cat "$W/server.pid")" 2>/dev/null || true; wait "$(cat "$W/server.pid")" 2>/dev/null || true; }
-steady() { echo -n "$1: "; $X taskset -c ${STEADY_CPU:-1} "$W/latency" 127.0.0.1 $PORT "$W/hot.txt" 2000 $SECS; }
+steady() { echo -n "$1: "; LATENCY_SLEEP=1 $X taskset -c ${STEADY_CPU:-0} "$W/latency" 127.0.0.1 $PORT "$W/hot.txt" 2000 $SECS; }
 flood() {  # latency.c from 127.0.2.1 at a rate no server here reaches: it never waits for answers
     LATENCY_SOURCE=127.0.2.1 $X taskset -c 1 "$W/latency" 127.0.0.1 ${FLOOD_PORT:-$PORT} "$W/hot.txt" 250000 $((SECS + 2)) \
         >"$W/flood-$1.txt" 2>&1 &

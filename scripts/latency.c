@@ -12,10 +12,14 @@
  *
  * The client never sleeps: it spins on the clock and a non-blocking socket, so a reply is
  * timestamped when it arrives, not when the client's own CPU wakes up. Pin it to a CPU of its
- * own (scripts/bench-scale.sh does). Built by scripts/bench-scale.sh with `cc -O2`. */
+ * own (scripts/bench-scale.sh does). With LATENCY_SLEEP=1 it sleeps in ppoll(2) until its next
+ * query is due or a reply comes, as real clients do: for a CPU it shares (with a flooder, in
+ * scripts/bench-ratelimit.sh), where two spinning processes would each wait out the other's
+ * time slice and measure the scheduler. Built by scripts/bench-scale.sh with `cc -O2`. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,6 +162,8 @@ int main(int argc, char **argv) {
     double interval = 1.0 / rate, start = now_seconds(), next = start, deadline = 0;
     size_t sent = 0;
     unsigned char reply[65536];
+    const char *sleep_mode = getenv("LATENCY_SLEEP");
+    int sleeps = sleep_mode && *sleep_mode && strcmp(sleep_mode, "0") != 0;
     for (;;) {
         double t = now_seconds();
         if (sent < total && t >= next) {
@@ -183,6 +189,14 @@ int main(int argc, char **argv) {
             }
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             errors++;
+        } else if (n < 0 && sleeps) {
+            /* Nothing to read: sleep until the next query is due (or the end), or a reply comes. */
+            double wait = (sent < total ? next : deadline) - now_seconds();
+            if (wait > 0) {
+                struct timespec timeout = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+                struct pollfd ready = {.fd = fd, .events = POLLIN};
+                ppoll(&ready, 1, &timeout, NULL);
+            }
         }
         if (sent == total && (answered + late == total || t > deadline)) break;
     }
