@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -81,8 +83,12 @@ enum ZoneCache {
         var expired: Bool
     }
 
+    /// How often each cache file was read (a million-name zone takes seconds: tests count).
+    static let reads = Mutex<[String: Int]>([:])
+
     static func load(_ source: ZoneTransferSource) -> Result<Cached, CacheError> {
         guard let path = source.cacheFile else { return .failure(CacheError("no cache-dir")) }
+        reads.withLock { $0[path, default: 0] += 1 }
         guard let file = fopen(path, "rb") else {
             return .failure(CacheError("no cached copy at \(path): \(String(cString: strerror(errno)))"))
         }

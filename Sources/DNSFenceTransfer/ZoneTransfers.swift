@@ -17,6 +17,9 @@ public final class ZoneTransfers: ZoneProvider {
     }
 
     private let zones = Mutex<[String: Running]>([:])
+    /// Secondaries made for a compile before ``configure(_:)`` (a start's first load, a reload
+    /// adding a zone): their cache file is read once, and ``configure(_:)`` takes them over.
+    private let prepared = Mutex<[String: SecondaryZone]>([:])
     private let applier = Mutex<ZoneApply?>(nil)
     private let notifies = Mutex<(second: Int, count: Int)>((0, 0))
 
@@ -34,8 +37,14 @@ public final class ZoneTransfers: ZoneProvider {
                 entry.task?.cancel()
                 running[zone] = nil
             }
+            let ready = prepared.withLock { prepared in
+                defer { prepared = [:] }
+                return prepared
+            }
             for (zone, source) in wanted where running[zone] == nil {
-                let secondary = SecondaryZone(source: source, logger: logger)
+                let secondary =
+                    ready[zone].flatMap { $0.source == source ? $0 : nil }
+                    ?? SecondaryZone(source: source, logger: logger)
                 running[zone] = Running(zone: secondary, task: apply.map { secondary.run(apply: $0) })
             }
         }
@@ -61,8 +70,16 @@ public final class ZoneTransfers: ZoneProvider {
         }
     }
 
+    /// What a zone gives its policies now. A zone not configured yet gets its secondary made
+    /// (from its cache file), kept for ``configure(_:)``.
     public func state(of source: ZoneTransferSource) -> ZoneState {
-        guard let zone = zones.withLock({ $0[source.zone]?.zone }) else { return CachedZones().state(of: source) }
+        if let zone = zones.withLock({ $0[source.zone]?.zone }), zone.source == source { return zone.current }
+        let zone = prepared.withLock { prepared in
+            if let zone = prepared[source.zone], zone.source == source { return zone }
+            let zone = SecondaryZone(source: source, logger: logger)
+            prepared[source.zone] = zone
+            return zone
+        }
         return zone.current
     }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import DNSFenceConfig
 import DNSFenceObserve
 import DNSFenceServe
+import DNSFenceTransfer
 import Logging
 import NIOCore
 import NIOPosix
@@ -28,7 +29,7 @@ struct RunningResolver {
     static func start(
         _ compiled: CompiledConfiguration, configPath: String?, overrides: ConfigurationOverrides, threads: Int?,
         activation: SocketActivation, notifier: SystemdNotifier, registry: PrometheusCollectorRegistry,
-        logger: Logger, queryLogFD: Int32 = 1
+        logger: Logger, queryLogFD: Int32 = 1, zones: ZoneTransfers? = nil
     ) async throws(ExitCode) -> RunningResolver {
         for warning in compiled.warnings { logger.warning("\(warning)") }
         let config = compiled.configuration
@@ -38,7 +39,7 @@ struct RunningResolver {
             runtime = try await ServerRuntime(
                 configPath: configPath, overrides: overrides, compiled: compiled,
                 threads: max(1, threads ?? System.coreCount), notifier: notifier, logger: logger,
-                queryLogFD: queryLogFD)
+                queryLogFD: queryLogFD, zones: zones)
         } catch {
             printError("dnsfence: \(error)")
             throw ExitCode(1)

@@ -6,6 +6,7 @@ import DNSFenceObserve
 import DNSFencePolicy
 import DNSFenceResolve
 import DNSFenceServe
+import DNSFenceTransfer
 import DNSFenceWire
 import Dispatch
 import Logging
@@ -54,13 +55,16 @@ struct ServeCommand: AsyncParsableCommand {
         // Signals are caught from the start: a SIGHUP while starting must not kill the server.
         let signals = SignalWatcher([SIGHUP, SIGINT, SIGTERM, SIGUSR1])
         let notifier = SystemdNotifier(environment: processEnvironment())
-        let compiled = try Self.load(options.config, options.overrides)
+        // The zones kept from primaries, made before the first load so that it reads each
+        // cache file once (the secondaries it makes are the ones that then serve).
+        let zones = ZoneTransfers(logger: logger)
+        let compiled = try Self.load(options.config, options.overrides, zones: zones)
         // Sockets systemd passed are served instead of binding (socket activation).
         let activation = SocketActivation(environment: processEnvironment())
         for problem in activation.unusable { logger.warning("socket activation: \(problem)") }
         let resolver = try await RunningResolver.start(
             compiled, configPath: options.config, overrides: options.overrides, threads: threads,
-            activation: activation, notifier: notifier, registry: registry, logger: logger)
+            activation: activation, notifier: notifier, registry: registry, logger: logger, zones: zones)
         notifier.ready(status: await resolver.runtime.status)
         let watchdog = notifier.watchdogInterval.map { interval in
             Task {
@@ -107,9 +111,11 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     /// The configuration a start serves, or every error on standard error and exit 1.
-    static func load(_ path: String?, _ overrides: ConfigurationOverrides) throws(ExitCode) -> CompiledConfiguration {
+    static func load(_ path: String?, _ overrides: ConfigurationOverrides, zones: any ZoneProvider)
+        throws(ExitCode) -> CompiledConfiguration
+    {
         do {
-            return try ConfigurationLoader().load(configPath: path, overrides: overrides)
+            return try ConfigurationLoader().load(configPath: path, overrides: overrides, zones: zones)
         } catch {
             for diagnostic in error.diagnostics { printError("\(diagnostic)") }
             throw ExitCode(1)

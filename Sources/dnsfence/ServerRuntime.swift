@@ -57,7 +57,7 @@ actor ServerRuntime {
     /// log goes to `queryLogFD` (standard output; `run` gives the program that).
     init(
         configPath: String?, overrides: ConfigurationOverrides, compiled: CompiledConfiguration, threads: Int,
-        notifier: SystemdNotifier, logger: Logger, queryLogFD: Int32 = 1
+        notifier: SystemdNotifier, logger: Logger, queryLogFD: Int32 = 1, zones: ZoneTransfers? = nil
     ) async throws {
         self.notifier = notifier
         self.configPath = configPath
@@ -65,7 +65,7 @@ actor ServerRuntime {
         self.logger = logger
         self.current = compiled
         self.lastReload = ReloadRecord()
-        let zones = ZoneTransfers(logger: logger)
+        let zones = zones ?? ZoneTransfers(logger: logger)
         self.zones = zones
         let shedder = Self.loadShedder(compiled.configuration, logger: logger)
         self.shedder = shedder

@@ -1,3 +1,6 @@
+import DNSFenceCore
+import Foundation
+import Logging
 import Testing
 
 @testable import DNSFenceTransfer
@@ -133,5 +136,33 @@ extension String {
         var fields = split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
         fields[1] = "\(ttl)"
         return fields.joined(separator: "\t")
+    }
+}
+
+@Suite("zone transfer: the cache file at start")
+struct ZoneCacheStartTests {
+    @Test("the first load's secondary is the one that serves: its cache file is read once")
+    func readOnce() throws {
+        let directory = "/tmp/dnsfence-zonecache-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(directory, 0o755)
+        defer { _ = try? FileManager.default.removeItem(atPath: directory) }
+        let text =
+            "once.rpz.\t60\tIN\tSOA\tns.once.rpz. admin.once.rpz. 7 3600 600 604800 60\n"
+            + "a.once.rpz.\t60\tIN\tCNAME\trpz-passthru.\n"
+        try text.write(toFile: directory + "/once.rpz.zone", atomically: true, encoding: .utf8)
+        let source = ZoneTransferSource(
+            zone: "once.rpz.", primaries: [TransferPrimary(address: IPAddress("127.0.0.1")!, port: 9)],
+            cacheDirectory: directory)
+        let zones = ZoneTransfers(logger: Logger(label: "test"))
+        defer { zones.stop() }
+        guard case .serving(let served) = zones.state(of: source) else {
+            Issue.record("the cached copy should serve")
+            return
+        }
+        #expect(served.contains("a.once.rpz."))
+        zones.configure([source])
+        _ = zones.state(of: source)
+        #expect(zones.serials["once.rpz."] == .some(7))
+        #expect(ZoneCache.reads.withLock { $0[directory + "/once.rpz.zone"] } == 1)
     }
 }
