@@ -1,6 +1,7 @@
 public import DNSFencePolicy
 public import DNSFenceTransfer
 import DNSFenceWire
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -65,8 +66,27 @@ public struct ConfigurationLoader: Sendable {
 
     /// The public suffix list: Debian's (`publicsuffix`), else the embedded copy.
     public static var publicSuffixes: PublicSuffixList {
-        (try? readFile("/usr/share/publicsuffix/public_suffix_list.dat")).map(PublicSuffixList.init(text:)) ?? .embedded
+        let path = "/usr/share/publicsuffix/public_suffix_list.dat"
+        var info = stat()
+        guard stat(path, &info) == 0 else { return .embedded }
+        // Read again only when the file changed (a package upgrade): a reload and every
+        // transfer applied compile with it, and reading it costs tens of milliseconds.
+        let stamp = SuffixFileStamp(
+            seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec, size: info.st_size)
+        if let cached = suffixCache.withLock({ $0 }), cached.stamp == stamp { return cached.list }
+        guard let text = try? readFile(path) else { return .embedded }
+        let list = PublicSuffixList(text: text)
+        suffixCache.withLock { $0 = (stamp, list) }
+        return list
     }
+
+    private struct SuffixFileStamp: Equatable {
+        var seconds: Int
+        var nanoseconds: Int
+        var size: Int
+    }
+
+    private static let suffixCache = Mutex<(stamp: SuffixFileStamp, list: PublicSuffixList)?>(nil)
 
     /// A path relative to `directory` (the configuration file's), or as it is when absolute.
     static func resolve(_ path: String, against directory: String?) -> String {
