@@ -101,7 +101,11 @@ struct LeastPrivilegeTests {
             // It cannot enter the namespace: that policy fails closed, and says why.
             #expect(answer.contains("status: SERVFAIL") && answer.contains("firewall unavailable"), "\(answer)")
             #expect(!set().contains("192.0.2.10"))
+            // Nor load the rate limiter's kernel filter: it says so, and limits alone.
+            #expect(fence.output.contains("rate limits are enforced by dnsfence alone"), "\(fence.output)")
         } else {
+            // CAP_SYS_ADMIN loads the rate limiter's kernel filter.
+            #expect(!fence.output.contains("enforced by dnsfence alone"), "\(fence.output)")
             #expect(answer.contains("192.0.2.10"), "\(answer)\n\(fence.output)")
             #expect(set().contains("192.0.2.10"), "published into the other namespace's set")
             #expect(fence.output.contains("capabilities=cap_net_bind_service,cap_net_admin,cap_sys_admin"))
