@@ -6,15 +6,16 @@ import Testing
 struct RateLimitTests {
     @Test(
         "a flooding client is held to its rate (the rest dropped or TC); another client and TCP are unaffected",
-        arguments: [true, false])
-    func flood(kernel: Bool) throws {
+        arguments: [(true, false), (false, false), (true, true)])
+    func flood(kernel: Bool, ipv6: Bool) throws {
+        // IPv6: the flood comes from ::1, keyed by its /64 in dnsfence and in the filter alike.
         // The kernel filter needs CAP_BPF: without it (not root) dnsfence limits alone.
         let filtered = kernel && isRoot
         let nsd = try NSDServer()
         let directory = try Harness.temporaryDirectory()
         let port = Harness.freePort(), metricsPort = Harness.freePort()
         try """
-        listen: [{ address: 127.0.0.1:\(port), policy: p }]
+        listen: [{ address: 127.0.0.1:\(port), policy: p }, { address: "[::1]:\(port)", policy: p }]
         upstreams: [127.0.0.1:\(nsd.port)]
         metrics: { listen: 127.0.0.1:\(metricsPort) }
         rate-limit: { queries: 100, burst: 100, slip: 2, exempt: [], kernel: \(kernel) }
@@ -30,13 +31,14 @@ struct RateLimitTests {
             """
             python3 - <<'PY'
             import socket, struct, time
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            host = "\(ipv6 ? "::1" : "127.0.0.1")"
+            s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-            s.bind(("127.0.0.1", 0))
+            s.bind((host, 0))
             q = b"\\3www\\7example\\4test\\0" + struct.pack(">HH", 1, 1)
             start = time.time()
             for i in range(5000):
-                s.sendto(struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + q, ("127.0.0.1", \(port)))
+                s.sendto(struct.pack(">HHHHHH", i, 0x0100, 1, 0, 0, 0) + q, (host, \(port)))
             took = time.time() - start
             s.settimeout(1)
             answers = truncated = 0
@@ -56,7 +58,7 @@ struct RateLimitTests {
         try #require(numbers.count == 3, "\(result.output)")
         let (answers, truncated, took) = (Int(numbers[0]), Int(numbers[1]), numbers[2])
         print(
-            "rate limit (kernel: \(filtered)): 5000 sent in \(took) s: \(answers) answered, \(truncated) TC, "
+            "rate limit (kernel: \(filtered), \(ipv6 ? "IPv6" : "IPv4")): 5000 sent in \(took) s: \(answers) answered, \(truncated) TC, "
                 + "the rest dropped")
         #expect(answers >= 100 && Double(answers) <= 100 + 100 * (took + 0.5) + 5, "\(answers)")
         // In dnsfence every second limited query is TC; with the filter, one in 16 of those
