@@ -62,6 +62,8 @@ enum Observability {
         "dnsfence_querylog_dropped_total": "Query log lines dropped because the writer fell behind.",
         "dnsfence_querylog_lines_total": "Query log lines written, held back by repeat-limit, or over the byte budget.",
         "dnsfence_udp_dropped_total": "UDP datagrams dropped by dnsfence, by reason.",
+        "dnsfence_rate_limit_shed_total":
+            "Datagrams from clients over their rate limit dropped in the kernel, before dnsfence read them.",
         "dnsfence_tcp_refused_total": "TCP connections refused because the descriptor table was full.",
     ]
 
@@ -95,12 +97,11 @@ enum Observability {
     }
 
     /// `dnsfence_rate_limit_shed_total`: datagrams the rate limiter's kernel filter dropped
-    /// (absent when the filter could not be loaded). Read from its map at each scrape.
+    /// (absent when the filter could not be loaded). Read from its map at each scrape; its
+    /// `# HELP` line comes from ``help``, as for every family.
     static func shedExposition(_ shedder: KernelShedder?) -> String {
         guard let shedder else { return "" }
         return """
-            # HELP dnsfence_rate_limit_shed_total Datagrams from clients over their rate limit dropped \
-            in the kernel, before dnsfence read them.
             # TYPE dnsfence_rate_limit_shed_total counter
             dnsfence_rate_limit_shed_total \(shedder.dropped)
 
