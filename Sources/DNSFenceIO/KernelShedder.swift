@@ -67,9 +67,9 @@ public final class KernelShedder: Sendable {
 
     /// Drops datagrams from `key` of `kind` (0: an IPv4 address, 1: its prefix, 2: an IPv6
     /// /64, 3: its prefix, as the rate limiter keys them) until `until`, then lets one through
-    /// every `interval` (the client's rate: what dnsfence would admit of a steady flood), for
-    /// `holding` nanoseconds from now. Times are CLOCK_MONOTONIC nanoseconds. A failed write is
-    /// not fatal: the rate limiter still drops in user space.
+    /// every `interval` (the client's rate: what dnsfence would admit of a steady flood), until
+    /// `expires`, when the block is forgotten. Times are CLOCK_MONOTONIC nanoseconds. A failed
+    /// write is not fatal: the rate limiter still drops in user space.
     @inline(__always)
     public func block(kind: UInt32, key: UInt64, until: UInt64, interval: UInt64, expires: UInt64) {
         var shed = self.shed

@@ -55,9 +55,6 @@ public struct PolicyCompiler: Sendable {
         )
     }
 
-    /// The tunnel budget of every wildcard pass rule (`overrides` by pattern as written, nil
-    /// for `off`; else `default`), by rule position; empty when no rule has one. Also the
-    /// patterns of `overrides` that name no wildcard pass rule.
     /// `policy` with an IXFR's changes: `setting` put in, the patterns of `removing` gone,
     /// through ``RuleSet/applying(setting:removing:)`` (no index built again). The policy's
     /// settings are the same as when it was compiled; budgets and audited rules are found again
@@ -130,6 +127,9 @@ public struct PolicyCompiler: Sendable {
         return (audited, unmatched)
     }
 
+    /// The tunnel budget of every wildcard pass rule (`overrides` by pattern as written, nil
+    /// for `off`; else `default`), by rule position; empty when no rule has one. Also the
+    /// patterns of `overrides` that name no wildcard pass rule.
     static func budgets(
         policy: String, rules: RuleSet, default: TunnelBudget?, overrides: [String: TunnelBudget?]
     ) -> (budgets: [RuleBudget?], unmatched: [String]) {

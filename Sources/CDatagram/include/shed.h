@@ -5,15 +5,15 @@
 
 /// Kernel shedding for the rate limiter: an eBPF socket filter on every UDP listener socket
 /// drops the datagrams of a client (or client prefix) that dnsfence has found over its limit,
-/// until the moment its next query would conform, before they are queued on the socket. The
-/// decision stays in dnsfence (its table, its clock); the kernel only carries it out.
+/// before they are queued on the socket. The decision stays in dnsfence (its table, its
+/// clock); the kernel only carries it out.
 ///
 /// Three maps: `config` (one entry: enabled, the IPv4 and IPv6 prefix shifts, the pass-through
 /// mask), `blocks` (LRU hash: { key, kind } → { until, interval, expires }, CLOCK_MONOTONIC
 /// nanoseconds: dropped before `until`; at or after it one datagram passes and moves `until` on
-/// by `interval`; ignored from `expires`) and `counter` (one 64-bit count of datagrams dropped). A key is what the rate
-/// limiter keys its table by: kind 0 an IPv4 address, 1 its prefix (address >> shift), 2 the
-/// high 64 bits of an IPv6 address, 3 its prefix.
+/// by `interval`; ignored from `expires`) and `counter` (one 64-bit count of datagrams
+/// dropped). A key is what the rate limiter keys its table by: kind 0 an IPv4 address, 1 its
+/// prefix (address >> shift), 2 the high 64 bits of an IPv6 address, 3 its prefix.
 typedef struct {
     int config;
     int blocks;
