@@ -7,3 +7,12 @@ extension Substring {
         return s
     }
 }
+
+extension StringProtocol {
+    /// A name as an operator writes it (`Example.org`, `example.org.`), absolute and
+    /// lower-cased (`example.org.`): how patterns, zones and key names are compared.
+    package var absoluteLowercased: String {
+        let lower = lowercased()
+        return lower.hasSuffix(".") ? lower : lower + "."
+    }
+}

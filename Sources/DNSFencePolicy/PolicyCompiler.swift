@@ -1,3 +1,4 @@
+import DNSFenceCore
 public import DNSFenceWire
 
 /// Compiles policy sources into a ``Policy`` and collects the warnings a careful operator
@@ -116,7 +117,7 @@ public struct PolicyCompiler: Sendable {
         var audited: Set<RuleID> = []
         var unmatched: [String] = []
         for text in patterns {
-            let pattern = (text.hasSuffix(".") ? text : text + ".").lowercased()
+            let pattern = text.absoluteLowercased
             let found = set.rules.indices.filter { index in
                 guard case .deny = set.rules[index].action, !set.retired.contains(Int32(index)) else { return false }
                 return set.rules[index].pattern.lowercased() == pattern
@@ -138,7 +139,7 @@ public struct PolicyCompiler: Sendable {
             policy: policy, rules: rules, in: 0..<rules.rules.count, default: `default`, overrides: overrides,
             found: &found)
         let unmatched = overrides.keys.filter {
-            !found.contains(($0.hasSuffix(".") ? $0 : $0 + ".").lowercased())
+            !found.contains($0.absoluteLowercased)
         }.sorted()
         return (budgets.contains { $0 != nil } ? budgets : [], unmatched)
     }
@@ -159,7 +160,7 @@ public struct PolicyCompiler: Sendable {
     ) -> [RuleBudget?] {
         var byPattern: [String: TunnelBudget?] = [:]
         for (text, budget) in overrides {
-            byPattern[(text.hasSuffix(".") ? text : text + ".").lowercased()] = budget
+            byPattern[text.absoluteLowercased] = budget
         }
         var budgets: [RuleBudget?] = Array(repeating: nil, count: positions.count)
         for index in positions {

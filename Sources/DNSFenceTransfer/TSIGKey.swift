@@ -18,8 +18,7 @@ public struct TSIGKey: Sendable, Hashable, CustomStringConvertible {
     public var secret: String
 
     public init(name: String, algorithm: String, secret: String) {
-        let lower = name.lowercased()
-        self.name = lower.hasSuffix(".") ? lower : lower + "."
+        self.name = name.absoluteLowercased
         self.algorithm = algorithm.lowercased()
         self.secret = secret
     }

@@ -1,4 +1,5 @@
 import CLDNS
+import DNSFenceCore
 
 /// What one transfer brought.
 public enum TransferOutcome: Sendable {
@@ -30,8 +31,7 @@ public struct ZoneTransferClient: Sendable {
     public var timeout: Int
 
     public init(zone: String, key: TSIGKey?, timeout: Int = 10) {
-        let lower = zone.lowercased()
-        self.zone = lower.hasSuffix(".") ? lower : lower + "."
+        self.zone = zone.absoluteLowercased
         self.key = key
         self.timeout = timeout
     }

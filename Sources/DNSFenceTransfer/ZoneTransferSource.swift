@@ -1,3 +1,4 @@
+import DNSFenceCore
 import Synchronization
 
 #if canImport(Glibc)
@@ -15,8 +16,7 @@ public struct ZoneTransferSource: Sendable, Hashable {
     public var cacheDirectory: String?
 
     public init(zone: String, primaries: [TransferPrimary], key: TSIGKey? = nil, cacheDirectory: String? = nil) {
-        let lower = zone.lowercased()
-        self.zone = lower.hasSuffix(".") ? lower : lower + "."
+        self.zone = zone.absoluteLowercased
         self.primaries = primaries
         self.key = key
         self.cacheDirectory = cacheDirectory
