@@ -74,18 +74,23 @@ struct UidEgressTests {
                 log: directory.appendingPathComponent("dnsfence.log")))
         var ready = false
         for _ in 0..<100 where !ready {
-            let probe = try Harness.run(
-                "/bin/sh",
+            // The answer and the listeners are probed apart: ss lists 10.66.0.3:80 too, and a
+            // probe that read both together passed before dnsfence was listening.
+            let answer = try Harness.run(
+                "/usr/sbin/ip",
                 [
-                    "-c",
-                    "ip netns exec \(host) dig @127.0.0.1 -p \(port) +tries=1 +time=1 a.example.test; ip netns exec \(host) ss -ltn",
+                    "netns", "exec", host, "dig", "@127.0.0.1", "-p", "\(port)", "+tries=1", "+time=1", "+short",
+                    "a.example.test",
                 ])
-            ready = probe.output.contains("10.66.0.3") && probe.output.contains("10.66.0.4:80")
+            let listening = try Harness.run("/usr/sbin/ip", ["netns", "exec", host, "ss", "-ltn"])
+            ready =
+                answer.output.split(separator: "\n").contains("10.66.0.3")
+                && listening.output.contains("10.66.0.3:80") && listening.output.contains("10.66.0.4:80")
             if !ready { usleep(100_000) }
         }
         try #require(ready, "dnsfence, nsd and the HTTP servers are up: \(processes.map(\.output))")
 
-        func curl(as user: String, _ url: String) throws -> (status: Int32, seconds: Double) {
+        func curl(as user: String, _ url: String) throws -> (status: Int32, seconds: Double, output: String) {
             let started = Date()
             let result = try Harness.run(
                 "/usr/sbin/ip",
@@ -93,11 +98,12 @@ struct UidEgressTests {
                     "netns", "exec", host, "setpriv", "--reuid=\(user)", "--regid=\(user)", "--clear-groups",
                     "curl", "-sS", "-o", "/dev/null", "--max-time", "5", url,
                 ])
-            return (result.status, Date().timeIntervalSince(started))
+            return (result.status, Date().timeIntervalSince(started), result.output)
         }
         // The confined user: its resolv.conf names 10.66.0.53, which nobody serves; the
         // template redirects the query to dnsfence.
-        #expect(try curl(as: confined, "http://a.example.test/").status == 0)
+        let allowed = try curl(as: confined, "http://a.example.test/")
+        #expect(allowed.status == 0, "\(allowed.output)")
         #expect(try curl(as: confined, "http://b.example.test/").status == 6, "a denied name does not resolve")
         let raw = try curl(as: confined, "http://10.66.0.4/")
         #expect(raw.status == 7 && raw.seconds < 2, "an address never resolved is rejected at once")
