@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: format lint, build with warnings as errors, unit and integration
-# tests (nsd, ldns-testns, dig, kdig, mdig as real peers on loopback), and the ldns code under
-# AddressSanitizer/LeakSanitizer. Needs the packages scripts/install-deps.sh installs.
+# tests (nsd, ldns-testns, dig, kdig, mdig as real peers on loopback), the unit tests again
+# under AddressSanitizer/LeakSanitizer (ldns and our C with them), and the fuzzer. Needs the
+# packages scripts/install-deps.sh installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh

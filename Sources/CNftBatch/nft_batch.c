@@ -298,18 +298,20 @@ int dnsfence_nft_listen(int fd, int join) {
 }
 
 int dnsfence_nft_monitor_open(void) {
-    struct mnl_socket *socket = open_high(SOCK_NONBLOCK);
-    if (socket == NULL) return -errno;
-    if (mnl_socket_bind(socket, 1u << (NFNLGRP_NFTABLES - 1), MNL_SOCKET_AUTOPID) < 0) {
+    // A plain descriptor, no mnl wrapper: close(2) is all it takes to give it up (a retired
+    // namespace's monitor), so nothing is left behind per namespace.
+    int fd = dnsfence_move_high(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
+    if (fd < 0) return -errno;
+    struct sockaddr_nl address = {.nl_family = AF_NETLINK, .nl_groups = 1u << (NFNLGRP_NFTABLES - 1)};
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {
         int saved = errno;
-        mnl_socket_close(socket);
+        close(fd);
         return -saved;
     }
     // A large receive buffer: a flush of a big set arrives as one notification per element.
     int size = 8 << 20;
-    setsockopt(mnl_socket_get_fd(socket), SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
-    // The descriptor lives as long as the process; the small mnl wrapper with it.
-    return mnl_socket_get_fd(socket);
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+    return fd;
 }
 
 int dnsfence_nft_monitor_drain(int fd, void *buffer, uint32_t size, dnsfence_nft_event_handler handler,

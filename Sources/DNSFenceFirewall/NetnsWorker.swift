@@ -330,6 +330,14 @@ struct NamespaceIdentity: Equatable, Sendable {
 /// it was created in, whichever thread uses it), or why there is none yet.
 final class NetlinkSlot: Sendable {
     let socket = Mutex<Result<NetlinkSocket, PublishError>>(.failure(.unavailable("starting")))
+
+    /// A worker dropped without ``NetnsWorker/retire(monitor:)`` (a publisher that is itself
+    /// dropped) still gives its socket back, once the job that opens it is done with it too.
+    deinit {
+        socket.withLock { slot in
+            if case .success(let socket) = slot { dnsfence_nft_batch_close(socket.pointer) }
+        }
+    }
 }
 
 /// An open nfnetlink socket (used only under its worker's lock).
