@@ -9,9 +9,11 @@
 ///
 /// Measured on 99,434 real hostnames (uBlock Origin's EasyList, EasyPrivacy and URLhaus lists
 /// from Debian's `webext-ublock-origin-firefox`, and the Public Suffix List), checking the
-/// labels below each name's registrable domain, as a wildcard there would: 28 names flagged
-/// (0.028 %), all machine-made. Random labels caught at 24 characters: hex 100 %, base32 92 %,
-/// lower-cased base64 95 %; at 48: 100 %, 98.6 %, 99.6 % (`EncodedLabelMeasurementTests`).
+/// labels below each name's registrable domain, as a wildcard there would, one by one and
+/// joined: 60 names flagged (0.060 %), all machine-made. Random labels caught at 24 characters:
+/// hex 100 %, base32 92 %, lower-cased base64 95 %; at 48: 100 %, 98.6 %, 99.6 %; 30
+/// characters cut into labels of 15: 89 %, 90 %, 94 %; 60 so cut: 100 %, 98 %, 99 %
+/// (`EncodedLabelMeasurementTests`).
 public enum EncodedLabel {
     /// Labels shorter than this are never judged by their letters (only by their bytes).
     public static let minimumLength = 16
@@ -66,16 +68,36 @@ public enum EncodedLabel {
     }
 
     /// Judges every label of `wire` (a validated, lower-cased name in wire form) before byte
-    /// `end`: the first that looks encoded.
+    /// `end`: the first that looks encoded; then, if there are several, all of them as one,
+    /// joined by `-` (a tunnel that cuts its data into labels too short to judge: the joins
+    /// break runs as the dots did, but the switches and the entropy are counted over all).
     public static func judge(wire: UnsafeRawBufferPointer, below end: Int) -> Kind? {
         var at = 0
+        var labels = 0
         while at < end, at < wire.count {
             let length = Int(wire[at])
             guard length > 0, at + 1 + length <= wire.count else { return nil }
             if let kind = judge(UnsafeRawBufferPointer(rebasing: wire[(at + 1)..<(at + 1 + length)])) { return kind }
             at += length + 1
+            labels += 1
         }
-        return nil
+        // The joined text is as long as the labels' wire form less its first length byte.
+        guard labels > 1, at - 1 >= minimumLength else { return nil }
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: at - 1) { joined in
+            var from = 0
+            var to = 0
+            while from < at {
+                let length = Int(wire[from])
+                if to > 0 {
+                    joined[to] = 0x2D
+                    to += 1
+                }
+                for i in 0..<length { joined[to + i] = wire[from + 1 + i] }
+                to += length
+                from += length + 1
+            }
+            return judge(UnsafeRawBufferPointer(joined))
+        }
     }
 
     private static let vowels: Set<UInt8> = Set("aeiouy".utf8)

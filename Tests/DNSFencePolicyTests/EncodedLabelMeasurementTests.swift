@@ -78,15 +78,22 @@ struct EncodedLabelMeasurementTests {
         #expect(rate <= 0.001)
     }
 
-    @Test("random data as tunnels encode it: hex, base32 and base64 labels of 24 and 48 characters")
+    @Test(
+        "random data as tunnels encode it: hex, base32 and base64 labels of 24 and 48 characters, and 30 and 60 cut into labels of 15"
+    )
     func caught() {
         var random = SplitMix64(seed: 20_261_205)
+        var split = SplitMix64(seed: 20_261_206)
         let alphabets = [
             ("hex", Array("0123456789abcdef".utf8)), ("base32", Array("abcdefghijklmnopqrstuvwxyz012345".utf8)),
             ("base64", Array("abcdefghijklmnopqrstuvwxyz0123456789-_".utf8)),
         ]
         // The least share caught, by alphabet, at 24 and at 48 characters.
         let floors: [String: (Double, Double)] = ["hex": (0.99, 0.99), "base32": (0.85, 0.97), "base64": (0.80, 0.93)]
+        // The same for 30 and 60 characters cut into labels of 15.
+        let splitFloors: [String: (Double, Double)] = [
+            "hex": (0.80, 0.97), "base32": (0.85, 0.93), "base64": (0.85, 0.95),
+        ]
         for (kind, alphabet) in alphabets {
             for length in [24, 48] {
                 var caught = 0
@@ -99,6 +106,26 @@ struct EncodedLabelMeasurementTests {
                     "encoded labels: \(kind) of \(length) characters: \(String(format: "%.1f", share * 100)) % caught")
                 let floor = length == 24 ? floors[kind]!.0 : floors[kind]!.1
                 #expect(share >= floor, "\(kind) \(length): \(share)")
+            }
+            // Cut into labels of 15, each too short to judge alone: judged joined.
+            for length in [30, 60] {
+                var caught = 0
+                for _ in 0..<2000 {
+                    var wire: [UInt8] = []
+                    for _ in 0..<(length / 15) {
+                        wire.append(15)
+                        wire += (0..<15).map { _ in alphabet[Int(split.next() % UInt64(alphabet.count))] }
+                    }
+                    let below = wire.count
+                    wire += [1, 0x78, 0]  // x.
+                    if wire.withUnsafeBytes({ EncodedLabel.judge(wire: $0, below: below) }) != nil { caught += 1 }
+                }
+                let share = Double(caught) / 2000
+                print(
+                    "encoded labels: \(kind) of \(length) characters in labels of 15: "
+                        + "\(String(format: "%.1f", share * 100)) % caught")
+                let floor = length == 30 ? splitFloors[kind]!.0 : splitFloors[kind]!.1
+                #expect(share >= floor, "\(kind) \(length) in labels of 15: \(share)")
             }
         }
     }

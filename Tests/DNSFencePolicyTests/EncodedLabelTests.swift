@@ -47,4 +47,27 @@ struct EncodedLabelTests {
         #expect(wire.withUnsafeBytes { EncodedLabel.judge(wire: $0, below: below) } == .hex)
         #expect(wire.withUnsafeBytes { EncodedLabel.judge(wire: $0, below: 3) } == nil, "only the labels below")
     }
+
+    static func wire(_ labels: [String]) -> [UInt8] {
+        labels.flatMap { [UInt8($0.utf8.count)] + Array($0.utf8) } + [0]
+    }
+
+    @Test("labels too short to judge alone are judged joined; words and short names stay clean")
+    func joined() {
+        // base32 data cut into labels of 12, below "tunnel.test".
+        let cut = Self.wire(["mzxw6ytboi4d", "kmrq0gx3ya1q", "vrcf5jtl", "tunnel", "test"])
+        #expect(cut.withUnsafeBytes { EncodedLabel.judge(wire: $0, below: 13 + 13 + 9) } == .mixed)
+        // The joins break runs: hex cut short is caught as mixed, not as a hex run it is not.
+        let hex = Self.wire(["6f8a2c10e94b7d3", "355aa01fe9c4d2b", "x"])
+        #expect(hex.withUnsafeBytes { EncodedLabel.judge(wire: $0, below: 32) } == .mixed)
+        // Real names with several labels below a wildcard.
+        for labels in [
+            ["static", "assets", "eu-west-1", "cdn"], ["www", "ssl", "images", "cdn"], ["api", "v2", "staging", "cdn"],
+            ["ec2-52-10-22-33", "compute-1", "cdn"], ["a", "b", "c", "d", "e", "f", "g", "h", "i", "cdn"],
+        ] {
+            let name = Self.wire(labels)
+            let below = name.count - 5  // all but "cdn."
+            #expect(name.withUnsafeBytes { EncodedLabel.judge(wire: $0, below: below) } == nil, "\(labels)")
+        }
+    }
 }
