@@ -36,8 +36,7 @@ let package = Package(
         ),
         .target(
             name: "CNftBatch",
-            dependencies: ["CDatagram"],
-            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl")]
+            linkerSettings: [.linkedLibrary("nftnl"), .linkedLibrary("mnl"), .linkedLibrary("nftables")]
         ),
         .target(name: "CDatagram"),
         .target(name: "CCore"),

@@ -55,16 +55,8 @@ int dnsfence_send_datagrams(int fd, const dnsfence_datagram *slots, int count) {
     return n < 0 ? -errno : n;
 }
 
-int dnsfence_move_high(int fd) {
-    if (fd < 0 || fd >= 1024) return fd;
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 1024);
-    if (high < 0) return fd;
-    close(fd);
-    return high;
-}
-
 int dnsfence_datagram_socket(const struct sockaddr *address, uint32_t address_length, int reuse_port) {
-    int fd = dnsfence_move_high(socket(address->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int fd = socket(address->sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1;
     if ((reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
@@ -131,7 +123,7 @@ void dnsfence_eventfd_drain(int fd) {
 }
 
 int dnsfence_stream_listener(const struct sockaddr *address, uint32_t address_length, int backlog) {
-    int fd = dnsfence_move_high(socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    int fd = socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;
     int one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||

@@ -1,5 +1,4 @@
 #include "nft_batch.h"
-#include "datagram.h"
 
 #include <endian.h>
 #include <arpa/inet.h>
@@ -33,9 +32,9 @@ struct dnsfence_nft_batch {
 // Elements per NEWSETELEM message: keeps each message well under a page-sized kernel skb.
 enum { ELEMENTS_PER_MESSAGE = 256 };
 
-/// A netfilter netlink socket on a descriptor at or above 1024 (dnsfence_move_high).
-static struct mnl_socket *open_high(int flags) {
-    int fd = dnsfence_move_high(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | flags, NETLINK_NETFILTER));
+/// A netfilter netlink socket, close-on-exec.
+static struct mnl_socket *open_netfilter(int flags) {
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | flags, NETLINK_NETFILTER);
     if (fd < 0) return NULL;
     struct mnl_socket *socket = mnl_socket_fdopen(fd);
     if (socket == NULL) {
@@ -47,7 +46,7 @@ static struct mnl_socket *open_high(int flags) {
 }
 
 dnsfence_nft_batch *dnsfence_nft_batch_open(void) {
-    struct mnl_socket *socket = open_high(0);
+    struct mnl_socket *socket = open_netfilter(0);
     if (socket == NULL) return NULL;
     if (mnl_socket_bind(socket, 0, MNL_SOCKET_AUTOPID) < 0) {
         int saved = errno;
@@ -300,7 +299,7 @@ int dnsfence_nft_listen(int fd, int join) {
 int dnsfence_nft_monitor_open(void) {
     // A plain descriptor, no mnl wrapper: close(2) is all it takes to give it up (a retired
     // namespace's monitor), so nothing is left behind per namespace.
-    int fd = dnsfence_move_high(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
+    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
     if (fd < 0) return -errno;
     struct sockaddr_nl address = {.nl_family = AF_NETLINK, .nl_groups = 1u << (NFNLGRP_NFTABLES - 1)};
     if (bind(fd, (struct sockaddr *)&address, sizeof address) < 0) {

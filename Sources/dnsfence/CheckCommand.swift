@@ -35,7 +35,6 @@ struct CheckCommand: AsyncParsableCommand {
 
     func run() async throws {
         let compiled: CompiledConfiguration
-        LowDescriptors.reserve()  // before sockets: libnftables needs descriptors below 1024
         do {
             compiled = try ConfigurationLoader().load(configPath: options.config, overrides: options.overrides)
         } catch {

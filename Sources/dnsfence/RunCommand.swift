@@ -81,7 +81,6 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let started = ContinuousClock.now
-        LowDescriptors.reserve()  // before sockets: libnftables needs descriptors below 1024
         guard geteuid() == 0 else {
             printError(
                 "dnsfence run: needs root to make the sandbox's namespace, link and rules; run it with sudo "

@@ -39,7 +39,6 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         // First of all: nothing is opened, bound or started as root that the user could not.
-        LowDescriptors.reserve()  // before sockets: libnftables needs descriptors below 1024
         DescriptorLimit.raise()
         if let user {
             do throws(Privileges.Failure) {

@@ -42,11 +42,6 @@ int dnsfence_stream_listener(const struct sockaddr *address, uint32_t address_le
 /// and opens the spare again (-1 if it could not). Returns how many were shed.
 int dnsfence_shed_connections(int listener, int *spare, int max);
 
-/// Moves a long-lived descriptor to a number at or above FD_SETSIZE (1024) when the limit
-/// allows, closing the original; returns the descriptor to use. The numbers below 1024 stay
-/// free for libnftables, which waits on its socket with select(2) and aborts on a higher one.
-int dnsfence_move_high(int fd);
-
 /// epoll and eventfd without the packed `struct epoll_event` crossing into Swift.
 int dnsfence_epoll_create(void);
 int dnsfence_epoll_control(int epoll, int op, int fd, uint32_t events, uint64_t token);
