@@ -1,5 +1,6 @@
 import ArgumentParser
 import DNSFenceConfig
+import DNSFenceCore
 import DNSFenceObserve
 import DNSFenceServe
 import DNSFenceTransfer

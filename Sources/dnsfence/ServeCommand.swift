@@ -1,5 +1,6 @@
 import ArgumentParser
 import DNSFenceConfig
+import DNSFenceCore
 import DNSFenceFirewall
 import DNSFenceIO
 import DNSFenceObserve

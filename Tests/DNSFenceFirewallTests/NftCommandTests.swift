@@ -1,3 +1,4 @@
+import DNSFenceCore
 import Foundation
 import Testing
 
@@ -9,16 +10,8 @@ import Testing
 struct NftCommandTests {
     @Test("a command runs, and refuses with libnftables' error, with every descriptor below 1024 taken")
     func everyLowDescriptorTaken() throws {
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        try #require(limit.rlim_max >= 2048, "the hard descriptor limit is \(limit.rlim_max)")
-        let saved = limit
-        limit.rlim_cur = max(limit.rlim_cur, 2048)
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        defer {
-            var restore = saved
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
-        }
+        let limit = DescriptorLimit.raise()
+        try #require(limit >= 2048, "the descriptor limit is \(limit)")
         // Every free number below 1024, and one above (held only while the commands run: other
         // tests in this process get numbers above 1024 meanwhile, which is harmless to them).
         var taken: [Int32] = []

@@ -1,3 +1,4 @@
+import DNSFenceCore
 import Foundation
 import Testing
 
@@ -148,16 +149,8 @@ struct ManyDescriptorsTests {
     @Test("with over 1024 descriptors open (TCP clients), a reload still makes and checks the sets")
     func manyDescriptors() throws {
         // Room for 1,100 connections in this process and in dnsfence (which inherits the limit).
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        try #require(limit.rlim_max >= 4096, "the hard descriptor limit is \(limit.rlim_max)")
-        let saved = limit
-        limit.rlim_cur = min(limit.rlim_max, 8192)
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        defer {
-            var restore = saved
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &restore)
-        }
+        let limit = DescriptorLimit.raise()
+        try #require(limit >= 4096, "the descriptor limit is \(limit)")
         let nsd = try NSDServer()
         let netns = "dfm-\(String(UInt32.random(in: 0..<UInt32.max), radix: 16))"
         try sh("ip netns add \(netns)")
