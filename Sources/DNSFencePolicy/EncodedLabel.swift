@@ -72,31 +72,27 @@ public enum EncodedLabel {
     /// joined by `-` (a tunnel that cuts its data into labels too short to judge: the joins
     /// break runs as the dots did, but the switches and the entropy are counted over all).
     public static func judge(wire: UnsafeRawBufferPointer, below end: Int) -> Kind? {
-        var at = 0
-        var labels = 0
-        while at < end, at < wire.count {
-            let length = Int(wire[at])
-            guard length > 0, at + 1 + length <= wire.count else { return nil }
-            if let kind = judge(UnsafeRawBufferPointer(rebasing: wire[(at + 1)..<(at + 1 + length)])) { return kind }
-            at += length + 1
-            labels += 1
-        }
-        // The joined text is as long as the labels' wire form less its first length byte.
-        guard labels > 1, at - 1 >= minimumLength else { return nil }
-        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: at - 1) { joined in
-            var from = 0
+        // The joined text is never longer than the name's wire form.
+        withUnsafeTemporaryAllocation(byteCount: wire.count, alignment: 1) { joined in
+            var at = 0
             var to = 0
-            while from < at {
-                let length = Int(wire[from])
-                if to > 0 {
+            var labels = 0
+            while at < end, at < wire.count {
+                let length = Int(wire[at])
+                guard length > 0, at + 1 + length <= wire.count else { return nil }
+                let label = UnsafeRawBufferPointer(rebasing: wire[(at + 1)..<(at + 1 + length)])
+                if let kind = judge(label) { return kind }
+                if labels > 0 {
                     joined[to] = 0x2D
                     to += 1
                 }
-                for i in 0..<length { joined[to + i] = wire[from + 1 + i] }
+                UnsafeMutableRawBufferPointer(rebasing: joined[to..<(to + length)]).copyMemory(from: label)
                 to += length
-                from += length + 1
+                at += length + 1
+                labels += 1
             }
-            return judge(UnsafeRawBufferPointer(joined))
+            guard labels > 1, to >= minimumLength else { return nil }
+            return judge(UnsafeRawBufferPointer(rebasing: joined[0..<to]))
         }
     }
 
