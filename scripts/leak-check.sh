@@ -2,7 +2,8 @@
 # Runs every test but the integration tests (those run the dnsfence binary the plain build made)
 # under AddressSanitizer with leak detection: ldns (message decoding, the malformed corpus,
 # zone files), the C of CDatagram (datagram loop, kernel filter) and CNftBatch (netlink
-# batches, monitors), and our Swift over them. Exit non-zero on any memory error or leak.
+# batches, monitors, nft commands), and our Swift over them. Exit non-zero on any memory error
+# or leak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export ASAN_OPTIONS=detect_leaks=1
